@@ -1,0 +1,127 @@
+"""Architecture parameters α of every searchable layer, kept apart from the network weights.
+
+α never lives inside the model (and so never inside DDP): the searcher's arch optimiser, the
+cluster's architecture actor and checkpoints all handle this one object. Layers may have
+different candidate counts, so α is a list of 1-D leaf tensors, one per layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+
+from nas_core.errors import ProxylessError
+
+
+class ArchState:
+    """α logits per searchable layer, with the candidate names they choose between."""
+
+    def __init__(
+        self,
+        layer_names: Sequence[str],
+        candidates: Sequence[Sequence[str]],
+        alphas: Sequence[Sequence[float] | torch.Tensor] | None = None,
+    ) -> None:
+        if len(layer_names) != len(candidates):
+            raise ProxylessError("ArchState: one candidate list per layer name is needed")
+        self.layer_names = list(layer_names)
+        self.candidates = [list(c) for c in candidates]
+        if alphas is None:
+            alphas = [torch.zeros(len(c)) for c in self.candidates]
+        if len(alphas) != len(self.candidates):
+            raise ProxylessError(
+                f"ArchState: {len(alphas)} alpha vectors for {len(self.candidates)} layers"
+            )
+        self.alphas: list[torch.Tensor] = []
+        for name, cands, a in zip(self.layer_names, self.candidates, alphas, strict=True):
+            t = torch.as_tensor(a, dtype=torch.float32).detach().clone()
+            if t.shape != (len(cands),) or not torch.isfinite(t).all():
+                raise ProxylessError(
+                    f"ArchState: alpha of {name} must be {len(cands)} finite numbers"
+                )
+            self.alphas.append(t.requires_grad_(True))
+
+    def __len__(self) -> int:
+        return len(self.alphas)
+
+    def parameters(self) -> list[torch.Tensor]:
+        """The α tensors, for an optimiser."""
+        return self.alphas
+
+    def init_normal_(self, generator: torch.Generator, std: float = 1e-3) -> ArchState:
+        """α ~ N(0, std²), the official initialisation."""
+        with torch.no_grad():
+            for a in self.alphas:
+                a.copy_(torch.randn(a.shape, generator=generator) * std)
+        return self
+
+    def probs(self, layer: int) -> torch.Tensor:
+        """softmax(α) of one layer, differentiable."""
+        return torch.softmax(self.alphas[layer], dim=0)
+
+    def all_probs(self) -> list[torch.Tensor]:
+        return [torch.softmax(a, dim=0) for a in self.alphas]
+
+    def entropy(self) -> torch.Tensor:
+        """Entropy (nats) of each layer's distribution, shape [layers]."""
+        ents = [-(p * torch.log(p.clamp_min(1e-12))).sum() for p in self.all_probs()]
+        return torch.stack(ents).detach()
+
+    def argmax(self) -> list[str]:
+        """The most likely candidate of every layer (ties go to the first)."""
+        return [c[int(torch.argmax(a))] for c, a in zip(self.candidates, self.alphas, strict=True)]
+
+    def zero_grad(self) -> None:
+        for a in self.alphas:
+            a.grad = None
+
+    def to_config(self) -> dict[str, Any]:
+        """JSON-safe: names, candidates and α values."""
+        return {
+            "layers": [
+                {"name": n, "candidates": list(c), "alpha": a.detach().tolist()}
+                for n, c, a in zip(self.layer_names, self.candidates, self.alphas, strict=True)
+            ]
+        }
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> ArchState:
+        try:
+            layers = config["layers"]
+            return cls(
+                [d["name"] for d in layers],
+                [d["candidates"] for d in layers],
+                [d["alpha"] for d in layers],
+            )
+        except (KeyError, TypeError) as e:
+            raise ProxylessError(f"ArchState config is malformed: missing {e}") from None
+
+    def state_dict(self) -> dict[str, Any]:
+        """Tensors and plain lists only, so `torch.load(weights_only=True)` can read it."""
+        return {
+            "layer_names": list(self.layer_names),
+            "candidates": [list(c) for c in self.candidates],
+            "alphas": [a.detach().clone() for a in self.alphas],
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Copy α in place (optimisers holding these tensors stay valid)."""
+        if state["candidates"] != self.candidates:
+            raise ProxylessError("ArchState: checkpoint was made for another search space")
+        with torch.no_grad():
+            for a, b in zip(self.alphas, state["alphas"], strict=True):
+                a.copy_(torch.as_tensor(b))
+
+    def rescale_(self, layer: int, involved: Sequence[int], old: torch.Tensor) -> None:
+        """Offset α[involved] so Σ exp over them is what it was before the update (`old`).
+
+        After a two-path update this leaves the probability of every unsampled path unchanged:
+        only the mass already held by the two sampled paths is redistributed between them.
+        """
+        idx = torch.as_tensor(list(involved))
+        with torch.no_grad():
+            a = self.alphas[layer]
+            offset = torch.logsumexp(a[idx], 0) - torch.logsumexp(old, 0)
+            a[idx] -= offset

@@ -1,0 +1,403 @@
+"""Layers and candidate ops, in the official ProxylessNAS layer-config format.
+
+Every layer's `to_config()` is exactly the dict the official `net.config` files use (`name`
+plus constructor arguments), so exporting a standalone net is `net.to_config()` and importing is
+`layer_from_config`. Candidate ops (`3x3_MBConv6`, `5x5_SepConv`, `zero`, …) are builders in
+`OPS` that return such layers. Activations are never in-place: the binary-gate backward re-runs
+candidates on a saved input, which an in-place op could have overwritten.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from nas_core.config import checked_kwargs, init_kwargs
+from nas_core.errors import ProxylessError
+from nas_core.registry import Registry
+
+LAYERS: Registry[type[Layer]] = Registry("layer")
+OPS: Registry[Callable[[int, int, int], nn.Module]] = Registry("op")
+
+
+class Layer(nn.Module):
+    """Base of all config-buildable layers: `to_config()` / `from_config()` round trip."""
+
+    config_name: ClassVar[str]
+
+    def to_config(self) -> dict[str, Any]:
+        return {"name": self.config_name, **init_kwargs(self)}
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Layer:
+        return cls(**checked_kwargs(cls, config, cls.config_name))
+
+
+def layer_from_config(config: Mapping[str, Any] | None) -> nn.Module | None:
+    """Build any registered layer from its config; `None` stays `None` (an absent shortcut)."""
+    if config is None:
+        return None
+    if not isinstance(config, Mapping) or "name" not in config:
+        raise ProxylessError(f"layer config must be an object with a 'name', got {config!r:.80}")
+    return LAYERS.get(config["name"]).from_config(config)
+
+
+def _activation(name: str | None) -> nn.Module | None:
+    if name is None:
+        return None
+    acts = {"relu": nn.ReLU, "relu6": nn.ReLU6, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
+    if name not in acts:
+        raise ProxylessError(f"unknown act_func {name!r} (known: {', '.join(sorted(acts))})")
+    return acts[name]()
+
+
+def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """ShuffleNet channel shuffle: interleave the `groups` channel groups."""
+    b, c, h, w = x.shape
+    return x.view(b, groups, c // groups, h, w).transpose(1, 2).reshape(b, c, h, w)
+
+
+class _OrderedLayer(Layer):
+    """A weight op with optional BN, activation and dropout applied in `ops_order`."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        use_bn: bool,
+        act_func: str | None,
+        dropout_rate: float,
+        ops_order: str,
+    ) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.use_bn = use_bn
+        self.act_func = act_func
+        self.dropout_rate = dropout_rate
+        self.ops_order = ops_order
+        order = ops_order.split("_")
+        if sorted(order) != ["act", "bn", "weight"]:
+            raise ProxylessError(f"ops_order must order weight, bn and act, got {ops_order!r}")
+        self._order = order
+        bn_channels = in_channels if order.index("bn") < order.index("weight") else out_channels
+        self.bn = self._bn(bn_channels) if use_bn else None
+        self.activation = _activation(act_func)
+        self.dropout = self._dropout(dropout_rate) if dropout_rate > 0 else None
+
+    def _bn(self, channels: int) -> nn.Module:
+        return nn.BatchNorm2d(channels)
+
+    def _dropout(self, rate: float) -> nn.Module:
+        return nn.Dropout2d(rate)
+
+    def weight_call(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for step in self._order:
+            if step == "weight":
+                if self.dropout is not None:
+                    x = self.dropout(x)
+                x = self.weight_call(x)
+            elif step == "bn" and self.bn is not None:
+                x = self.bn(x)
+            elif step == "act" and self.activation is not None:
+                x = self.activation(x)
+        return x
+
+
+@LAYERS.register("ConvLayer")
+class ConvLayer(_OrderedLayer):
+    """Plain (group) convolution with same padding and optional channel shuffle."""
+
+    config_name = "ConvLayer"
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        stride: int = 1,
+        dilation: int = 1,
+        groups: int = 1,
+        bias: bool = False,
+        has_shuffle: bool = False,
+        use_bn: bool = True,
+        act_func: str | None = "relu",
+        dropout_rate: float = 0,
+        ops_order: str = "weight_bn_act",
+    ) -> None:
+        super().__init__(in_channels, out_channels, use_bn, act_func, dropout_rate, ops_order)
+        self.kernel_size, self.stride, self.dilation = kernel_size, stride, dilation
+        self.groups, self.bias, self.has_shuffle = groups, bias, has_shuffle
+        pad = kernel_size // 2 * dilation
+        self.conv = nn.Conv2d(
+            in_channels, out_channels, kernel_size, stride, pad, dilation, groups, bias
+        )
+
+    def weight_call(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv(x)
+        return channel_shuffle(x, self.groups) if self.has_shuffle and self.groups > 1 else x
+
+
+@LAYERS.register("DepthConvLayer")
+class DepthConvLayer(_OrderedLayer):
+    """Separable convolution: depthwise k×k (optionally dilated) then pointwise 1×1."""
+
+    config_name = "DepthConvLayer"
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        stride: int = 1,
+        dilation: int = 1,
+        groups: int = 1,
+        bias: bool = False,
+        has_shuffle: bool = False,
+        use_bn: bool = True,
+        act_func: str | None = "relu",
+        dropout_rate: float = 0,
+        ops_order: str = "weight_bn_act",
+    ) -> None:
+        super().__init__(in_channels, out_channels, use_bn, act_func, dropout_rate, ops_order)
+        self.kernel_size, self.stride, self.dilation = kernel_size, stride, dilation
+        self.groups, self.bias, self.has_shuffle = groups, bias, has_shuffle
+        pad = kernel_size // 2 * dilation
+        self.depth_conv = nn.Conv2d(
+            in_channels,
+            in_channels,
+            kernel_size,
+            stride,
+            pad,
+            dilation,
+            groups=in_channels,
+            bias=False,
+        )
+        self.point_conv = nn.Conv2d(in_channels, out_channels, 1, groups=groups, bias=bias)
+
+    def weight_call(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.point_conv(self.depth_conv(x))
+        return channel_shuffle(x, self.groups) if self.has_shuffle and self.groups > 1 else x
+
+
+@LAYERS.register("PoolingLayer")
+class PoolingLayer(_OrderedLayer):
+    """Average or max pooling; same padding when stride is 1."""
+
+    config_name = "PoolingLayer"
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        pool_type: str,
+        kernel_size: int = 2,
+        stride: int = 2,
+        use_bn: bool = False,
+        act_func: str | None = None,
+        dropout_rate: float = 0,
+        ops_order: str = "weight_bn_act",
+    ) -> None:
+        super().__init__(in_channels, out_channels, use_bn, act_func, dropout_rate, ops_order)
+        self.pool_type, self.kernel_size, self.stride = pool_type, kernel_size, stride
+        pad = kernel_size // 2 if stride == 1 else 0
+        if pool_type == "avg":
+            self.pool = nn.AvgPool2d(kernel_size, stride, pad, count_include_pad=False)
+        elif pool_type == "max":
+            self.pool = nn.MaxPool2d(kernel_size, stride, pad)
+        else:
+            raise ProxylessError(f"pool_type must be 'avg' or 'max', got {pool_type!r}")
+
+    def weight_call(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(x)
+
+
+@LAYERS.register("IdentityLayer")
+class IdentityLayer(_OrderedLayer):
+    """Identity, optionally with BN / activation around it."""
+
+    config_name = "IdentityLayer"
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        use_bn: bool = False,
+        act_func: str | None = None,
+        dropout_rate: float = 0,
+        ops_order: str = "weight_bn_act",
+    ) -> None:
+        super().__init__(in_channels, out_channels, use_bn, act_func, dropout_rate, ops_order)
+
+    def weight_call(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+@LAYERS.register("LinearLayer")
+class LinearLayer(_OrderedLayer):
+    """Fully connected classifier layer (BN1d / dropout as configured)."""
+
+    config_name = "LinearLayer"
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        use_bn: bool = False,
+        act_func: str | None = None,
+        dropout_rate: float = 0,
+        ops_order: str = "weight_bn_act",
+    ) -> None:
+        super().__init__(in_features, out_features, use_bn, act_func, dropout_rate, ops_order)
+        self.in_features, self.out_features, self.bias = in_features, out_features, bias
+        self.linear = nn.Linear(in_features, out_features, bias)
+
+    def _bn(self, channels: int) -> nn.Module:
+        return nn.BatchNorm1d(channels)
+
+    def _dropout(self, rate: float) -> nn.Module:
+        return nn.Dropout(rate)
+
+    def weight_call(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x)
+
+
+def _conv_bn_relu6(cin: int, cout: int, k: int, stride: int, groups: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU6(),
+    )
+
+
+@LAYERS.register("MBInvertedConvLayer")
+class MBInvertedConvLayer(Layer):
+    """MobileNetV2 inverted bottleneck: 1×1 expand, k×k depthwise, 1×1 linear; BN + ReLU6.
+
+    Expand ratio 1 drops the expansion conv, as in the official code.
+    """
+
+    config_name = "MBInvertedConvLayer"
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        stride: int = 1,
+        expand_ratio: int = 6,
+    ) -> None:
+        super().__init__()
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size, self.stride, self.expand_ratio = kernel_size, stride, expand_ratio
+        mid = round(in_channels * expand_ratio)
+        if expand_ratio > 1:
+            self.inverted_bottleneck = _conv_bn_relu6(in_channels, mid, 1, 1, 1)
+        else:
+            mid, self.inverted_bottleneck = in_channels, None
+        self.depth_conv = _conv_bn_relu6(mid, mid, kernel_size, stride, mid)
+        self.point_linear = nn.Sequential(
+            nn.Conv2d(mid, out_channels, 1, bias=False), nn.BatchNorm2d(out_channels)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.inverted_bottleneck is not None:
+            x = self.inverted_bottleneck(x)
+        return self.point_linear(self.depth_conv(x))
+
+
+@LAYERS.register("ZeroLayer")
+class ZeroLayer(Layer):
+    """The Zero op: outputs zeros, so a residual block reduces to its identity shortcut."""
+
+    config_name = "ZeroLayer"
+
+    def __init__(self, stride: int = 1) -> None:
+        super().__init__()
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        s = self.stride
+        return x.new_zeros(b, c, (h + s - 1) // s, (w + s - 1) // s)
+
+
+# ---- candidate ops: name -> builder(in_channels, out_channels, stride) ----
+
+
+def _register_mbconv(k: int, e: int) -> None:
+    @OPS.register(f"{k}x{k}_MBConv{e}")
+    def build(cin: int, cout: int, stride: int) -> nn.Module:
+        return MBInvertedConvLayer(cin, cout, k, stride, e)
+
+
+def _register_sepconv(name: str, k: int, dilation: int) -> None:
+    @OPS.register(name)
+    def build(cin: int, cout: int, stride: int) -> nn.Module:
+        return DepthConvLayer(cin, cout, k, stride, dilation, ops_order="bn_act_weight")
+
+
+def _register_pool(name: str, pool_type: str) -> None:
+    @OPS.register(name)
+    def build(cin: int, cout: int, stride: int) -> nn.Module:
+        _same_channels(name, cin, cout)
+        return PoolingLayer(cin, cout, pool_type, 3, stride, ops_order="bn_act_weight")
+
+
+def _same_channels(name: str, cin: int, cout: int) -> None:
+    if cin != cout:
+        raise ProxylessError(f"op {name} needs in_channels == out_channels, got {cin}→{cout}")
+
+
+for _k in (3, 5, 7):
+    for _e in (1, 3, 6):
+        _register_mbconv(_k, _e)
+    _register_sepconv(f"{_k}x{_k}_SepConv", _k, 1)
+_register_sepconv("3x3_DilSepConv", 3, 2)
+_register_pool("3x3_AvgPool", "avg")
+_register_pool("3x3_MaxPool", "max")
+
+
+@OPS.register("identity")
+def _identity(cin: int, cout: int, stride: int) -> nn.Module:
+    _same_channels("identity", cin, cout)
+    if stride != 1:
+        raise ProxylessError(f"op identity needs stride 1, got {stride}")
+    return IdentityLayer(cin, cout, ops_order="bn_act_weight")
+
+
+@OPS.register("zero")
+def _zero(cin: int, cout: int, stride: int) -> nn.Module:
+    _same_channels("zero", cin, cout)
+    return ZeroLayer(stride)
+
+
+def create_op(name: str, in_channels: int, out_channels: int, stride: int) -> nn.Module:
+    """Build the candidate op `name` for one position of a space."""
+    return OPS.get(name)(in_channels, out_channels, stride)
+
+
+def op_name(config: Mapping[str, Any]) -> str | None:
+    """The candidate-op name of a layer config, or None when it is no registered candidate."""
+    kind = config.get("name")
+    k = config.get("kernel_size")
+    if kind == "MBInvertedConvLayer":
+        name = f"{k}x{k}_MBConv{config.get('expand_ratio')}"
+    elif kind == "ZeroLayer":
+        name = "zero"
+    elif kind == "IdentityLayer":
+        name = "identity"
+    elif kind == "DepthConvLayer":
+        name = "3x3_DilSepConv" if config.get("dilation") == 2 else f"{k}x{k}_SepConv"
+    elif kind == "PoolingLayer":
+        name = f"{k}x{k}_{'Avg' if config.get('pool_type') == 'avg' else 'Max'}Pool"
+    else:
+        return None
+    return name if name in OPS else None
