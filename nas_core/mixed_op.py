@@ -29,7 +29,7 @@ class _BinaryGateFn(torch.autograd.Function):
     """y = o_active(x) forward; backward gives ∂L/∂x through the active path and ∂L/∂g."""
 
     @staticmethod
-    def forward(ctx, x, gates, op, involved, active_slot):  # noqa: ANN001, ANN205
+    def forward(ctx, x, gates, op, involved, active_slot):
         saved_x = x.detach().requires_grad_(x.requires_grad)
         with torch.enable_grad():
             out = op.candidates[involved[active_slot]](saved_x)
@@ -38,7 +38,7 @@ class _BinaryGateFn(torch.autograd.Function):
         return out.detach()
 
     @staticmethod
-    def backward(ctx, grad_out):  # noqa: ANN001, ANN205
+    def backward(ctx, grad_out):
         saved_x, out = ctx.saved_x, ctx.out
         grad_x = None
         if saved_x.requires_grad and out.requires_grad:

@@ -348,12 +348,18 @@ def _register_pool(name: str, pool_type: str) -> None:
     @OPS.register(name)
     def build(cin: int, cout: int, stride: int) -> nn.Module:
         _same_channels(name, cin, cout)
+        _stride_one(name, stride)  # strided pools drop padding (official), changing the shape
         return PoolingLayer(cin, cout, pool_type, 3, stride, ops_order="bn_act_weight")
 
 
 def _same_channels(name: str, cin: int, cout: int) -> None:
     if cin != cout:
         raise ProxylessError(f"op {name} needs in_channels == out_channels, got {cin}→{cout}")
+
+
+def _stride_one(name: str, stride: int) -> None:
+    if stride != 1:
+        raise ProxylessError(f"op {name} needs stride 1, got {stride}")
 
 
 for _k in (3, 5, 7):
@@ -368,8 +374,7 @@ _register_pool("3x3_MaxPool", "max")
 @OPS.register("identity")
 def _identity(cin: int, cout: int, stride: int) -> nn.Module:
     _same_channels("identity", cin, cout)
-    if stride != 1:
-        raise ProxylessError(f"op identity needs stride 1, got {stride}")
+    _stride_one("identity", stride)
     return IdentityLayer(cin, cout, ops_order="bn_act_weight")
 
 

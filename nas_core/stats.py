@@ -57,7 +57,9 @@ def count_macs(model: nn.Module, resolution: int, in_channels: int = 3) -> int:
             model(torch.zeros(1, in_channels, resolution, resolution))
     except RuntimeError as e:
         first = str(e).splitlines()[0]
-        raise ProxylessError(f"input resolution {resolution} does not fit this net: {first}") from None
+        raise ProxylessError(
+            f"input resolution {resolution} does not fit this net: {first}"
+        ) from None
     finally:
         for h in handles:
             h.remove()

@@ -1,0 +1,1 @@
+"""Ray Train workers (DDP), the architecture actor and cluster launch configs."""

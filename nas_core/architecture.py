@@ -1,0 +1,117 @@
+"""A derived architecture: the space it came from and one op per searchable layer.
+
+Stored as JSON (`to_config` / `from_config`, validated against the space). `build_net` lays the
+chosen ops into the space's skeleton and returns a standalone module in the official classes,
+so `build_net(arch).to_config()` is the official net.config export.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from nas_core.errors import ProxylessError
+from nas_core.io import atomic_write_text, read_json
+from nas_core.nets import NETS, net_from_config
+from nas_core.ops import create_op
+from nas_core.spaces import SearchSpace
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """Space (name + hyperparameters, resolution and classes included) and the chosen ops."""
+
+    space: SearchSpace
+    ops: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        specs = self.space.layer_specs()
+        if len(self.ops) != len(specs):
+            raise ProxylessError(
+                f"architecture has {len(self.ops)} ops, space {self.space.name} has {len(specs)} "
+                "searchable layers"
+            )
+        for spec, op in zip(specs, self.ops, strict=True):
+            if op not in spec.candidates:
+                raise ProxylessError(
+                    f"op {op!r} is not a candidate of layer {spec.name} "
+                    f"(candidates: {', '.join(spec.candidates)})"
+                )
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Architecture) and self.to_config() == other.to_config()
+
+    def __hash__(self) -> int:
+        return hash(json.dumps(self.to_config(), sort_keys=True))
+
+    def to_config(self) -> dict[str, Any]:
+        return {"space": self.space.to_config(), "ops": list(self.ops)}
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Architecture:
+        if not isinstance(config, Mapping) or set(config) != {"space", "ops"}:
+            raise ProxylessError("architecture JSON must have exactly the keys 'space' and 'ops'")
+        ops = config["ops"]
+        if not isinstance(ops, list) or not all(isinstance(o, str) for o in ops):
+            raise ProxylessError("architecture 'ops' must be a list of op names")
+        return cls(SearchSpace.from_config(config["space"]), tuple(ops))
+
+    def save(self, path: str | Path) -> None:
+        atomic_write_text(path, json.dumps(self.to_config(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> Architecture:
+        return cls.from_config(read_json(path))
+
+    def at_resolution(self, resolution: int) -> Architecture:
+        """The same ops laid out for another input resolution."""
+        config = {**self.space.to_config(), "resolution": resolution}
+        return Architecture(SearchSpace.from_config(config), self.ops)
+
+    def net_config(self) -> dict[str, Any]:
+        """The official-format net.config of this architecture."""
+        return build_net(self).to_config()
+
+
+def build_net(arch: Architecture) -> nn.Module:
+    """The standalone network of `arch`, freshly initialised."""
+    return arch.space.build(
+        lambda spec: create_op(
+            arch.ops[spec.index], spec.in_channels, spec.out_channels, spec.stride
+        )
+    )
+
+
+def ops_of(space: SearchSpace, chosen: Sequence[int]) -> tuple[str, ...]:
+    """Candidate indices per layer → op names."""
+    return tuple(s.candidates[i] for s, i in zip(space.layer_specs(), chosen, strict=True))
+
+
+def load_network(path: str | Path) -> tuple[nn.Module, int, Architecture | None]:
+    """Any network file: our architecture JSON or an official net.config.
+
+    Returns the module, its natural input resolution and the architecture (None for a
+    net.config, which need not fit any space).
+    """
+    config = read_json(path)
+    if isinstance(config, Mapping) and "space" in config:
+        try:
+            arch = Architecture.from_config(config)
+        except ProxylessError as e:
+            raise ProxylessError(f"{path}: {e}") from None
+        return build_net(arch), arch.space.resolution, arch
+    if isinstance(config, Mapping) and config.get("name") in NETS:
+        try:
+            net = net_from_config(config)
+        except (ProxylessError, TypeError, KeyError, AttributeError) as e:
+            raise ProxylessError(f"{path}: not a valid {config['name']} net.config ({e})") from None
+        return net, 224 if config["name"] == "ProxylessNASNets" else 32, None
+    raise ProxylessError(
+        f"{path}: neither an architecture JSON (keys 'space', 'ops') nor an official net.config "
+        f"(name {' or '.join(NETS.names())})"
+    )

@@ -1,0 +1,46 @@
+"""File reading and atomic writing with one-line errors that name the file."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from nas_core.errors import ProxylessError
+
+
+def read_json(path: str | Path) -> Any:
+    """Parse a JSON file; a missing, unreadable or malformed file is a ProxylessError."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ProxylessError(f"{p}: no such file") from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
+        raise ProxylessError(f"{p}: cannot read ({type(e).__name__})") from None
+    if not text.strip():
+        raise ProxylessError(f"{p}: file is empty")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ProxylessError(
+            f"{p}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}"
+        ) from None
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write through a temp file in the same folder and rename: readers never see half a file."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

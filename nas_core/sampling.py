@@ -1,0 +1,64 @@
+"""Path sampling from α through explicit generators.
+
+The generator of step s is a pure function of (search seed, s), so every DDP rank (and a
+resumed run) draws the same paths without talking to the others.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from nas_core.arch_state import ArchState
+
+
+def step_generator(seed: int, step: int, stream: int = 0) -> torch.Generator:
+    """A CPU generator seeded from (seed, step, stream) by NumPy's SeedSequence."""
+    state = np.random.SeedSequence([int(seed), int(step), int(stream)]).generate_state(1, np.uint64)
+    g = torch.Generator()
+    g.manual_seed(int(state[0]) & ((1 << 63) - 1))
+    return g
+
+
+@dataclass(frozen=True)
+class GateSample:
+    """The paths one layer involves in a gated (arch) step and which of them is on."""
+
+    involved: tuple[int, ...]
+    active_slot: int
+
+    @property
+    def active(self) -> int:
+        return self.involved[self.active_slot]
+
+
+def sample_paths(arch: ArchState, generator: torch.Generator, uniform: bool = False) -> list[int]:
+    """One candidate per layer, drawn from softmax(α) (or uniformly, for warm-up)."""
+    out = []
+    for a in arch.alphas:
+        p = torch.ones(a.numel()) if uniform else torch.softmax(a.detach().double().cpu(), 0)
+        out.append(int(torch.multinomial(p, 1, generator=generator)))
+    return out
+
+
+def sample_gates(
+    arch: ArchState, generator: torch.Generator, mode: str = "two"
+) -> list[GateSample]:
+    """Per layer: `two` — two distinct paths drawn from p, the active one from p renormalised
+    over them; `full` — all paths involved, the active one drawn from p."""
+    if mode not in ("two", "full"):
+        raise ValueError(f"gate mode must be 'two' or 'full', got {mode!r}")
+    out = []
+    for a in arch.alphas:
+        p = torch.softmax(a.detach().double().cpu(), 0)
+        if mode == "full" or a.numel() < 2:
+            involved = tuple(range(a.numel()))
+        else:
+            involved = tuple(int(i) for i in torch.multinomial(p, 2, generator=generator))
+        sub = p[list(involved)]
+        out.append(
+            GateSample(involved, int(torch.multinomial(sub / sub.sum(), 1, generator=generator)))
+        )
+    return out

@@ -1,0 +1,111 @@
+"""What every search space provides: a table of searchable layers and one builder.
+
+A space is a frozen config (its hyperparameters, B and F among them) plus `layer_specs()` — one
+`LayerSpec` per searchable layer, computable without building anything (latency tables need
+them) — and `build(make_layer)`, which lays out the network and asks `make_layer` for the module
+at each searchable position: a `MixedOp` for the super-net, the chosen op for a derived net.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from torch import nn
+
+from nas_core.errors import ProxylessError
+from nas_core.registry import Registry
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """One searchable position: where it is, its shape and the candidates it chooses from."""
+
+    index: int
+    name: str
+    candidates: tuple[str, ...]
+    in_channels: int
+    out_channels: int
+    stride: int
+    input_size: int  # H = W of this layer's input feature map
+    shortcut: bool  # an identity shortcut adds around this layer (MBConv "idskip")
+
+
+MakeLayer = Callable[[LayerSpec], nn.Module]
+
+
+def config_from_mapping(cls: type, config: Mapping[str, Any], where: str) -> Any:
+    """Build the frozen dataclass `cls` from a mapping, refusing unknown keys by name."""
+    if not isinstance(config, Mapping):
+        raise ProxylessError(f"{where}: expected an object, got {type(config).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(config) - set(fields))
+    if unknown:
+        raise ProxylessError(f"{where}: unknown key(s) {', '.join(unknown)}")
+    kwargs = {}
+    for k, v in config.items():
+        kwargs[k] = tuple(v) if isinstance(v, list) else v
+    return cls(**kwargs)
+
+
+class SearchSpace(ABC):
+    """Base of the registered spaces; subclasses define `name`, `Config` and the two methods."""
+
+    name: ClassVar[str]
+    Config: ClassVar[type]
+
+    def __init__(self, config: Any = None) -> None:
+        self.config = config if config is not None else self.Config()
+
+    @abstractmethod
+    def layer_specs(self) -> list[LayerSpec]:
+        """The searchable layers in a fixed order (the order of α and of `Architecture.ops`)."""
+
+    @abstractmethod
+    def build(self, make_layer: MakeLayer) -> nn.Module:
+        """The whole network, with `make_layer(spec)` at each searchable position."""
+
+    @property
+    def resolution(self) -> int:
+        return self.config.resolution
+
+    def to_config(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self.config)
+        return {
+            "name": self.name,
+            **{k: list(v) if isinstance(v, tuple) else v for k, v in d.items()},
+        }
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> SearchSpace:
+        """Any registered space from `{"name": ..., **hyperparameters}`."""
+        if not isinstance(config, Mapping) or "name" not in config:
+            raise ProxylessError("space config needs a 'name'")
+        space_cls = SPACES.get(config["name"])
+        rest = {k: v for k, v in config.items() if k != "name"}
+        return space_cls(config_from_mapping(space_cls.Config, rest, f"space {config['name']}"))
+
+
+SPACES: Registry[type[SearchSpace]] = Registry("search space")
+
+
+def create_space(name: str, **overrides: Any) -> SearchSpace:
+    """A registered space with its defaults, `None` overrides ignored (timm's create_model)."""
+    return SearchSpace.from_config(
+        {"name": name, **{k: v for k, v in overrides.items() if v is not None}}
+    )
+
+
+def check_positive_int(value: Any, field: str, minimum: int = 1) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ProxylessError(f"{field} must be an integer >= {minimum}, got {value!r}")
+
+
+def check_positive_float(value: Any, field: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ProxylessError(f"{field} must be a number > 0, got {value!r}")
+    if value != value or value == float("inf"):
+        raise ProxylessError(f"{field} must be finite, got {value!r}")

@@ -1,0 +1,117 @@
+"""The paper's ImageNet space on a MobileNetV2 backbone (ProxylessNAS §4.2).
+
+Table-driven: stage widths, block counts and strides below, plus one builder. B sets the blocks
+of each of the first five stages (the last keeps 1), F multiplies every width (rounded to
+multiples of 8 as in the official `make_divisible`). Each stage block chooses among MBConv
+{3,5,7}×{3,6}, plus Zero where stride is 1 and in = out (so depth is searched too).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from nas_core.errors import ProxylessError
+from nas_core.nets.mobilenet import MobileInvertedResidualBlock, ProxylessNASNets
+from nas_core.ops import ConvLayer, IdentityLayer, LinearLayer, MBInvertedConvLayer
+from nas_core.spaces.base import (
+    SPACES,
+    LayerSpec,
+    MakeLayer,
+    SearchSpace,
+    check_positive_float,
+    check_positive_int,
+)
+
+# (width, blocks (None = B), stride) of the searchable stages.
+STAGES: tuple[tuple[int, int | None, int], ...] = (
+    (24, None, 2),
+    (40, None, 2),
+    (80, None, 2),
+    (96, None, 1),
+    (192, None, 2),
+    (320, 1, 1),
+)
+FIRST_CONV, FIRST_BLOCK, LAST_CHANNEL = 32, 16, 1280
+
+
+def make_divisible(v: float, divisor: int = 8) -> int:
+    """Round to the nearest multiple of `divisor`, never more than 10 % below `v`."""
+    new_v = max(divisor, int(v + divisor / 2) // divisor * divisor)
+    return new_v + divisor if new_v < 0.9 * v else new_v
+
+
+@dataclass(frozen=True)
+class MobileNetSpaceConfig:
+    """Hyperparameters of the mobilenet space (paper defaults)."""
+
+    B: int = 4  # blocks in each of the first five stages
+    F: float = 1.0  # width multiplier
+    resolution: int = 224  # input H = W
+    num_classes: int = 1000
+    kernels: tuple[int, ...] = (3, 5, 7)  # MBConv kernel sizes searched
+    expands: tuple[int, ...] = (3, 6)  # MBConv expand ratios searched
+    zero: bool = True  # offer Zero where stride 1 and in = out
+
+    def __post_init__(self) -> None:
+        check_positive_int(self.B, "B")
+        check_positive_float(self.F, "F")
+        check_positive_int(self.resolution, "resolution", 32)
+        check_positive_int(self.num_classes, "num_classes", 2)
+        for k in self.kernels:
+            if k not in (3, 5, 7):
+                raise ProxylessError(f"kernels must be among 3, 5, 7, got {k!r}")
+        for e in self.expands:
+            if e not in (1, 3, 6):
+                raise ProxylessError(f"expands must be among 1, 3, 6, got {e!r}")
+        if not self.kernels or not self.expands:
+            raise ProxylessError("kernels and expands must not be empty")
+
+
+@SPACES.register("mobilenet")
+class MobileNetSpace(SearchSpace):
+    """MobileNetV2 backbone with one mixed op per stage block: 21 searchable layers at B=4."""
+
+    name = "mobilenet"
+    Config = MobileNetSpaceConfig
+
+    def _widths(self) -> tuple[int, int, int]:
+        f = self.config.F
+        last = make_divisible(LAST_CHANNEL * f) if f > 1.0 else LAST_CHANNEL
+        return make_divisible(FIRST_CONV * f), make_divisible(FIRST_BLOCK * f), last
+
+    def layer_specs(self) -> list[LayerSpec]:
+        c = self.config
+        mbconvs = tuple(f"{k}x{k}_MBConv{e}" for k in c.kernels for e in c.expands)
+        _, cin, _ = self._widths()
+        size = -(-c.resolution // 2)  # after the stride-2 first conv: ceil(R/2)
+        specs: list[LayerSpec] = []
+        for width, blocks, stride in STAGES:
+            cout = make_divisible(width * c.F)
+            for i in range(c.B if blocks is None else blocks):
+                s = stride if i == 0 else 1
+                skip = s == 1 and cin == cout
+                cands = (*mbconvs, "zero") if skip and c.zero else mbconvs
+                specs.append(
+                    LayerSpec(
+                        len(specs), f"blocks.{len(specs) + 1}", cands, cin, cout, s, size, skip
+                    )
+                )
+                size, cin = -(-size // s), cout
+        return specs
+
+    def build(self, make_layer: MakeLayer) -> nn.Module:
+        first, block0, last = self._widths()
+        specs = self.layer_specs()
+        blocks = [MobileInvertedResidualBlock(MBInvertedConvLayer(first, block0, 3, 1, 1), None)]
+        for spec in specs:
+            shortcut = IdentityLayer(spec.in_channels, spec.out_channels) if spec.shortcut else None
+            blocks.append(MobileInvertedResidualBlock(make_layer(spec), shortcut))
+        return ProxylessNASNets(
+            ConvLayer(3, first, 3, 2, use_bn=True, act_func="relu6"),
+            blocks,
+            ConvLayer(specs[-1].out_channels, last, 1, use_bn=True, act_func="relu6"),
+            LinearLayer(last, self.config.num_classes),
+            {"momentum": 0.1, "eps": 1e-3},
+        )

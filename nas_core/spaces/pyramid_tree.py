@@ -1,0 +1,172 @@
+"""The paper's CIFAR space: PyramidNet backbone whose cells are depth-3 binary trees (§4.1).
+
+Three stages of B bottleneck residual blocks; bottleneck width grows additively from 16 to
+F/4 (the block output is 4× that, ending at F). Each cell: a 3×3 group conv (×2 width, the
+stage's stride) splits into two halves; each half runs an identity edge into a two-level tree
+of copy/add nodes whose 6 edges are searched (12 per cell) among identity, 3/5/7 separable
+conv, dilated 3×3 separable conv, 3×3 avg and max pool. B = 18, F = 400 with the official
+choices reproduces `proxyless_cifar.config` exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from torch import nn
+
+from nas_core.errors import ProxylessError
+from nas_core.nets.pyramid_tree import PyramidTreeNet, ResidualTreeBlock, TransitionBlock, TreeNode
+from nas_core.ops import ConvLayer, IdentityLayer, LinearLayer, PoolingLayer
+from nas_core.spaces.base import (
+    SPACES,
+    LayerSpec,
+    MakeLayer,
+    SearchSpace,
+    check_positive_int,
+)
+
+CANDIDATES = (
+    "identity",
+    "3x3_SepConv",
+    "5x5_SepConv",
+    "7x7_SepConv",
+    "3x3_DilSepConv",
+    "3x3_AvgPool",
+    "3x3_MaxPool",
+)
+STEM_WIDTH = 16
+ORDER = "bn_act_weight"
+
+
+@dataclass(frozen=True)
+class PyramidTreeSpaceConfig:
+    """Hyperparameters of the pyramid_tree space (official CIFAR net: B=18, F=400)."""
+
+    B: int = 18  # residual blocks per stage
+    F: int = 400  # output width of the last block (4 × its bottleneck width)
+    resolution: int = 32
+    num_classes: int = 10
+    candidates: tuple[str, ...] = CANDIDATES
+
+    def __post_init__(self) -> None:
+        check_positive_int(self.B, "B")
+        check_positive_int(self.F, "F", 4 * STEM_WIDTH)
+        if self.F % 8:
+            raise ProxylessError(
+                f"F must be a multiple of 8 (even group-conv halves), got {self.F}"
+            )
+        check_positive_int(self.resolution, "resolution", 4)
+        if self.resolution % 4:
+            raise ProxylessError(f"resolution must be a multiple of 4, got {self.resolution}")
+        check_positive_int(self.num_classes, "num_classes", 2)
+        unknown = [c for c in self.candidates if c not in CANDIDATES]
+        if unknown or not self.candidates:
+            raise ProxylessError(
+                f"candidates must be a non-empty subset of {', '.join(CANDIDATES)}"
+            )
+
+
+def bottleneck_widths(B: int, F: int) -> list[int]:  # noqa: N803
+    """Bottleneck width of each of the 3B blocks: additive from 16 to F/4, even numbers.
+
+    w_k = 16 + 2·⌊(k + 1/3)·(F/4 − 16) / (6B)⌋ reproduces the official net's widths exactly.
+    """
+    top, n = F // 4, 3 * B
+    widths = [
+        min(top, STEM_WIDTH + 2 * math.floor((k + 1 / 3) * (top - STEM_WIDTH) / (2 * n)))
+        for k in range(1, n + 1)
+    ]
+    widths[-1] = top
+    return widths
+
+
+@SPACES.register("pyramid_tree")
+class PyramidTreeSpace(SearchSpace):
+    """PyramidNet with tree cells: 12 searchable edges per block, 36·B in all."""
+
+    name = "pyramid_tree"
+    Config = PyramidTreeSpaceConfig
+
+    def _blocks(self) -> Iterator[tuple[int, int, int, int]]:
+        """(block index, in channels, bottleneck width, stride, input size) per block."""
+        c = self.config
+        cin, size = STEM_WIDTH, c.resolution
+        for k, w in enumerate(bottleneck_widths(c.B, c.F)):
+            stride = 2 if k in (c.B, 2 * c.B) else 1
+            yield k, cin, w, stride, size
+            cin, size = 4 * w, size // stride
+
+    def layer_specs(self) -> list[LayerSpec]:
+        specs: list[LayerSpec] = []
+        for k, _cin, w, stride, size in self._blocks():
+            for e in range(12):
+                specs.append(
+                    LayerSpec(
+                        len(specs),
+                        f"blocks.{k + 1}.edge{e}",
+                        tuple(self.config.candidates),
+                        w,
+                        w,
+                        1,
+                        size // stride,
+                        False,
+                    )
+                )
+        return specs
+
+    def build(self, make_layer: MakeLayer) -> nn.Module:
+        c = self.config
+        specs = iter(self.layer_specs())
+
+        def copy_node(w: int, depth: int) -> TreeNode:
+            edges, children = [], []
+            for _ in range(2):
+                edges.append(make_layer(next(specs)))
+                children.append(copy_node(w, depth - 1) if depth > 1 else None)
+            return TreeNode(edges, children, w, w, "copy", "add", False)
+
+        blocks: list[nn.Module] = [
+            TransitionBlock(
+                [
+                    ConvLayer(3, STEM_WIDTH, 3, use_bn=False, act_func=None, ops_order=ORDER),
+                    IdentityLayer(STEM_WIDTH, STEM_WIDTH, use_bn=True, ops_order=ORDER),
+                ]
+            )
+        ]
+        for _k, cin, w, stride, _size in self._blocks():
+            halves = [copy_node(w, 2) for _ in range(2)]
+            split = TreeNode(
+                [IdentityLayer(w, w, ops_order=ORDER) for _ in range(2)],
+                halves,
+                2 * w,
+                w,
+                "split",
+                "add",
+                True,
+            )
+            root_conv = ConvLayer(
+                w, 2 * w, 3, stride, groups=2, has_shuffle=True, act_func="relu", ops_order=ORDER
+            )
+            cell = TreeNode([root_conv], [split], w, w, None, None, False)
+            shortcut = (
+                IdentityLayer(cin, cin, ops_order=ORDER)
+                if stride == 1
+                else PoolingLayer(cin, cin, "avg", 2, 2, ops_order=ORDER)
+            )
+            blocks.append(
+                ResidualTreeBlock(
+                    cell,
+                    ConvLayer(cin, w, 1, act_func=None, ops_order=ORDER),
+                    ConvLayer(w, 4 * w, 1, act_func="relu", ops_order=ORDER),
+                    shortcut,
+                )
+            )
+        pool = c.resolution // 4
+        blocks.append(
+            TransitionBlock(
+                [PoolingLayer(c.F, c.F, "avg", pool, pool, True, "relu", ops_order=ORDER)]
+            )
+        )
+        return PyramidTreeNet(blocks, LinearLayer(c.F, c.num_classes, ops_order=ORDER))

@@ -1,0 +1,94 @@
+"""The over-parameterised super-net: every candidate at every searchable layer.
+
+Weights are the module's parameters; α lives in `self.arch` (an `ArchState`, not a submodule),
+so `supernet.parameters()` is exactly what the weight optimiser and DDP see. Per step the
+caller sets which path(s) run: `set_paths` (weight step / eval), `set_gates` (BinaryConnect arch
+step, two-path or full), `set_weighted` (DARTS-style, for comparison only).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from nas_core.arch_state import ArchState
+from nas_core.architecture import Architecture
+from nas_core.errors import ProxylessError
+from nas_core.mixed_op import MixedOp
+from nas_core.ops import create_op
+from nas_core.sampling import GateSample
+from nas_core.spaces import LayerSpec, SearchSpace
+
+
+class SuperNet(nn.Module):
+    """A space's network with a `MixedOp` at each searchable layer, plus its `ArchState`."""
+
+    def __init__(self, space: SearchSpace, arch: ArchState | None = None) -> None:
+        super().__init__()
+        self.space = space
+        self.specs = space.layer_specs()
+        mixed: list[MixedOp] = []
+
+        def make(spec: LayerSpec) -> MixedOp:
+            op = MixedOp(
+                [
+                    create_op(n, spec.in_channels, spec.out_channels, spec.stride)
+                    for n in spec.candidates
+                ]
+            )
+            mixed.append(op)
+            return op
+
+        self.net = space.build(make)
+        self._mixed = tuple(mixed)  # in α order (the build order), not modules() order
+        if arch is None:
+            arch = ArchState([s.name for s in self.specs], [s.candidates for s in self.specs])
+        elif arch.candidates != [list(s.candidates) for s in self.specs]:
+            raise ProxylessError("ArchState does not match this search space's layers")
+        self.arch = arch
+
+    @property
+    def mixed_ops(self) -> tuple[MixedOp, ...]:
+        return self._mixed
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def set_paths(self, indices: Sequence[int]) -> None:
+        """Single-path mode: layer i runs candidate indices[i]."""
+        for op, i in zip(self._mixed, indices, strict=True):
+            op.set_single(i)
+
+    def set_argmax(self) -> None:
+        self.set_paths([int(torch.argmax(a)) for a in self.arch.alphas])
+
+    def set_gates(self, samples: Sequence[GateSample]) -> None:
+        """Binary-gate mode; gates are straight-through so α receives the BinaryConnect gradient.
+
+        The softmax runs over the involved paths only (renormalised, as the paper's two-path
+        sampling prescribes); with all paths involved this is the full-mode gradient.
+        """
+        for op, a, s in zip(self._mixed, self.arch.alphas, samples, strict=True):
+            p = torch.softmax(a[list(s.involved)], 0)
+            onehot = torch.zeros_like(p)
+            onehot[s.active_slot] = 1.0
+            op.set_gated(s.involved, s.active_slot, onehot - p.detach() + p)
+
+    def set_weighted(self) -> None:
+        """DARTS-style continuous relaxation: every candidate runs, weighted by softmax(α)."""
+        for op, a in zip(self._mixed, self.arch.alphas, strict=True):
+            op.set_weighted(torch.softmax(a, 0))
+
+    def derive(self) -> Architecture:
+        """argmax α per layer (a chosen Zero leaves the identity shortcut)."""
+        return Architecture(self.space, tuple(self.arch.argmax()))
+
+    def to_config(self) -> dict[str, Any]:
+        return {"space": self.space.to_config(), "arch": self.arch.to_config()}
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> SuperNet:
+        return cls(SearchSpace.from_config(config["space"]), ArchState.from_config(config["arch"]))

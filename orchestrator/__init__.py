@@ -1,0 +1,1 @@
+"""Ray Tune sweeps, results, TensorBoard and the `proxyless` CLI (imports nas_core and cluster)."""

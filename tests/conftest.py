@@ -1,0 +1,28 @@
+"""Shared test settings: tiny space variants and the official fixtures (skipped when absent)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+
+# One tiny setting per registered space; test_spaces checks every space has one.
+SMALL_SPACES: dict[str, dict] = {
+    "mobilenet": {"B": 1, "F": 0.5, "resolution": 32, "num_classes": 10},
+    "pyramid_tree": {"B": 1, "F": 64, "resolution": 32, "num_classes": 10},
+}
+
+
+@pytest.fixture
+def fixtures_dir() -> Path:
+    if not FIXTURES.is_dir():
+        pytest.skip("../shared/fixtures is absent")
+    return FIXTURES
+
+
+@pytest.fixture(autouse=True)
+def _deterministic() -> None:
+    torch.manual_seed(0)
