@@ -11,8 +11,8 @@ from typing import Any
 from nas_core.errors import ProxylessError
 
 
-def read_json(path: str | Path) -> Any:
-    """Parse a JSON file; a missing, unreadable or malformed file is a ProxylessError."""
+def read_text(path: str | Path) -> str:
+    """A text file's content; missing, unreadable or empty is a ProxylessError naming it."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -22,11 +22,17 @@ def read_json(path: str | Path) -> Any:
         raise ProxylessError(f"{p}: cannot read ({type(e).__name__})") from None
     if not text.strip():
         raise ProxylessError(f"{p}: file is empty")
+    return text
+
+
+def read_json(path: str | Path) -> Any:
+    """Parse a JSON file; a missing, unreadable or malformed file is a ProxylessError."""
+    text = read_text(path)
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
         raise ProxylessError(
-            f"{p}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}"
+            f"{path}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}"
         ) from None
 
 

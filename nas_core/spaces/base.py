@@ -37,6 +37,21 @@ class LayerSpec:
 MakeLayer = Callable[[LayerSpec], nn.Module]
 
 
+@dataclass(frozen=True)
+class LatencyLayout:
+    """Latency-table keys of a space: the fixed parts, and per layer one key per candidate
+    (None where the candidate is free, i.e. Zero)."""
+
+    fixed: tuple[str, ...]
+    layers: tuple[tuple[str | None, ...], ...]
+
+    def all_keys(self) -> list[str]:
+        keys = list(self.fixed)
+        for layer in self.layers:
+            keys.extend(k for k in layer if k is not None)
+        return list(dict.fromkeys(keys))
+
+
 def config_from_mapping(cls: type, config: Mapping[str, Any], where: str) -> Any:
     """Build the frozen dataclass `cls` from a mapping, refusing unknown keys by name."""
     if not isinstance(config, Mapping):
@@ -67,6 +82,10 @@ class SearchSpace(ABC):
     @abstractmethod
     def build(self, make_layer: MakeLayer) -> nn.Module:
         """The whole network, with `make_layer(spec)` at each searchable position."""
+
+    @abstractmethod
+    def latency_layout(self) -> LatencyLayout:
+        """Which latency-table entries price this space (see `nas_core.latency.keys`)."""
 
     @property
     def resolution(self) -> int:

@@ -13,10 +13,12 @@ from dataclasses import dataclass
 from torch import nn
 
 from nas_core.errors import ProxylessError
+from nas_core.latency.keys import conv_key, logits_key, mbconv_key
 from nas_core.nets.mobilenet import MobileInvertedResidualBlock, ProxylessNASNets
 from nas_core.ops import ConvLayer, IdentityLayer, LinearLayer, MBInvertedConvLayer
 from nas_core.spaces.base import (
     SPACES,
+    LatencyLayout,
     LayerSpec,
     MakeLayer,
     SearchSpace,
@@ -40,6 +42,16 @@ def make_divisible(v: float, divisor: int = 8) -> int:
     """Round to the nearest multiple of `divisor`, never more than 10 % below `v`."""
     new_v = max(divisor, int(v + divisor / 2) // divisor * divisor)
     return new_v + divisor if new_v < 0.9 * v else new_v
+
+
+def first_conv(cin: int, cout: int) -> ConvLayer:
+    """3×3 stride-2 conv, BN, ReLU6."""
+    return ConvLayer(cin, cout, 3, 2, use_bn=True, act_func="relu6")
+
+
+def feature_mix(cin: int, cout: int) -> ConvLayer:
+    """1×1 conv, BN, ReLU6 before the global pool."""
+    return ConvLayer(cin, cout, 1, use_bn=True, act_func="relu6")
 
 
 @dataclass(frozen=True)
@@ -101,6 +113,32 @@ class MobileNetSpace(SearchSpace):
                 size, cin = -(-size // s), cout
         return specs
 
+    def latency_layout(self) -> LatencyLayout:
+        c = self.config
+        first, block0, last = self._widths()
+        specs = self.layer_specs()
+        size = specs[0].input_size
+        fixed = [
+            conv_key("Conv", c.resolution, 3, size, first),
+            mbconv_key(size, first, size, block0, 1, 3, 1, False),
+        ]
+        layers = []
+        for s in specs:
+            out = -(-s.input_size // s.stride)
+            keys = []
+            for op in s.candidates:
+                if op == "zero":
+                    keys.append(None)
+                    continue
+                k, e = int(op[0]), int(op[-1])
+                shape = (s.input_size, s.in_channels, out, s.out_channels)
+                keys.append(mbconv_key(*shape, e, k, s.stride, s.shortcut))
+            layers.append(tuple(keys))
+            size = out
+        fixed.append(conv_key("Conv_1", size, specs[-1].out_channels, size, last))
+        fixed.append(logits_key(size, last, c.num_classes))
+        return LatencyLayout(tuple(fixed), tuple(layers))
+
     def build(self, make_layer: MakeLayer) -> nn.Module:
         first, block0, last = self._widths()
         specs = self.layer_specs()
@@ -109,9 +147,9 @@ class MobileNetSpace(SearchSpace):
             shortcut = IdentityLayer(spec.in_channels, spec.out_channels) if spec.shortcut else None
             blocks.append(MobileInvertedResidualBlock(make_layer(spec), shortcut))
         return ProxylessNASNets(
-            ConvLayer(3, first, 3, 2, use_bn=True, act_func="relu6"),
+            first_conv(3, first),
             blocks,
-            ConvLayer(specs[-1].out_channels, last, 1, use_bn=True, act_func="relu6"),
+            feature_mix(specs[-1].out_channels, last),
             LinearLayer(last, self.config.num_classes),
             {"momentum": 0.1, "eps": 1e-3},
         )

@@ -11,16 +11,18 @@ choices reproduces `proxyless_cifar.config` exactly.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from torch import nn
 
 from nas_core.errors import ProxylessError
+from nas_core.latency.keys import tree_block_key, tree_edge_key, tree_head_key, tree_stem_key
 from nas_core.nets.pyramid_tree import PyramidTreeNet, ResidualTreeBlock, TransitionBlock, TreeNode
 from nas_core.ops import ConvLayer, IdentityLayer, LinearLayer, PoolingLayer
 from nas_core.spaces.base import (
     SPACES,
+    LatencyLayout,
     LayerSpec,
     MakeLayer,
     SearchSpace,
@@ -66,6 +68,54 @@ class PyramidTreeSpaceConfig:
             raise ProxylessError(
                 f"candidates must be a non-empty subset of {', '.join(CANDIDATES)}"
             )
+
+
+def tree_stem() -> TransitionBlock:
+    """3×3 conv to 16 channels, then BN (the official stem)."""
+    return TransitionBlock(
+        [
+            ConvLayer(3, STEM_WIDTH, 3, use_bn=False, act_func=None, ops_order=ORDER),
+            IdentityLayer(STEM_WIDTH, STEM_WIDTH, use_bn=True, ops_order=ORDER),
+        ]
+    )
+
+
+def tree_head(pool: int, channels: int, classes: int) -> tuple[TransitionBlock, LinearLayer]:
+    """BN-ReLU-avg-pool over the last `pool`×`pool` map, and the classifier."""
+    layer = PoolingLayer(channels, channels, "avg", pool, pool, True, "relu", ops_order=ORDER)
+    return TransitionBlock([layer]), LinearLayer(channels, classes, ops_order=ORDER)
+
+
+def tree_block(
+    cin: int, w: int, stride: int, make_edge: Callable[[], nn.Module]
+) -> ResidualTreeBlock:
+    """One residual tree block; `make_edge()` gives its 12 searchable edges in pre-order."""
+
+    def copy_node(depth: int) -> TreeNode:
+        edges, children = [], []
+        for _ in range(2):
+            edges.append(make_edge())
+            children.append(copy_node(depth - 1) if depth > 1 else None)
+        return TreeNode(edges, children, w, w, "copy", "add", False)
+
+    halves = [copy_node(2) for _ in range(2)]
+    identities = [IdentityLayer(w, w, ops_order=ORDER) for _ in range(2)]
+    split = TreeNode(identities, halves, 2 * w, w, "split", "add", True)
+    root_conv = ConvLayer(
+        w, 2 * w, 3, stride, groups=2, has_shuffle=True, act_func="relu", ops_order=ORDER
+    )
+    cell = TreeNode([root_conv], [split], w, w, None, None, False)
+    shortcut = (
+        IdentityLayer(cin, cin, ops_order=ORDER)
+        if stride == 1
+        else PoolingLayer(cin, cin, "avg", 2, 2, ops_order=ORDER)
+    )
+    return ResidualTreeBlock(
+        cell,
+        ConvLayer(cin, w, 1, act_func=None, ops_order=ORDER),
+        ConvLayer(w, 4 * w, 1, act_func="relu", ops_order=ORDER),
+        shortcut,
+    )
 
 
 def bottleneck_widths(B: int, F: int) -> list[int]:  # noqa: N803
@@ -116,57 +166,25 @@ class PyramidTreeSpace(SearchSpace):
                 )
         return specs
 
+    def latency_layout(self) -> LatencyLayout:
+        c = self.config
+        fixed = [tree_stem_key(c.resolution)]
+        size = c.resolution
+        for _k, cin, w, stride, size in self._blocks():
+            fixed.append(tree_block_key(size, cin, w, stride))
+        final = c.resolution // 4
+        fixed.append(tree_head_key(final, c.F, c.num_classes))
+        layers = tuple(
+            tuple(tree_edge_key(op, s.input_size, s.in_channels) for op in s.candidates)
+            for s in self.layer_specs()
+        )
+        return LatencyLayout(tuple(fixed), layers)
+
     def build(self, make_layer: MakeLayer) -> nn.Module:
         c = self.config
         specs = iter(self.layer_specs())
-
-        def copy_node(w: int, depth: int) -> TreeNode:
-            edges, children = [], []
-            for _ in range(2):
-                edges.append(make_layer(next(specs)))
-                children.append(copy_node(w, depth - 1) if depth > 1 else None)
-            return TreeNode(edges, children, w, w, "copy", "add", False)
-
-        blocks: list[nn.Module] = [
-            TransitionBlock(
-                [
-                    ConvLayer(3, STEM_WIDTH, 3, use_bn=False, act_func=None, ops_order=ORDER),
-                    IdentityLayer(STEM_WIDTH, STEM_WIDTH, use_bn=True, ops_order=ORDER),
-                ]
-            )
-        ]
+        blocks: list[nn.Module] = [tree_stem()]
         for _k, cin, w, stride, _size in self._blocks():
-            halves = [copy_node(w, 2) for _ in range(2)]
-            split = TreeNode(
-                [IdentityLayer(w, w, ops_order=ORDER) for _ in range(2)],
-                halves,
-                2 * w,
-                w,
-                "split",
-                "add",
-                True,
-            )
-            root_conv = ConvLayer(
-                w, 2 * w, 3, stride, groups=2, has_shuffle=True, act_func="relu", ops_order=ORDER
-            )
-            cell = TreeNode([root_conv], [split], w, w, None, None, False)
-            shortcut = (
-                IdentityLayer(cin, cin, ops_order=ORDER)
-                if stride == 1
-                else PoolingLayer(cin, cin, "avg", 2, 2, ops_order=ORDER)
-            )
-            blocks.append(
-                ResidualTreeBlock(
-                    cell,
-                    ConvLayer(cin, w, 1, act_func=None, ops_order=ORDER),
-                    ConvLayer(w, 4 * w, 1, act_func="relu", ops_order=ORDER),
-                    shortcut,
-                )
-            )
-        pool = c.resolution // 4
-        blocks.append(
-            TransitionBlock(
-                [PoolingLayer(c.F, c.F, "avg", pool, pool, True, "relu", ops_order=ORDER)]
-            )
-        )
-        return PyramidTreeNet(blocks, LinearLayer(c.F, c.num_classes, ops_order=ORDER))
+            blocks.append(tree_block(cin, w, stride, lambda: make_layer(next(specs))))
+        head, classifier = tree_head(c.resolution // 4, c.F, c.num_classes)
+        return PyramidTreeNet([*blocks, head], classifier)

@@ -1,0 +1,269 @@
+"""`LatencyTable`: per-device latency of every layer signature, with device metadata.
+
+Stored as Parquet (one row per key: the key, its parsed fields, count, mean and var in ms;
+device metadata in the schema metadata). Imports and exports the official ProxylessNAS YAML
+(`key: {count, mean, var}`; our export adds a `_meta` mapping that the official loader ignores).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import platform
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nas_core.errors import ProxylessError
+from nas_core.io import atomic_write_text, read_text
+from nas_core.latency.keys import parse_key, parse_shape
+
+META_KEY = "_meta"
+_PARQUET_META = b"proxyless_tune.latency_meta"
+
+
+@dataclass(frozen=True)
+class LatencyEntry:
+    """Statistics of one layer signature's latency, in milliseconds."""
+
+    count: int
+    mean: float
+    var: float
+
+    def __post_init__(self) -> None:
+        if isinstance(self.count, bool) or not isinstance(self.count, int) or self.count < 1:
+            raise ProxylessError(f"latency entry count must be an integer >= 1, got {self.count!r}")
+        for name in ("mean", "var"):
+            v = getattr(self, name)
+            if (
+                isinstance(v, bool)
+                or not isinstance(v, int | float)
+                or not math.isfinite(v)
+                or v < 0
+            ):
+                raise ProxylessError(
+                    f"latency entry {name} must be a finite number >= 0, got {v!r}"
+                )
+
+
+@dataclass(frozen=True)
+class DeviceMeta:
+    """Where and how a table was measured."""
+
+    name: str = "unknown"
+    kind: str = "unknown"  # cpu, cuda, or unknown (an imported table)
+    threads: int = 0
+    batch_size: int = 1
+    torch_version: str = ""
+    date: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_config(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> DeviceMeta:
+        if not isinstance(config, Mapping):
+            raise ProxylessError("latency table metadata must be a mapping")
+        unknown = set(config) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ProxylessError(
+                f"latency table metadata: unknown key(s) {', '.join(sorted(unknown))}"
+            )
+        return cls(**config)
+
+    @classmethod
+    def local(cls, kind: str, threads: int, batch_size: int) -> DeviceMeta:
+        """Metadata of this machine (CPU model or CUDA device name)."""
+        import torch
+
+        name = torch.cuda.get_device_name() if kind == "cuda" else _cpu_name()
+        return cls(
+            name=name,
+            kind=kind,
+            threads=threads,
+            batch_size=batch_size,
+            torch_version=torch.__version__,
+            date=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            extra={"platform": platform.platform()},
+        )
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+class LatencyTable:
+    """Mapping from latency key to `LatencyEntry`, plus the device it was measured on."""
+
+    def __init__(
+        self, entries: Mapping[str, LatencyEntry] | None = None, meta: DeviceMeta | None = None
+    ) -> None:
+        self.entries: dict[str, LatencyEntry] = dict(entries or {})
+        self.meta = meta or DeviceMeta()
+        for key in self.entries:
+            parse_key(key)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.entries
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, LatencyTable) and (self.entries, self.meta) == (
+            other.entries,
+            other.meta,
+        )
+
+    def mean(self, key: str) -> float:
+        return self.entries[key].mean
+
+    def missing(self, keys: Iterable[str | None]) -> list[str]:
+        """The keys (None = free, e.g. Zero) that have no entry, in order, without repeats."""
+        return list(dict.fromkeys(k for k in keys if k is not None and k not in self.entries))
+
+    def add(self, key: str, entry: LatencyEntry) -> None:
+        parse_key(key)
+        self.entries[key] = entry
+
+    # ---- YAML (official format) ----
+
+    def to_yaml_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {META_KEY: self.meta.to_config()}
+        for key in sorted(self.entries):
+            e = self.entries[key]
+            out[key] = {"count": e.count, "mean": e.mean, "var": e.var}
+        return out
+
+    def save_yaml(self, path: str | Path) -> None:
+        import yaml
+
+        atomic_write_text(path, yaml.safe_dump(self.to_yaml_dict(), sort_keys=False))
+
+    @classmethod
+    def from_yaml_dict(cls, data: Any, where: str) -> LatencyTable:
+        if not isinstance(data, Mapping):
+            raise ProxylessError(f"{where}: a latency table must be a mapping of key → stats")
+        meta = DeviceMeta(name=Path(where).stem, kind="unknown")
+        entries = {}
+        for key, stats in data.items():
+            if key == META_KEY:
+                meta = DeviceMeta.from_config(stats)
+                continue
+            if not isinstance(stats, Mapping) or not {"count", "mean", "var"} <= set(stats):
+                raise ProxylessError(f"{where}: entry {key!r} needs count, mean and var")
+            try:
+                entries[key] = LatencyEntry(stats["count"], stats["mean"], stats["var"])
+            except ProxylessError as e:
+                raise ProxylessError(f"{where}: entry {key!r}: {e}") from None
+        try:
+            return cls(entries, meta)
+        except ProxylessError as e:
+            raise ProxylessError(f"{where}: {e}") from None
+
+    @classmethod
+    def load_yaml(cls, path: str | Path) -> LatencyTable:
+        import yaml
+
+        text = read_text(path)
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise ProxylessError(f"{path}: invalid YAML ({first})") from None
+        return cls.from_yaml_dict(data, str(path))
+
+    # ---- Parquet ----
+
+    def save_parquet(self, path: str | Path) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        keys = sorted(self.entries)
+        parsed = [parse_key(k) for k in keys]
+
+        def col(name: str) -> list[str | None]:
+            return [p.get(name) for p in parsed]
+
+        table = pa.table(
+            {
+                "key": keys,
+                "kind": col("kind"),
+                "input": col("input"),
+                "output": col("output"),
+                "op": col("op"),
+                "expand": col("expand"),
+                "kernel": col("kernel"),
+                "stride": col("stride"),
+                "idskip": col("idskip"),
+                "count": pa.array([self.entries[k].count for k in keys], pa.int64()),
+                "mean": pa.array([self.entries[k].mean for k in keys], pa.float64()),
+                "var": pa.array([self.entries[k].var for k in keys], pa.float64()),
+            }
+        )
+        meta = json.dumps(self.meta.to_config()).encode()
+        table = table.replace_schema_metadata({_PARQUET_META: meta})
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_name(f".{p.name}.tmp")
+        pq.write_table(table, tmp)
+        tmp.replace(p)
+
+    @classmethod
+    def load_parquet(cls, path: str | Path) -> LatencyTable:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        p = Path(path)
+        if not p.is_file():
+            raise ProxylessError(f"{p}: no such file")
+        try:
+            table = pq.read_table(p)
+        except (pa.ArrowException, OSError) as e:
+            raise ProxylessError(
+                f"{p}: not a readable Parquet file ({str(e).splitlines()[0]})"
+            ) from None
+        need = {"key", "count", "mean", "var"}
+        if not need <= set(table.column_names):
+            raise ProxylessError(f"{p}: a latency table needs columns {', '.join(sorted(need))}")
+        raw = (table.schema.metadata or {}).get(_PARQUET_META)
+        try:
+            meta = DeviceMeta.from_config(json.loads(raw)) if raw else DeviceMeta(name=p.stem)
+        except (json.JSONDecodeError, TypeError) as e:
+            raise ProxylessError(f"{p}: malformed device metadata ({e})") from None
+        cols = table.select(["key", "count", "mean", "var"]).to_pydict()
+        entries = {}
+        for key, count, mean, var in zip(
+            cols["key"], cols["count"], cols["mean"], cols["var"], strict=True
+        ):
+            try:
+                entries[key] = LatencyEntry(count, mean, var)
+            except ProxylessError as e:
+                raise ProxylessError(f"{p}: entry {key!r}: {e}") from None
+        try:
+            return cls(entries, meta)
+        except ProxylessError as e:
+            raise ProxylessError(f"{p}: {e}") from None
+
+    @classmethod
+    def load(cls, path: str | Path) -> LatencyTable:
+        """Parquet (`.parquet`) or the official YAML (anything else)."""
+        return cls.load_parquet(path) if str(path).endswith(".parquet") else cls.load_yaml(path)
+
+    def save(self, path: str | Path) -> None:
+        if str(path).endswith((".yaml", ".yml")):
+            self.save_yaml(path)
+        else:
+            self.save_parquet(path)
+
+
+__all__ = ["DeviceMeta", "LatencyEntry", "LatencyTable", "parse_shape"]

@@ -1,0 +1,106 @@
+"""How well a table predicts this device: end-to-end latency of random derived networks.
+
+For N architectures drawn uniformly from a space, measure the standalone net end to end with
+the profiler's method and compare with the table's sum of entries: MAPE, RMSE and Spearman
+rank correlation (what a search needs most is the right order).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from nas_core.architecture import Architecture, build_net
+from nas_core.latency.predictor import architecture_latency
+from nas_core.latency.profiler import ProfileConfig, time_modules
+from nas_core.latency.table import LatencyTable
+from nas_core.sampling import step_generator
+from nas_core.spaces import SearchSpace
+
+
+@dataclass(frozen=True)
+class ValidationResult:
+    """Predicted vs measured end-to-end latency of `samples` random networks."""
+
+    samples: int
+    mape: float  # percent
+    rmse_ms: float
+    spearman: float
+    predicted_ms: tuple[float, ...]
+    measured_ms: tuple[float, ...]
+
+    def summary(self) -> dict[str, float | int]:
+        d = asdict(self)
+        return {k: d[k] for k in ("samples", "mape", "rmse_ms", "spearman")}
+
+
+def random_architectures(space: SearchSpace, n: int, seed: int) -> list[Architecture]:
+    """`n` architectures with every layer's op drawn uniformly."""
+    g = step_generator(seed, 0, stream=7)
+    out = []
+    for _ in range(n):
+        ops = tuple(
+            s.candidates[int(torch.randint(len(s.candidates), (1,), generator=g))]
+            for s in space.layer_specs()
+        )
+        out.append(Architecture(space, ops))
+    return out
+
+
+def spearman(a: list[float], b: list[float]) -> float:
+    from scipy.stats import spearmanr
+
+    rho = spearmanr(a, b).statistic
+    return float(rho) if rho == rho else 0.0
+
+
+def validate_table(
+    space: SearchSpace,
+    table: LatencyTable,
+    samples: int,
+    config: ProfileConfig,
+    seed: int = 0,
+    figure: str | Path | None = None,
+) -> ValidationResult:
+    archs = random_architectures(space, samples, seed)
+    predicted = [architecture_latency(a, table) for a in archs]  # fails fast on missing keys
+    shape = (3, space.resolution, space.resolution)
+    entries = time_modules([(build_net(a), shape) for a in archs], config)
+    measured = [e.mean for e in entries]
+    errors = [(p - m) for p, m in zip(predicted, measured, strict=True)]
+    result = ValidationResult(
+        samples=samples,
+        mape=100.0 * sum(abs(e) / m for e, m in zip(errors, measured, strict=True)) / samples,
+        rmse_ms=math.sqrt(sum(e * e for e in errors) / samples),
+        spearman=spearman(predicted, measured),
+        predicted_ms=tuple(predicted),
+        measured_ms=tuple(measured),
+    )
+    if figure is not None:
+        save_figure(result, figure, f"{table.meta.name} ({table.meta.kind})")
+    return result
+
+
+def save_figure(result: ValidationResult, path: str | Path, title: str) -> None:
+    """Predicted-vs-measured scatter with the y = x line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.scatter(result.measured_ms, result.predicted_ms, s=18)
+    lo = min(*result.measured_ms, *result.predicted_ms) * 0.95
+    hi = max(*result.measured_ms, *result.predicted_ms) * 1.05
+    ax.plot([lo, hi], [lo, hi], color="grey", linestyle="--", linewidth=1, label="y = x")
+    ax.set_xlabel("measured end-to-end latency (ms)")
+    ax.set_ylabel("table prediction (ms)")
+    ax.set_title(f"{title}\nMAPE {result.mape:.1f} %, Spearman {result.spearman:.3f}", fontsize=9)
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
