@@ -61,13 +61,10 @@ def cmd_arch_derive(args: argparse.Namespace) -> int:
     """Build a space's super-net, initialise α as the official code does, derive by argmax."""
     from nas_core.architecture import build_net
     from nas_core.sampling import step_generator
-    from nas_core.spaces import create_space
     from nas_core.stats import count_params, net_stats
     from nas_core.supernet import SuperNet
 
-    space = create_space(
-        args.space, B=args.B, F=args.F, resolution=args.resolution, num_classes=args.classes
-    )
+    space = _space_from_args(args)
     supernet = SuperNet(space)
     supernet.arch.init_normal_(step_generator(args.seed, 0))
     arch = supernet.derive()
@@ -101,6 +98,176 @@ def cmd_arch_derive(args: argparse.Namespace) -> int:
     return 0
 
 
+def _space_from_args(args: argparse.Namespace, default: dict | None = None):
+    """The search space named by --space / --B / --F / --resolution / --classes."""
+    from nas_core.spaces import SearchSpace
+
+    config = dict(default or {"name": "mobilenet"})
+    if args.space is not None:
+        config = {"name": args.space}
+    for key, value in (
+        ("B", args.B),
+        ("F", args.F),
+        ("resolution", args.resolution),
+        ("num_classes", args.classes),
+    ):
+        if value is not None:
+            config[key] = value
+    return SearchSpace.from_config(config)
+
+
+def _add_space_args(parser: argparse.ArgumentParser, default: str | None = "mobilenet") -> None:
+    parser.add_argument("--space", default=default, help="mobilenet or pyramid_tree")
+    parser.add_argument("--B", type=_number, default=None, help="depth knob (blocks per stage)")
+    parser.add_argument("--F", type=_number, default=None, help="width knob")
+    parser.add_argument("--resolution", type=int, default=None, help="input H = W")
+    parser.add_argument("--classes", type=int, default=None, help="number of classes")
+
+
+def _profile_config(args: argparse.Namespace, meta=None):
+    from nas_core.latency.profiler import ProfileConfig
+
+    if meta is not None:  # validate: measure exactly as the table was measured
+        return ProfileConfig(
+            device=meta.kind,
+            threads=meta.threads or None,
+            batch_size=meta.batch_size,
+            warmup=args.warmup,
+            repeats=args.repeats,
+        )
+    return ProfileConfig(
+        device=args.device,
+        threads=args.threads,
+        batch_size=args.batch_size,
+        warmup=args.warmup,
+        repeats=args.repeats,
+    )
+
+
+def cmd_latency_profile(args: argparse.Namespace) -> int:
+    """Measure every latency-table entry a space needs on this device (resumable)."""
+    from nas_core.latency.predictor import LatencyModel
+    from nas_core.latency.profiler import profile_keys
+
+    space = _space_from_args(args)
+    config = _profile_config(args)
+    keys = space.latency_layout().all_keys()
+    table = profile_keys(
+        keys, config, out=args.out, extra_meta={"space": space.to_config()},
+        progress=not args.quiet,
+    )  # fmt: skip
+    table.save(args.out)
+    uniform = LatencyModel(space, table).uniform()
+    print(
+        f"{args.out}: {len(table)} entries on {table.meta.name} ({table.meta.kind}, "
+        f"{table.meta.threads} threads, batch {table.meta.batch_size}); "
+        f"uniform-α expected latency of {space.name} {uniform:.3f} ms"
+    )
+    return 0
+
+
+def _fill_in(table, keys: list[str], lut: str, args: argparse.Namespace) -> None:
+    """Profile the missing keys here, when the table was measured on this very device."""
+    from nas_core.latency.profiler import ProfileConfig, profile_keys
+    from nas_core.latency.table import DeviceMeta
+
+    meta = table.meta
+    if meta.kind not in ("cpu", "cuda"):
+        raise ProxylessError(f"{lut}: --fill-in needs a table profiled here, not an imported one")
+    local = DeviceMeta.local(meta.kind, meta.threads, meta.batch_size)
+    if local.name != meta.name:
+        raise ProxylessError(
+            f"{lut}: --fill-in refused: the table is for {meta.name!r}, this device is "
+            f"{local.name!r}"
+        )
+    missing = table.missing(keys)
+    if missing:
+        config = ProfileConfig(meta.kind, meta.threads or None, meta.batch_size)
+        profile_keys(missing, config, table=table, progress=not args.json)
+        table.save(lut)
+        print(f"filled in {len(missing)} entries of {lut} on this device", file=sys.stderr)
+
+
+def cmd_latency_predict(args: argparse.Namespace) -> int:
+    """Latency of an architecture / net.config, or a space's expected latency at uniform α."""
+    from nas_core.architecture import load_network
+    from nas_core.io import read_json
+    from nas_core.latency.predictor import (
+        LatencyModel,
+        architecture_latency,
+        net_config_keys,
+        net_config_latency,
+    )
+    from nas_core.latency.table import LatencyTable
+
+    table = LatencyTable.load(args.lut)
+    out: dict = {"lut": str(args.lut), "device": table.meta.name}
+    if args.path is not None:
+        _, resolution, arch = load_network(args.path)
+        if args.resolution is not None:
+            resolution = args.resolution
+            arch = arch.at_resolution(resolution) if arch is not None else None
+        if arch is not None:
+            if args.fill_in:
+                layout = arch.space.latency_layout()
+                _fill_in(table, layout.all_keys(), args.lut, args)
+            latency = architecture_latency(arch, table)
+        else:
+            config = read_json(args.path)
+            if args.fill_in:
+                _fill_in(table, net_config_keys(config, resolution), args.lut, args)
+            latency = net_config_latency(config, table, resolution)
+        out.update(path=str(args.path), resolution=resolution)
+    else:
+        if args.space is None:
+            raise ProxylessError("give an architecture PATH or --space to predict")
+        space = _space_from_args(args)
+        if args.fill_in:
+            _fill_in(table, space.latency_layout().all_keys(), args.lut, args)
+        latency = LatencyModel(space, table).uniform()
+        out.update(space=space.to_config(), alpha="uniform")
+    out["latency_ms"] = latency
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(f"{latency:.3f} ms  ({out.get('path') or out['space']['name'] + ' at uniform α'})")
+    return 0
+
+
+def cmd_latency_validate(args: argparse.Namespace) -> int:
+    """End-to-end latency of random nets here vs the table: MAPE, RMSE, Spearman."""
+    from pathlib import Path
+
+    from nas_core.latency.table import DeviceMeta, LatencyTable
+    from nas_core.latency.validate import validate_table
+
+    if args.samples < 2:
+        raise ProxylessError(f"--samples must be >= 2, got {args.samples}")
+    table = LatencyTable.load(args.lut)
+    meta = table.meta
+    if meta.kind not in ("cpu", "cuda"):
+        raise ProxylessError(f"{args.lut}: validate needs a table profiled on this device")
+    local = DeviceMeta.local(meta.kind, meta.threads, meta.batch_size)
+    if local.name != meta.name:
+        raise ProxylessError(
+            f"{args.lut}: measured on {meta.name!r}; validate it there (this is {local.name!r})"
+        )
+    space = _space_from_args(args, default=meta.extra.get("space"))
+    figure = args.figure or str(Path(args.lut).with_suffix("")) + ".validation.png"
+    result = validate_table(
+        space, table, args.samples, _profile_config(args, meta), seed=args.seed, figure=figure
+    )
+    summary = {**result.summary(), "figure": figure, "space": space.to_config()}
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(
+            f"{args.samples} random {space.name} nets on {meta.name}: MAPE {result.mape:.2f} %, "
+            f"RMSE {result.rmse_ms:.3f} ms, Spearman {result.spearman:.3f}; figure {figure}"
+        )
+    return 0
+
+
 def _number(text: str) -> int | float:
     """An int when the text is one (B, F of pyramid_tree), else a float (F of mobilenet)."""
     try:
@@ -126,15 +293,46 @@ def build_parser() -> argparse.ArgumentParser:
     stats.set_defaults(handler=cmd_arch_stats)
 
     derive = arch_sub.add_parser("derive", help="build a super-net and derive an architecture")
-    derive.add_argument("--space", default="mobilenet", help="mobilenet or pyramid_tree")
-    derive.add_argument("--B", type=int, default=None, help="depth knob (blocks per stage)")
-    derive.add_argument("--F", type=_number, default=None, help="width knob")
-    derive.add_argument("--resolution", type=int, default=None)
-    derive.add_argument("--classes", type=int, default=None)
+    _add_space_args(derive)
     derive.add_argument("--seed", type=int, default=0)
     derive.add_argument("--out", default=None, help="write the architecture JSON here")
     derive.add_argument("--json", action="store_true")
     derive.set_defaults(handler=cmd_arch_derive)
+
+    latency = sub.add_parser("latency", help="latency tables: profile, predict, validate")
+    lat_sub = latency.add_subparsers(dest="latency_command", required=True, parser_class=_Parser)
+
+    def measure_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--warmup", type=int, default=5, help="untimed runs per entry")
+        p.add_argument("--repeats", type=int, default=40, help="timed runs per entry")
+
+    profile = lat_sub.add_parser("profile", help="measure a space's table on this device")
+    _add_space_args(profile)
+    profile.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    profile.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
+    profile.add_argument("--batch-size", type=int, default=1)
+    measure_args(profile)
+    profile.add_argument("--out", required=True, help="table to write (.parquet or .yaml)")
+    profile.add_argument("--quiet", action="store_true", help="no progress bar")
+    profile.set_defaults(handler=cmd_latency_profile)
+
+    predict = lat_sub.add_parser("predict", help="latency of an architecture or a space")
+    predict.add_argument("path", nargs="?", default=None, help="architecture JSON or net.config")
+    predict.add_argument("--lut", required=True, help="latency table (.parquet or official .yaml)")
+    _add_space_args(predict, default=None)
+    predict.add_argument("--fill-in", action="store_true", help="profile missing entries here")
+    predict.add_argument("--json", action="store_true")
+    predict.set_defaults(handler=cmd_latency_predict)
+
+    validate = lat_sub.add_parser("validate", help="table vs measured end-to-end latency")
+    validate.add_argument("--lut", required=True)
+    validate.add_argument("--samples", type=int, default=20)
+    _add_space_args(validate, default=None)
+    validate.add_argument("--seed", type=int, default=0)
+    validate.add_argument("--figure", default=None, help="predicted-vs-measured PNG")
+    measure_args(validate)
+    validate.add_argument("--json", action="store_true")
+    validate.set_defaults(handler=cmd_latency_validate)
     return parser
 
 
@@ -144,7 +342,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         handler: Callable[[argparse.Namespace], int] = args.handler
         return handler(args)
     except ProxylessError as e:
-        print(f"proxyless: error: {e}", file=sys.stderr)
+        keys = getattr(e, "keys", None)
+        if keys:  # missing latency entries: one per line, in the table's own key format
+            head = str(e).split(": ", 1)[0]
+            print(f"proxyless: error: {head}:", *keys, sep="\n", file=sys.stderr)
+        else:
+            print(f"proxyless: error: {e}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("proxyless: interrupted", file=sys.stderr)

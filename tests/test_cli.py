@@ -85,3 +85,40 @@ def test_real_process_exit_code(tmp_path: Path) -> None:
     )  # fmt: skip
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+
+
+@pytest.mark.fixtures
+def test_latency_predict_with_the_official_table(fixtures_dir: Path, capsys) -> None:
+    lut = str(fixtures_dir / "mobile_trim.yaml")
+    code, out, _ = _run(
+        capsys, "latency", "predict", "--space", "mobilenet", "--lut", lut, "--json"
+    )
+    assert code == 0 and json.loads(out)["latency_ms"] == pytest.approx(113.988, abs=1e-3)
+    mobile = str(fixtures_dir / "proxyless_mobile.config")
+    code, out, err = _run(capsys, "latency", "predict", mobile, "--lut", lut, "--json")
+    lines = err.strip().splitlines()
+    assert code == 2 and out == "" and len(lines) == 4 and lines[0].startswith("proxyless: error:")
+    assert all(line.startswith("expanded_conv-input:") for line in lines[1:])
+
+
+def test_latency_profile_predict_validate(tmp_path: Path, capsys) -> None:
+    lut, arch = str(tmp_path / "t.parquet"), str(tmp_path / "a.json")
+    space = ["--space", "mobilenet", "--B", "1", "--F", "0.5", "--resolution", "32"]
+    fast = ["--warmup", "1", "--repeats", "4"]
+    code, out, _ = _run(
+        capsys, "latency", "profile", *space, "--classes", "10", "--threads", "1", *fast,
+        "--out", lut, "--quiet",
+    )  # fmt: skip
+    assert code == 0 and "entries" in out
+    _run(capsys, "arch", "derive", *space, "--classes", "10", "--out", arch)
+    code, out, _ = _run(capsys, "latency", "predict", arch, "--lut", lut, "--json")
+    assert code == 0 and json.loads(out)["latency_ms"] > 0
+    code, out, _ = _run(
+        capsys, "latency", "validate", "--lut", lut, "--samples", "3", *fast, "--json"
+    )
+    report = json.loads(out)
+    assert code == 0 and {"mape", "rmse_ms", "spearman"} <= set(report)
+    assert Path(report["figure"]).exists()
+    # a table for another space cannot price this one: exit 2, keys listed
+    code, _, err = _run(capsys, "latency", "predict", "--space", "pyramid_tree", "--lut", lut)
+    assert code == 2 and "tree_stem-input" in err

@@ -12,20 +12,20 @@ from torch import nn
 from nas_core.errors import ProxylessError
 from nas_core.latency.keys import parse_key, parse_shape
 from nas_core.nets.mobilenet import MobileInvertedResidualBlock
-from nas_core.ops import IdentityLayer, MBInvertedConvLayer, create_op
+from nas_core.ops import IdentityLayer, LinearLayer, MBInvertedConvLayer, create_op
 from nas_core.spaces.mobilenet import feature_mix, first_conv
 from nas_core.spaces.pyramid_tree import tree_block, tree_head, tree_stem
 
 
 class _Logits(nn.Module):
-    """Global average pool + linear classifier (the official `Logits` entry)."""
+    """Global average pool + classifier (the official `Logits` entry), as the net runs them."""
 
     def __init__(self, channels: int, classes: int) -> None:
         super().__init__()
-        self.linear = nn.Linear(channels, classes)
+        self.classifier = LinearLayer(channels, classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
+        return self.classifier(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
 
 
 def module_for_key(key: str) -> tuple[nn.Module, tuple[int, int, int]]:

@@ -85,7 +85,7 @@ class DeviceMeta:
             kind=kind,
             threads=threads,
             batch_size=batch_size,
-            torch_version=torch.__version__,
+            torch_version=str(torch.__version__),
             date=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             extra={"platform": platform.platform()},
         )
