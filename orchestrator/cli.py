@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from nas_core.errors import ProxylessError
 
@@ -268,6 +269,81 @@ def cmd_latency_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_search(args: argparse.Namespace) -> int:
+    """One single-process ProxylessNAS search from a YAML config."""
+    from nas_core.search import SearchConfig, Searcher, load_search_config
+
+    config = load_search_config(args.config) if args.config else SearchConfig()
+    overrides = {"out_dir": args.out, "lut": args.lut, "seed": args.seed, "epochs": args.epochs}
+    config = SearchConfig.from_config(
+        {**config.to_config(), **{k: v for k, v in overrides.items() if v is not None}}
+    )
+    searcher = Searcher(config)
+
+    def progress(epoch: int, m: dict) -> None:
+        if args.json:
+            return
+        lat = m.get("latency/expected_ms")
+        lat_text = f"  E[lat] {lat:.3f} ms" if lat is not None else ""
+        print(
+            f"epoch {epoch + 1}/{searcher.total_epochs}{' (warm-up)' if m['warmup'] else ''}  "
+            f"train acc {m['train/accuracy']:.3f}  valid acc {m['valid/accuracy']:.3f}  "
+            f"entropy {m['arch/entropy_mean']:.3f}{lat_text}",
+            flush=True,
+        )
+
+    result = searcher.run(resume=args.resume, on_epoch_end=progress)
+    summary = {**result.summary(), "out_dir": config.out_dir}
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        out = Path(config.out_dir)
+        print(f"derived architecture: {out / 'architecture.json'}")
+        print(f"  ops        {', '.join(result.architecture.ops)}")
+        if result.latency_ms is not None:
+            print(f"  latency    {result.latency_ms:.3f} ms (table)")
+        print(f"  params     {_format_int(result.params)}   MACs {_format_int(result.macs)}")
+        print(f"  valid acc  {result.valid_accuracy:.4f}")
+        print(f"TensorBoard: tensorboard --logdir {out / 'tensorboard'}")
+    return 0
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    """Train a derived architecture from scratch and report what it costs and scores."""
+    from nas_core.architecture import Architecture
+    from nas_core.data import DataConfig
+    from nas_core.retrain import RetrainConfig, retrain
+
+    arch = Architecture.load(args.arch)
+    data = DataConfig(
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        download=args.download,
+        resolution=arch.space.resolution,
+    )
+    config = RetrainConfig(
+        data=data,
+        epochs=args.epochs,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        lut=args.lut,
+    )
+    result = retrain(arch, config, out_dir=args.out)
+    summary = result.summary()
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"{args.arch} retrained {args.epochs} epochs on {args.dataset}")
+        print(f"  test accuracy   {result.test_accuracy:.4f}")
+        print(f"  params          {_format_int(result.params)}   MACs {_format_int(result.macs)}")
+        if result.latency_table_ms is not None:
+            print(f"  latency (table) {result.latency_table_ms:.3f} ms")
+        if result.latency_measured_ms is not None:
+            print(f"  latency (here)  {result.latency_measured_ms:.3f} ms (CPU, 1 thread, batch 1)")
+    return 0
+
+
 def _number(text: str) -> int | float:
     """An int when the text is one (B, F of pyramid_tree), else a float (F of mobilenet)."""
     try:
@@ -298,6 +374,30 @@ def build_parser() -> argparse.ArgumentParser:
     derive.add_argument("--out", default=None, help="write the architecture JSON here")
     derive.add_argument("--json", action="store_true")
     derive.set_defaults(handler=cmd_arch_derive)
+
+    search = sub.add_parser("search", help="run one architecture search (single process)")
+    search.add_argument("--config", default=None, help="search YAML (default: the digits demo)")
+    search.add_argument("--out", default=None, help="output folder (overrides out_dir)")
+    search.add_argument("--lut", default=None, help="latency table (overrides lut)")
+    search.add_argument("--epochs", type=int, default=None, help="search epochs after warm-up")
+    search.add_argument("--seed", type=int, default=None)
+    search.add_argument("--resume", action="store_true", help="continue from out_dir's checkpoint")
+    search.add_argument("--json", action="store_true", help="one JSON summary on stdout")
+    search.set_defaults(handler=cmd_search)
+
+    re = sub.add_parser("retrain", help="train a derived architecture from scratch")
+    re.add_argument("arch", help="architecture JSON")
+    re.add_argument("--dataset", default="digits", help="digits, cifar10 or imagefolder")
+    re.add_argument("--data-dir", default=None)
+    re.add_argument("--download", action="store_true", help="cifar10: allow downloading")
+    re.add_argument("--epochs", type=int, default=10)
+    re.add_argument("--lr", type=float, default=0.05)
+    re.add_argument("--batch-size", type=int, default=64)
+    re.add_argument("--seed", type=int, default=0)
+    re.add_argument("--lut", default=None, help="latency table to price the net")
+    re.add_argument("--out", default=None, help="folder for weights and retrain.json")
+    re.add_argument("--json", action="store_true")
+    re.set_defaults(handler=cmd_retrain)
 
     latency = sub.add_parser("latency", help="latency tables: profile, predict, validate")
     lat_sub = latency.add_subparsers(dest="latency_command", required=True, parser_class=_Parser)

@@ -84,7 +84,7 @@ def test_pyramid_tree_layout_follows_the_paper() -> None:
     [
         ("mobilenet", {"B": 0}),
         ("mobilenet", {"F": -1.0}),
-        ("mobilenet", {"resolution": 8}),
+        ("mobilenet", {"resolution": 4}),
         ("mobilenet", {"kernels": [4]}),
         ("mobilenet", {"depth": 3}),
         ("pyramid_tree", {"F": 100}),

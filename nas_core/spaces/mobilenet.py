@@ -65,11 +65,16 @@ class MobileNetSpaceConfig:
     kernels: tuple[int, ...] = (3, 5, 7)  # MBConv kernel sizes searched
     expands: tuple[int, ...] = (3, 6)  # MBConv expand ratios searched
     zero: bool = True  # offer Zero where stride 1 and in = out
+    # None: search every block (the paper). An op name fixes the first block of each stage (no
+    # shortcut) to that op: switching those among independently initialised candidates
+    # replaces the whole representation each step, which a one-shot super-net only survives
+    # with a long warm-up (the paper's 40 ImageNet epochs); small budgets need them fixed.
+    transition_op: str | None = None
 
     def __post_init__(self) -> None:
         check_positive_int(self.B, "B")
         check_positive_float(self.F, "F")
-        check_positive_int(self.resolution, "resolution", 32)
+        check_positive_int(self.resolution, "resolution", 8)
         check_positive_int(self.num_classes, "num_classes", 2)
         for k in self.kernels:
             if k not in (3, 5, 7):
@@ -79,6 +84,12 @@ class MobileNetSpaceConfig:
                 raise ProxylessError(f"expands must be among 1, 3, 6, got {e!r}")
         if not self.kernels or not self.expands:
             raise ProxylessError("kernels and expands must not be empty")
+        if self.transition_op is not None and (
+            not isinstance(self.transition_op, str) or "MBConv" not in self.transition_op
+        ):
+            raise ProxylessError(
+                f"transition_op must be an MBConv op name, got {self.transition_op!r}"
+            )
 
 
 @SPACES.register("mobilenet")
@@ -105,6 +116,8 @@ class MobileNetSpace(SearchSpace):
                 s = stride if i == 0 else 1
                 skip = s == 1 and cin == cout
                 cands = (*mbconvs, "zero") if skip and c.zero else mbconvs
+                if not skip and c.transition_op is not None:
+                    cands = (c.transition_op,)
                 specs.append(
                     LayerSpec(
                         len(specs), f"blocks.{len(specs) + 1}", cands, cin, cout, s, size, skip

@@ -1,0 +1,365 @@
+"""Datasets for the search (train / valid splits) and for retraining (test split).
+
+Three sources, all returning a `DataSplits` of map-style datasets that yield `(image, label)`
+with images as normalised float tensors of shape (3, resolution, resolution):
+
+- `digits`: scikit-learn's bundled 8×8 handwritten digits — the embedded default, no download.
+  The whole set (1797 images) is resized once up front and kept as in-memory `TensorDataset`s;
+  resizing per item would cost more than the tiny nets that train on it. The three channels are
+  an `expand` view of one grey channel, so memory does not triple at large resolutions.
+- `cifar10`: torchvision's CIFAR-10 under `data_dir`. Downloading is an explicit opt-in
+  (`download=True`); by default a missing set is a one-line error, never a network access.
+- `imagefolder`: the ImageNet layout `data_dir/{train,val}/<class>/<image>`.
+
+The valid split (the held-out data of the architecture steps) is carved out of the training
+split, stratified per class, by a NumPy generator seeded from `split_seed`, so every run and
+every DDP rank sees the same split. For cifar10 / imagefolder the source is decoded once and
+shared: `TransformedSubset` gives train and valid different transforms (augmentation on train
+only) without loading the data twice — two torchvision datasets would double CIFAR's memory
+and scan an ImageNet tree twice.
+
+`make_loader` shuffles with a generator seeded from (seed, epoch) and shards by rank itself
+(`ShardSampler`), so one permutation serves every world size: the shards of K ranks are the
+K-strided slices of the single-process order. torch's `DistributedSampler` was the other
+option, rejected: it seeds with `seed + epoch` (seed 1 / epoch 2 repeats seed 2 / epoch 1) and
+its order differs from the single-process one, so a K-worker run is harder to compare with a
+local run.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset, TensorDataset
+from torchvision import transforms as T
+from torchvision.datasets import CIFAR10, ImageFolder
+
+from nas_core.config import require_int
+from nas_core.errors import ProxylessError
+from nas_core.sampling import step_generator
+
+DATASETS = ("digits", "cifar10", "imagefolder")
+
+# Digits pixel statistics after scaling to [0, 1]: the mean is that of the raw 8×8 images (bilinear
+# resizing keeps it); the std is that of the upsampled images (0.319–0.325 from 16 px up; 0.376
+# at the native 8 px), so inputs are roughly zero-mean, unit-std at the usual resolutions.
+DIGITS_MEAN = 0.305
+DIGITS_STD = 0.32
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+_TEST_STREAM = 1  # split_seed stream of digits' test split
+_VALID_STREAM = 2  # split_seed stream of the train/valid split
+_SHUFFLE_STREAM = 11  # step_generator stream of the loader's permutation
+_WORKER_STREAM = 12  # step_generator stream of the loader's worker seeds (+ rank)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which dataset, where it lives, the input resolution and how the splits are drawn."""
+
+    dataset: str = "digits"  # digits | cifar10 | imagefolder
+    data_dir: str | None = None  # root for cifar10 / imagefolder (digits ships with sklearn)
+    download: bool = False  # cifar10 only: allow torchvision to download (explicit opt-in)
+    resolution: int = 32  # images are resized to resolution x resolution
+    valid_fraction: float = 0.2  # share of the training split held out for architecture steps
+    split_seed: int = 0  # fixes the train/valid split (and digits' test split)
+
+    def __post_init__(self) -> None:
+        if self.dataset not in DATASETS:
+            raise ProxylessError(
+                f"data.dataset must be one of {', '.join(DATASETS)}, got {self.dataset!r}"
+            )
+        if isinstance(self.data_dir, os.PathLike):
+            object.__setattr__(self, "data_dir", os.fspath(self.data_dir))
+        if self.data_dir is not None and (not isinstance(self.data_dir, str) or not self.data_dir):
+            raise ProxylessError(f"data.data_dir must be a non-empty path, got {self.data_dir!r}")
+        if self.dataset == "digits" and self.data_dir is not None:
+            raise ProxylessError(
+                "data.data_dir: digits ships with scikit-learn and takes no folder"
+            )
+        if self.dataset != "digits" and self.data_dir is None:
+            raise ProxylessError(f"data.data_dir is required for dataset {self.dataset}")
+        if not isinstance(self.download, bool):
+            raise ProxylessError(f"data.download must be true or false, got {self.download!r}")
+        if self.download and self.dataset != "cifar10":
+            raise ProxylessError(f"data.download applies to cifar10 only, not {self.dataset}")
+        require_int(self.resolution, "data.resolution", 8)
+        v = self.valid_fraction
+        if (
+            isinstance(v, bool)
+            or not isinstance(v, int | float)
+            or not math.isfinite(v)
+            or not 0 < v < 1
+        ):
+            raise ProxylessError(f"data.valid_fraction must be a number in (0, 1), got {v!r}")
+        require_int(self.split_seed, "data.split_seed", 0)
+
+    def to_config(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> DataConfig:
+        if not isinstance(config, Mapping):
+            raise ProxylessError(f"data config must be a mapping, got {type(config).__name__}")
+        unknown = sorted(set(config) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ProxylessError(f"data config: unknown key(s) {', '.join(map(str, unknown))}")
+        return cls(**config)
+
+
+@dataclass(frozen=True)
+class DataSplits:
+    """The three splits of one dataset and what a net needs to know about its input."""
+
+    train: Dataset  # weight steps
+    valid: Dataset  # held-out split for architecture steps / search validation
+    test: Dataset  # final evaluation (retraining)
+    num_classes: int
+    in_channels: int = 3
+
+
+class TransformedSubset(Subset):
+    """`dataset[indices[i]]` with `transform` applied to its image.
+
+    Lets train and valid share one decoded dataset while only train is augmented.
+    """
+
+    def __init__(
+        self, dataset: Dataset, indices: Sequence[int], transform: Callable[[Any], Any]
+    ) -> None:
+        super().__init__(dataset, [int(i) for i in indices])
+        self.transform = transform
+
+    def __getitem__(self, idx: int) -> tuple[Any, Any]:
+        image, label = self.dataset[self.indices[idx]]
+        return self.transform(image), label
+
+    def __getitems__(self, indices: list[int]) -> list[tuple[Any, Any]]:
+        # Subset's batched fetch would skip the transform; go item by item instead.
+        return [self[i] for i in indices]
+
+
+def build_datasets(config: DataConfig) -> DataSplits:
+    """The train / valid / test splits that `config` describes."""
+    builders = {"digits": _digits, "cifar10": _cifar10, "imagefolder": _imagefolder}
+    return builders[config.dataset](config)
+
+
+def stratified_split(
+    targets: Sequence[int] | np.ndarray, fraction: float, seed: int, stream: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(kept, held) sorted index arrays, holding out `fraction` of every class.
+
+    Each class with at least two members keeps at least one and holds out at least one, so small
+    sets still put every class in both parts. The draw is a pure function of (seed, stream).
+    """
+    y = np.asarray(targets, dtype=np.int64)
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(stream)]))
+    kept, held = [], []
+    for c in np.unique(y):
+        members = rng.permutation(np.flatnonzero(y == c))
+        n = len(members)
+        k = min(max(round(n * fraction), 1), n - 1) if n >= 2 else 0
+        held.append(members[:k])
+        kept.append(members[k:])
+    if not y.size:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.sort(np.concatenate(kept)), np.sort(np.concatenate(held))
+
+
+def _train_valid(
+    targets: Sequence[int] | np.ndarray, config: DataConfig, where: str
+) -> tuple[np.ndarray, np.ndarray]:
+    train_idx, valid_idx = stratified_split(
+        targets, config.valid_fraction, config.split_seed, _VALID_STREAM
+    )
+    if not len(train_idx) or not len(valid_idx):
+        raise ProxylessError(
+            f"{where}: {len(targets)} training images are too few to hold out a valid split"
+        )
+    return train_idx, valid_idx
+
+
+def _digits(config: DataConfig) -> DataSplits:
+    from sklearn.datasets import load_digits  # here: importing sklearn takes a second
+
+    digits = load_digits()
+    grey = torch.as_tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    if config.resolution != grey.shape[-1]:
+        size = (config.resolution, config.resolution)
+        grey = torch.nn.functional.interpolate(
+            grey, size=size, mode="bilinear", align_corners=False
+        )
+    grey = (grey - DIGITS_MEAN) / DIGITS_STD
+    labels = torch.as_tensor(digits.target, dtype=torch.int64)
+    rest, test = stratified_split(labels.numpy(), 0.2, config.split_seed, _TEST_STREAM)
+    train, valid = (rest[i] for i in _train_valid(labels[rest].numpy(), config, "digits"))
+
+    def part(idx: np.ndarray) -> TensorDataset:
+        t = torch.as_tensor(idx)
+        return TensorDataset(grey[t].expand(-1, 3, -1, -1), labels[t])
+
+    return DataSplits(part(train), part(valid), part(test), num_classes=10)
+
+
+def _cifar10(config: DataConfig) -> DataSplits:
+    root = Path(config.data_dir or "")
+    where = root / CIFAR10.base_folder
+
+    def load(train: bool) -> CIFAR10:
+        try:
+            return CIFAR10(root=str(root), train=train, download=config.download)
+        except RuntimeError:
+            hint = "pass --download on a connected machine, or copy cifar-10-batches-py there"
+            if config.download:
+                hint = "the download did not complete"
+            raise ProxylessError(f"cifar10: {where}: missing or corrupted; {hint}") from None
+        except OSError as e:
+            raise ProxylessError(f"cifar10: cannot read or download {where}: {e}") from None
+
+    train_set, test_set = load(True), load(False)
+    resize = [T.Resize(config.resolution)] if config.resolution != 32 else []
+    tail = [*resize, T.ToTensor(), T.Normalize(CIFAR10_MEAN, CIFAR10_STD)]
+    augment = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), *tail])
+    plain = T.Compose(tail)
+    train, valid = _train_valid(train_set.targets, config, f"cifar10: {where}")
+    return DataSplits(
+        train=TransformedSubset(train_set, train, augment),
+        valid=TransformedSubset(train_set, valid, plain),
+        test=TransformedSubset(test_set, range(len(test_set)), plain),
+        num_classes=len(train_set.classes),
+    )
+
+
+def _imagefolder(config: DataConfig) -> DataSplits:
+    root = Path(config.data_dir or "")
+    train_dir, val_dir = root / "train", root / "val"
+    train_set, val_set = _image_folder(train_dir), _image_folder(val_dir)
+    if train_set.classes != val_set.classes:
+        only_train = sorted(set(train_set.classes) - set(val_set.classes))
+        only_val = sorted(set(val_set.classes) - set(train_set.classes))
+        raise ProxylessError(
+            f"imagefolder: class folders of {train_dir} and {val_dir} differ "
+            f"(only in train: {_short(only_train)}; only in val: {_short(only_val)})"
+        )
+    r = config.resolution
+    norm = [T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+    augment = T.Compose([T.RandomResizedCrop(r), T.RandomHorizontalFlip(), *norm])
+    plain = T.Compose([T.Resize(int(r * 1.14)), T.CenterCrop(r), *norm])
+    train, valid = _train_valid(train_set.targets, config, f"imagefolder: {train_dir}")
+    return DataSplits(
+        train=TransformedSubset(train_set, train, augment),
+        valid=TransformedSubset(train_set, valid, plain),
+        test=TransformedSubset(val_set, range(len(val_set)), plain),
+        num_classes=len(train_set.classes),
+    )
+
+
+def _image_folder(path: Path) -> ImageFolder:
+    """An untransformed ImageFolder of `path`; a missing or empty tree is a ProxylessError."""
+    if not path.is_dir():
+        raise ProxylessError(f"imagefolder: {path}: no such folder (expected <class>/<image>)")
+    try:
+        return ImageFolder(str(path))
+    except FileNotFoundError as e:
+        detail = " ".join(str(e).split())
+        raise ProxylessError(f"imagefolder: {path}: {detail}") from None
+
+
+def _short(names: Sequence[str], limit: int = 5) -> str:
+    if not names:
+        return "none"
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
+class ShardSampler(Sampler[int]):
+    """Rank `rank`'s share of one permutation of `range(n)` seeded from (seed, epoch).
+
+    With `world_size` > 1 every rank gets the same number of samples (DDP steps in lockstep):
+    the permutation is cut to a multiple of `world_size` (`drop_last`) or padded by wrapping
+    around, then rank r takes positions r, r + world_size, ...
+    """
+
+    def __init__(
+        self,
+        n: int,
+        shuffle: bool,
+        seed: int = 0,
+        epoch: int = 0,
+        drop_last: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        self.n, self.shuffle, self.seed, self.epoch = n, shuffle, seed, epoch
+        self.drop_last, self.rank, self.world_size = drop_last, rank, world_size
+
+    def _order(self) -> list[int]:
+        if self.shuffle:
+            g = step_generator(self.seed, self.epoch, stream=_SHUFFLE_STREAM)
+            order = torch.randperm(self.n, generator=g).tolist()
+        else:
+            order = list(range(self.n))
+        if self.world_size > 1:
+            if self.drop_last:
+                order = order[: self.n - self.n % self.world_size]
+            elif order and self.n % self.world_size:
+                pad = self.world_size - self.n % self.world_size
+                order += (order * math.ceil(pad / len(order)))[:pad]
+        return order[self.rank :: self.world_size]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._order())
+
+    def __len__(self) -> int:
+        if self.world_size == 1:
+            return self.n
+        if self.drop_last:
+            return self.n // self.world_size
+        return math.ceil(self.n / self.world_size) if self.n else 0
+
+
+def make_loader(
+    dataset: Dataset,
+    batch_size: int,
+    shuffle: bool,
+    seed: int = 0,
+    epoch: int = 0,
+    drop_last: bool = False,
+    num_workers: int = 0,
+    rank: int = 0,
+    world_size: int = 1,
+) -> DataLoader:
+    """A loader whose batches are a pure function of (dataset, seed, epoch, rank, world_size).
+
+    `drop_last` drops both the samples that do not split evenly over the ranks and the last
+    incomplete batch. Worker processes are seeded from (seed, epoch, rank) too, so random
+    augmentation in workers repeats; with `num_workers=0` it draws from torch's global RNG.
+    """
+    require_int(batch_size, "batch_size", 1)
+    require_int(num_workers, "num_workers", 0)
+    require_int(world_size, "world_size", 1)
+    require_int(rank, "rank", 0)
+    require_int(seed, "seed", 0)
+    require_int(epoch, "epoch", 0)
+    if rank >= world_size:
+        raise ProxylessError(f"rank must be below world_size {world_size}, got {rank}")
+    sampler = ShardSampler(len(dataset), shuffle, seed, epoch, drop_last, rank, world_size)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        drop_last=drop_last,
+        num_workers=num_workers,
+        generator=step_generator(seed, epoch, stream=_WORKER_STREAM + rank),
+    )

@@ -1,0 +1,503 @@
+"""The single-process ProxylessNAS searcher: the reference semantics of the search.
+
+Warm-up epochs train weights only, on paths sampled uniformly; then each epoch alternates weight
+steps on the train split (one path sampled from softmax(α)) with one arch step every
+`arch_every` batches on the held-out valid split. Every source of randomness is a pure function
+of (seed, step) or (seed, epoch), and the end-of-epoch checkpoint holds everything else
+(weights, α, both optimisers, the strategy's baseline, RNG state), so a resumed search follows
+the same trajectory as one run straight through.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nas_core.architecture import Architecture, build_net
+from nas_core.checkpoint import load_checkpoint, save_checkpoint
+from nas_core.data import DataConfig, DataSplits, build_datasets, make_loader
+from nas_core.errors import ProxylessError
+from nas_core.io import atomic_write_text
+from nas_core.latency.predictor import LatencyModel, architecture_latency
+from nas_core.latency.table import LatencyTable
+from nas_core.sampling import sample_paths, step_generator
+from nas_core.spaces import SearchSpace
+from nas_core.spaces.base import config_from_mapping
+from nas_core.stats import net_stats
+from nas_core.strategy import StrategyConfig, create_strategy, make_arch_optimizer
+from nas_core.supernet import SuperNet
+
+WEIGHT_STREAM, ARCH_STREAM = 0, 1
+
+
+@dataclass(frozen=True)
+class WeightConfig:
+    """Weight optimiser: SGD Nesterov, cosine lr per batch, label smoothing (official)."""
+
+    lr: float = 0.025
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 4e-5
+    label_smoothing: float = 0.1
+    batch_size: int = 64
+    zero_init_residual: bool = True  # residual candidates start as identity (see SuperNet)
+
+    def __post_init__(self) -> None:
+        _positive(self, "weights", ("lr", "batch_size"))
+        _nonnegative(self, "weights", ("momentum", "weight_decay", "label_smoothing"))
+        if self.label_smoothing >= 1 or self.momentum >= 1:
+            raise ProxylessError("weights.momentum and weights.label_smoothing must be < 1")
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _positive(obj: Any, where: str, names: tuple[str, ...]) -> None:
+    for n in names:
+        v = getattr(obj, n)
+        if not _is_number(v) or v <= 0:
+            raise ProxylessError(f"{where}.{n} must be a finite number > 0, got {v!r}")
+
+
+def _nonnegative(obj: Any, where: str, names: tuple[str, ...]) -> None:
+    for n in names:
+        v = getattr(obj, n)
+        if not _is_number(v) or v < 0:
+            raise ProxylessError(f"{where}.{n} must be a finite number >= 0, got {v!r}")
+
+
+def _int_at_least(obj: Any, where: str, name: str, low: int) -> None:
+    v = getattr(obj, name)
+    if isinstance(v, bool) or not isinstance(v, int) or v < low:
+        raise ProxylessError(f"{where}.{name} must be an integer >= {low}, got {v!r}")
+
+
+DEFAULT_SPACE = {
+    "name": "mobilenet",
+    "B": 3,
+    "F": 0.5,
+    "resolution": 32,
+    "transition_op": "3x3_MBConv6",
+}
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Everything one search needs; YAML maps onto it key for key (nested sections)."""
+
+    space: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_SPACE))
+    data: DataConfig = field(default_factory=DataConfig)
+    strategy: StrategyConfig = field(default_factory=StrategyConfig)
+    weights: WeightConfig = field(default_factory=WeightConfig)
+    lut: str | None = None  # latency table; None = profile this CPU into out_dir/latency.parquet
+    epochs: int = 10  # search epochs after warm-up
+    warmup_epochs: int = 2  # weight-only epochs on uniformly sampled paths (official: 40)
+    arch_every: int = 5  # one arch step per this many weight batches
+    arch_batch_size: int = 64
+    alpha_init_std: float = 1e-3  # α ~ N(0, std²), official
+    seed: int = 0
+    device: str = "cpu"
+    out_dir: str = "runs/search"
+    tensorboard: bool = True
+
+    def __post_init__(self) -> None:
+        _int_at_least(self, "search", "epochs", 1)
+        _int_at_least(self, "search", "warmup_epochs", 0)
+        _int_at_least(self, "search", "arch_every", 1)
+        _int_at_least(self, "search", "arch_batch_size", 1)
+        _int_at_least(self, "search", "seed", 0)
+        _nonnegative(self, "search", ("alpha_init_std",))
+        if self.device not in ("cpu", "cuda") and not str(self.device).startswith("cuda:"):
+            raise ProxylessError(f"device must be cpu or cuda, got {self.device!r}")
+        if not isinstance(self.space, Mapping) or "name" not in self.space:
+            raise ProxylessError("space must be a mapping with a 'name'")
+
+    def build_space(self, num_classes: int) -> SearchSpace:
+        """The space with the dataset's class count (an explicit, different count is an error)."""
+        config = dict(self.space)
+        given = config.setdefault("num_classes", num_classes)
+        if given != num_classes:
+            raise ProxylessError(
+                f"space.num_classes is {given} but dataset {self.data.dataset} has {num_classes}"
+            )
+        return SearchSpace.from_config(config)
+
+    def to_config(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["data"] = self.data.to_config()
+        d["strategy"] = self.strategy.to_config()
+        d["space"] = dict(self.space)
+        return d
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> SearchConfig:
+        if not isinstance(config, Mapping):
+            raise ProxylessError("a search config must be a mapping")
+        d = dict(config)
+        nested = {"data": DataConfig, "strategy": StrategyConfig, "weights": WeightConfig}
+        for key, sub in nested.items():
+            if key in d:
+                if not isinstance(d[key], Mapping):
+                    raise ProxylessError(f"{key} must be a mapping")
+                d[key] = (
+                    sub.from_config(d[key])
+                    if hasattr(sub, "from_config")
+                    else config_from_mapping(sub, d[key], key)
+                )
+        if "space" in d and isinstance(d["space"], Mapping):
+            d["space"] = dict(d["space"])
+            SearchSpace.from_config({"num_classes": 10, **d["space"]})  # validate early
+        try:
+            return config_from_mapping(cls, d, "search config")
+        except TypeError as e:
+            raise ProxylessError(f"search config: {e}") from None
+
+
+def load_search_config(path: str | Path, **overrides: Any) -> SearchConfig:
+    """YAML (safe_load) → SearchConfig; errors name the file."""
+    import yaml
+
+    from nas_core.io import read_text
+
+    text = read_text(path)
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ProxylessError(f"{path}: invalid YAML ({first})") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ProxylessError(f"{path}: a search config must be a mapping")
+    try:
+        return SearchConfig.from_config(
+            {**data, **{k: v for k, v in overrides.items() if v is not None}}
+        )
+    except ProxylessError as e:
+        raise ProxylessError(f"{path}: {e}") from None
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """What a search produced."""
+
+    architecture: Architecture
+    latency_ms: float | None
+    params: int
+    macs: int
+    valid_accuracy: float
+    epochs: int
+    history: tuple[dict[str, float], ...]
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "architecture": self.architecture.to_config(),
+            "latency_ms": self.latency_ms,
+            "params": self.params,
+            "macs": self.macs,
+            "valid_accuracy": self.valid_accuracy,
+            "epochs": self.epochs,
+        }
+
+
+def cosine_lr(base: float, step: int, total: int) -> float:
+    """Cosine annealing from `base` to 0 over `total` steps (per batch, as the official code)."""
+    return 0.5 * base * (1 + math.cos(math.pi * min(step, total) / max(total, 1)))
+
+
+def weight_step(
+    net: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    lr: float,
+    label_smoothing: float,
+) -> tuple[float, float]:
+    """One SGD step on the active path; returns (loss, accuracy)."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    logits = net(x)
+    loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+    if not torch.isfinite(loss):
+        raise ProxylessError(f"weight loss became {float(loss)}; lower weights.lr")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return float(loss.detach()), float((logits.argmax(1) == y).float().mean())
+
+
+@torch.no_grad()
+def evaluate(
+    net: nn.Module, loader: torch.utils.data.DataLoader, device: torch.device
+) -> tuple[float, float]:
+    """Mean CE loss and accuracy over a loader, in eval mode."""
+    was = net.training
+    net.eval()
+    total, loss_sum, correct = 0, 0.0, 0
+    for x, y in loader:
+        x, y = x.to(device), y.to(device)
+        logits = net(x)
+        loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
+        correct += int((logits.argmax(1) == y).sum())
+        total += len(y)
+    net.train(was)
+    return loss_sum / max(total, 1), correct / max(total, 1)
+
+
+def _cycle(make: Callable[[int], torch.utils.data.DataLoader]):
+    """Endless batches: pass k of the loader uses seed offset k (deterministic)."""
+    k = 0
+    while True:
+        yield from make(k)
+        k += 1
+
+
+class Searcher:
+    """Runs one search from a `SearchConfig`: data, super-net, strategy, checkpoints, logs."""
+
+    def __init__(self, config: SearchConfig, data: DataSplits | None = None) -> None:
+        self.config = config
+        self.out = Path(config.out_dir)
+        self.device = torch.device(config.device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ProxylessError("device cuda asked for, but torch sees no CUDA device here")
+        self.data = data or build_datasets(config.data)
+        self.space = config.build_space(self.data.num_classes)
+        torch.manual_seed(config.seed)
+        self.net = SuperNet(self.space).to(self.device)
+        self.net.arch.init_normal_(step_generator(config.seed, 0, stream=9), config.alpha_init_std)
+        if config.weights.zero_init_residual:
+            self.net.zero_init_residual_()
+        self.table = self._latency_table()
+        self.latency = LatencyModel(self.space, self.table) if self.table is not None else None
+        self.strategy = create_strategy(config.strategy, self.latency)
+        self.arch_opt = make_arch_optimizer(self.net.arch, config.strategy)
+        w = config.weights
+        self.weight_opt = torch.optim.SGD(
+            self.net.parameters(),
+            lr=w.lr,
+            momentum=w.momentum,
+            nesterov=w.nesterov,
+            weight_decay=w.weight_decay,
+        )
+        self.epoch, self.step = 0, 0
+        self.history: list[dict[str, float]] = []
+        self._writer = None
+
+    # ---- set-up ----
+
+    def _latency_table(self) -> LatencyTable | None:
+        if self.config.lut is not None:
+            return LatencyTable.load(self.config.lut)
+        from nas_core.latency.profiler import ProfileConfig, profile_keys
+
+        path = self.out / "latency.parquet"
+        keys = self.space.latency_layout().all_keys()
+        config = ProfileConfig(threads=1, warmup=3, repeats=15)
+        return profile_keys(
+            keys, config, out=path, progress=False, extra_meta={"space": self.space.to_config()}
+        )
+
+    @property
+    def total_epochs(self) -> int:
+        return self.config.warmup_epochs + self.config.epochs
+
+    def _batches_per_epoch(self) -> int:
+        return len(self._train_loader(0))
+
+    def _train_loader(self, epoch: int) -> torch.utils.data.DataLoader:
+        c = self.config
+        return make_loader(
+            self.data.train, c.weights.batch_size, True, seed=c.seed, epoch=epoch, drop_last=True
+        )
+
+    def _valid_batches(self, epoch: int):
+        c = self.config
+        return _cycle(
+            lambda k: make_loader(
+                self.data.valid,
+                c.arch_batch_size,
+                True,
+                seed=c.seed + 1,
+                epoch=epoch * 1000 + k,
+                drop_last=True,
+            )
+        )
+
+    # ---- state ----
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "format": "proxyless-tune/search/1",
+            "config": self.config.to_config(),
+            "epoch": self.epoch,
+            "step": self.step,
+            "weights": self.net.state_dict(),
+            "arch": self.net.arch.state_dict(),
+            "weight_opt": self.weight_opt.state_dict(),
+            "arch_opt": self.arch_opt.state_dict(),
+            "strategy": self.strategy.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "history": list(self.history),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        mine = {**self.config.to_config(), "out_dir": None, "epochs": None}
+        theirs = {**state.get("config", {}), "out_dir": None, "epochs": None}
+        if mine != theirs:
+            raise ProxylessError(
+                "checkpoint was written by a search with another config; use a new out_dir"
+            )
+        self.net.load_state_dict(state["weights"])
+        self.net.arch.load_state_dict(state["arch"])
+        self.weight_opt.load_state_dict(state["weight_opt"])
+        self.arch_opt.load_state_dict(state["arch_opt"])
+        self.strategy.load_state_dict(state["strategy"])
+        torch.set_rng_state(state["torch_rng"])
+        self.epoch, self.step = int(state["epoch"]), int(state["step"])
+        self.history = list(state["history"])
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out / "checkpoint.pt"
+
+    # ---- the loop ----
+
+    def lr_at(self, epoch: int, batch: int, per_epoch: int) -> float:
+        """Cosine per batch, restarted at the end of warm-up (as the official code does)."""
+        c = self.config
+        if epoch < c.warmup_epochs:
+            return cosine_lr(c.weights.lr, epoch * per_epoch + batch, c.warmup_epochs * per_epoch)
+        e = epoch - c.warmup_epochs
+        return cosine_lr(c.weights.lr, e * per_epoch + batch, c.epochs * per_epoch)
+
+    def arch_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+        """One α update (local: this process computes the signal and applies it)."""
+        gen = step_generator(self.config.seed, self.step, stream=ARCH_STREAM)
+        signal = self.strategy.signal(self.net, x, y, gen)
+        return self.strategy.apply([signal], self.net.arch, self.arch_opt)
+
+    def run_epoch(self) -> dict[str, float]:
+        c, epoch = self.config, self.epoch
+        warm = epoch < c.warmup_epochs
+        loader = self._train_loader(epoch)
+        per_epoch = len(loader)
+        valid = None if warm else self._valid_batches(epoch)
+        self.net.train()
+        sums: dict[str, float] = {}
+        counts: dict[str, int] = {}
+
+        def add(metrics: Mapping[str, float]) -> None:
+            for k, v in metrics.items():
+                sums[k] = sums.get(k, 0.0) + v
+                counts[k] = counts.get(k, 0) + 1
+
+        for b, (x, y) in enumerate(loader):
+            x, y = x.to(self.device), y.to(self.device)
+            gen = step_generator(c.seed, self.step, stream=WEIGHT_STREAM)
+            self.net.set_paths(sample_paths(self.net.arch, gen, uniform=warm))
+            lr = self.lr_at(epoch, b, per_epoch)
+            loss, acc = weight_step(self.net, self.weight_opt, x, y, lr, c.weights.label_smoothing)
+            add({"train/loss": loss, "train/accuracy": acc, "lr/weights": lr})
+            if valid is not None and (b + 1) % c.arch_every == 0:
+                vx, vy = next(valid)
+                add(self.arch_step(vx.to(self.device), vy.to(self.device)))
+            self.step += 1
+        metrics = {k: sums[k] / counts[k] for k in sums}
+        metrics.update(self.evaluate_derived())
+        metrics["epoch"] = epoch
+        metrics["warmup"] = float(warm)
+        return metrics
+
+    def evaluate_derived(self) -> dict[str, float]:
+        """Valid loss / accuracy of the argmax path, its table latency, E[latency], entropy."""
+        self.net.set_argmax()
+        valid = make_loader(self.data.valid, 256, False)
+        loss, acc = evaluate(self.net, valid, self.device)
+        ent = self.net.arch.entropy()
+        out = {"valid/loss": loss, "valid/accuracy": acc, "arch/entropy_mean": float(ent.mean())}
+        if self.latency is not None:
+            out["latency/expected_ms"] = float(self.latency.expected(self.net.arch).detach())
+            out["latency/derived_ms"] = architecture_latency(self.net.derive(), self.table)
+        return out
+
+    def run(
+        self,
+        resume: bool = False,
+        on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
+    ) -> SearchResult:
+        """Search to the end (resuming from the checkpoint in out_dir when asked)."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        if resume and self.checkpoint_path.exists():
+            self.load_state_dict(load_checkpoint(self.checkpoint_path))
+        atomic_write_text(
+            self.out / "config.json", json.dumps(self.config.to_config(), indent=2) + "\n"
+        )
+        try:
+            while self.epoch < self.total_epochs:
+                metrics = self.run_epoch()
+                self.history.append(metrics)
+                self.epoch += 1
+                save_checkpoint(self.checkpoint_path, self.state_dict())
+                self._log(metrics)
+                if on_epoch_end is not None:
+                    on_epoch_end(self.epoch - 1, metrics)
+        finally:
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
+        return self.finish()
+
+    def finish(self) -> SearchResult:
+        """Derive, price and save the architecture; write summary.json."""
+        arch = self.net.derive()
+        arch.save(self.out / "architecture.json")
+        stats = net_stats(build_net(arch), self.space.resolution)
+        latency = architecture_latency(arch, self.table) if self.table is not None else None
+        valid_acc = self.history[-1]["valid/accuracy"] if self.history else float("nan")
+        result = SearchResult(
+            arch, latency, stats.params, stats.macs, valid_acc, self.epoch, tuple(self.history)
+        )
+        atomic_write_text(self.out / "summary.json", json.dumps(result.summary(), indent=2) + "\n")
+        return result
+
+    # ---- logging ----
+
+    def _log(self, metrics: Mapping[str, float]) -> None:
+        if not self.config.tensorboard:
+            return
+        if self._writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(str(self.out / "tensorboard"))
+        w, epoch = self._writer, int(metrics["epoch"])
+        for k, v in metrics.items():
+            if k not in ("epoch", "warmup"):
+                w.add_scalar(k, v, epoch)
+        for i, e in enumerate(self.net.arch.entropy().tolist()):
+            w.add_scalar(f"arch_entropy/{self.net.specs[i].name}", e, epoch)
+        w.add_image("arch/probabilities", self.probability_image(), epoch, dataformats="HW")
+        w.flush()
+
+    def probability_image(self) -> torch.Tensor:
+        """Layers × candidates matrix of softmax(α) (rows padded with 0), values in [0, 1]."""
+        probs = self.net.arch.all_probs()
+        width = max(len(p) for p in probs)
+        img = torch.zeros(len(probs), width)
+        for i, p in enumerate(probs):
+            img[i, : len(p)] = p.detach().cpu()
+        return img
+
+
+def with_overrides(config: SearchConfig, **changes: Any) -> SearchConfig:
+    """A copy of `config` with top-level fields replaced (None values ignored)."""
+    return replace(config, **{k: v for k, v in changes.items() if v is not None})

@@ -1,0 +1,93 @@
+"""Proxyless-R: REINFORCE on sampled architectures (paper §3.2.2).
+
+signal: sample M single-path architectures from softmax(α), evaluate each on the held-out
+batch, reward R = ACC·(LAT/T)^w with w = −λ₂. apply: policy gradient
+−Σ (R − b)·log p(arch) / M with a moving-average baseline b ← decay·b + (1 − decay)·mean R
+(decay on the old value: the official code weighted the new reward by 0.99, a known slip).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from nas_core.arch_state import ArchState
+from nas_core.sampling import sample_paths
+from nas_core.strategy.base import STRATEGIES, Strategy
+from nas_core.supernet import SuperNet
+
+
+@dataclass(frozen=True)
+class ReinforceSignal:
+    """Sampled architectures (candidate index per layer) with their rewards."""
+
+    paths: tuple[tuple[int, ...], ...]
+    rewards: tuple[float, ...]
+    accuracy: float
+    latency_ms: float
+
+
+@STRATEGIES.register("reinforce")
+class ReinforceStrategy(Strategy):
+    def __init__(self, config, latency) -> None:
+        super().__init__(config, latency)
+        self.baseline: float | None = None
+
+    def reward(self, accuracy: float, latency_ms: float) -> float:
+        if self.latency is None or self.config.lambda2 == 0:
+            return accuracy
+        return accuracy * (latency_ms / self.target_ms) ** (-self.config.lambda2)
+
+    @torch.no_grad()
+    def signal(
+        self, net: SuperNet, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator
+    ) -> ReinforceSignal:
+        was_training = net.training
+        net.eval()
+        paths, rewards, accs, lats = [], [], [], []
+        for _ in range(self.config.samples):
+            path = sample_paths(net.arch, generator)
+            net.set_paths(path)
+            acc = float((net(x).argmax(1) == y).float().mean())
+            lat = self.latency.of_indices(path) if self.latency is not None else 0.0
+            paths.append(tuple(path))
+            rewards.append(self.reward(acc, lat))
+            accs.append(acc)
+            lats.append(lat)
+        net.train(was_training)
+        n = len(paths)
+        return ReinforceSignal(tuple(paths), tuple(rewards), sum(accs) / n, sum(lats) / n)
+
+    def apply(
+        self, signals: Sequence[ReinforceSignal], arch: ArchState, optimizer: torch.optim.Optimizer
+    ) -> dict[str, float]:
+        pairs = [(p, r) for s in signals for p, r in zip(s.paths, s.rewards, strict=True)]
+        mean_reward = sum(r for _, r in pairs) / len(pairs)
+        if self.baseline is None:
+            self.baseline = mean_reward
+        optimizer.zero_grad(set_to_none=True)
+        log_probs = [torch.log_softmax(a, 0) for a in arch.alphas]
+        loss = torch.zeros(())
+        for path, r in pairs:
+            logp = sum(lp[i] for lp, i in zip(log_probs, path, strict=True))
+            loss = loss - (r - self.baseline) * logp
+        (loss / len(pairs)).backward()
+        optimizer.step()
+        decay = self.config.baseline_decay
+        self.baseline = decay * self.baseline + (1 - decay) * mean_reward
+        n = len(signals)
+        return {
+            "arch/reward": mean_reward,
+            "arch/baseline": self.baseline,
+            "arch/accuracy": sum(s.accuracy for s in signals) / n,
+            "arch/sampled_latency_ms": sum(s.latency_ms for s in signals) / n,
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"baseline": self.baseline}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.baseline = state.get("baseline")

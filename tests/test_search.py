@@ -1,0 +1,172 @@
+"""The single-process searcher: resume, outputs, learning, the λ₂ trade-off, the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from nas_core.checkpoint import load_checkpoint
+from nas_core.data import DataConfig
+from nas_core.errors import ProxylessError
+from nas_core.latency.predictor import architecture_latency
+from nas_core.search import SearchConfig, Searcher, WeightConfig
+from nas_core.spaces import SearchSpace
+from nas_core.strategy import StrategyConfig
+from orchestrator.cli import main
+from tests.conftest import toy_latency_table
+
+TINY_SPACE = {"name": "mobilenet", "B": 2, "F": 0.25, "resolution": 16,
+              "transition_op": "3x3_MBConv6"}  # fmt: skip
+DIGITS_SPACE = {"name": "mobilenet", "B": 3, "F": 0.5, "resolution": 32,
+                "transition_op": "3x3_MBConv6"}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tiny_lut(tmp_path_factory: pytest.TempPathFactory) -> str:
+    path = tmp_path_factory.mktemp("lut") / "toy.parquet"
+    toy_latency_table(SearchSpace.from_config({**TINY_SPACE, "num_classes": 10})).save(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def digits_lut(tmp_path_factory: pytest.TempPathFactory) -> str:
+    path = tmp_path_factory.mktemp("lut") / "digits.parquet"
+    toy_latency_table(SearchSpace.from_config({**DIGITS_SPACE, "num_classes": 10})).save(path)
+    return str(path)
+
+
+def _tiny(out: Path, lut: str, **strategy) -> SearchConfig:
+    return SearchConfig(
+        space=dict(TINY_SPACE),
+        data=DataConfig(resolution=16),
+        strategy=StrategyConfig(**{"lambda2": 0.1, "arch_lr": 0.05, **strategy}),
+        weights=WeightConfig(lr=0.1, batch_size=64),
+        lut=lut,
+        epochs=2,
+        warmup_epochs=1,
+        arch_every=2,
+        out_dir=str(out),
+    )
+
+
+def _state(searcher: Searcher) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
+    return [a.detach().clone() for a in searcher.net.arch.alphas], {
+        k: v.clone() for k, v in searcher.net.state_dict().items()
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["gradient", "reinforce"])
+def test_resumed_search_follows_the_same_trajectory(
+    tmp_path: Path, tiny_lut: str, strategy: str
+) -> None:
+    straight = Searcher(_tiny(tmp_path / "a", tiny_lut, name=strategy, samples=3))
+    straight.run()
+
+    class StopSearchError(Exception):
+        pass
+
+    def stop_after_first(epoch: int, _m: dict) -> None:
+        if epoch == 1:  # the first search epoch, after warm-up
+            raise StopSearchError
+
+    config = _tiny(tmp_path / "b", tiny_lut, name=strategy, samples=3)
+    with pytest.raises(StopSearchError):
+        Searcher(config).run(on_epoch_end=stop_after_first)
+    assert load_checkpoint(tmp_path / "b" / "checkpoint.pt")["epoch"] == 2
+    resumed = Searcher(config)
+    resumed.run(resume=True)
+    (a1, w1), (a2, w2) = _state(straight), _state(resumed)
+    for x, y in zip(a1, a2, strict=True):
+        torch.testing.assert_close(x, y)
+    for k in w1:
+        torch.testing.assert_close(w1[k], w2[k], msg=k)
+    assert [h["epoch"] for h in resumed.history] == [0, 1, 2]
+
+
+@pytest.mark.slow
+def test_search_outputs_and_logs(tmp_path: Path, tiny_lut: str) -> None:
+    config = _tiny(tmp_path, tiny_lut)
+    result = Searcher(config).run()
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["params"] == result.params and summary["macs"] == result.macs > 0
+    from nas_core.architecture import Architecture
+    from nas_core.latency.table import LatencyTable
+
+    arch = Architecture.load(tmp_path / "architecture.json")
+    assert arch == result.architecture
+    assert summary["latency_ms"] == pytest.approx(
+        architecture_latency(arch, LatencyTable.load(tiny_lut))
+    )
+    state = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert {"weights", "arch", "weight_opt", "arch_opt", "strategy", "torch_rng"} <= set(state)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    tags = events.Tags()
+    for tag in (
+        "train/loss",
+        "valid/accuracy",
+        "latency/expected_ms",
+        "arch/entropy_mean",
+        "lr/weights",
+    ):
+        assert tag in tags["scalars"], tag
+    assert any(t.startswith("arch_entropy/") for t in tags["scalars"])
+    assert "arch/probabilities" in tags["images"]
+    with pytest.raises(ProxylessError, match="another config"):
+        Searcher(_tiny(tmp_path, tiny_lut, lambda2=0.7)).run(resume=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["gradient", "reinforce"])
+def test_digits_search_learns_and_lambda2_trades_latency(
+    tmp_path: Path, digits_lut: str, strategy: str
+) -> None:
+    """≥ 90 % valid accuracy, entropy falls, and more λ₂ gives strictly faster nets."""
+    latencies = []
+    for lam in (0.0, 0.5, 3.0):
+        config = SearchConfig(
+            space=dict(DIGITS_SPACE),
+            strategy=StrategyConfig(name=strategy, lambda2=lam, arch_lr=0.05, samples=5),
+            weights=WeightConfig(lr=0.1, batch_size=32),
+            lut=digits_lut,
+            epochs=6,
+            warmup_epochs=2,
+            arch_every=2,
+            out_dir=str(tmp_path / f"{lam}"),
+            tensorboard=False,
+        )
+        result = Searcher(config).run()
+        history = result.history
+        assert history[-1]["arch/entropy_mean"] < history[config.warmup_epochs]["arch/entropy_mean"]
+        if lam == 0.0:
+            assert result.valid_accuracy >= 0.9
+        latencies.append(result.latency_ms)
+    assert latencies[0] > latencies[1] > latencies[2], latencies
+
+
+def test_search_cli_config_errors(tmp_path: Path, capsys) -> None:
+    cases = {
+        "unknown.yaml": "epochs: 2\ncolour: red\n",
+        "type.yaml": "epochs: two\n",
+        "lambda.yaml": "strategy: {lambda2: -1}\n",
+        "dataset.yaml": "data: {dataset: ''}\n",
+        "space.yaml": "space: {name: mobilenet, B: 0}\n",
+        "yaml.yaml": "epochs: [\n",
+        "list.yaml": "- 1\n",
+        "pickle.yaml": "!!python/object/apply:os.system ['true']\n",
+    }
+    for name, text in cases.items():
+        path = tmp_path / name
+        path.write_text(text)
+        code = main(["search", "--config", str(path)])
+        err = capsys.readouterr().err
+        assert code == 2, name
+        assert len(err.strip().splitlines()) == 1 and str(path) in err, (name, err)
+    code = main(["search", "--config", str(tmp_path / "missing.yaml")])
+    assert code == 2 and "no such file" in capsys.readouterr().err

@@ -1,0 +1,176 @@
+"""Strategies: signal/apply split, aggregation, latency terms, REINFORCE baseline."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from nas_core.arch_state import ArchState
+from nas_core.errors import ProxylessError
+from nas_core.latency.predictor import LatencyModel
+from nas_core.latency.table import DeviceMeta, LatencyEntry, LatencyTable
+from nas_core.sampling import step_generator
+from nas_core.spaces import create_space
+from nas_core.strategy import (
+    GradientSignal,
+    ReinforceSignal,
+    StrategyConfig,
+    create_strategy,
+    make_arch_optimizer,
+)
+from nas_core.supernet import SuperNet
+
+SPACE = {"B": 2, "F": 0.25, "resolution": 16, "num_classes": 4}
+
+
+def _space_and_latency():
+    space = create_space("mobilenet", **SPACE)
+    layout = space.latency_layout()
+
+    # cost grows with kernel and expand, so "cheaper" has one meaning
+    def cost(key: str) -> float:
+        if key.startswith("expanded_conv"):
+            f = dict(p.split(":") for p in key.split("-")[1:])
+            return int(f["kernel"]) * int(f["expand"]) / 10
+        return 1.0
+
+    table = LatencyTable(
+        {k: LatencyEntry(3, cost(k), 0.0) for k in layout.all_keys()}, DeviceMeta(name="toy")
+    )
+    return space, LatencyModel(space, table)
+
+
+def _batch(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(8, 3, 16, 16, generator=g), torch.randint(0, 4, (8,), generator=g)
+
+
+def test_gradient_apply_is_adam_on_the_mean_signal_and_keeps_unsampled_probs() -> None:
+    space, latency = _space_and_latency()
+    net = SuperNet(space)
+    net.arch.init_normal_(step_generator(0, 0), std=0.5)
+    config = StrategyConfig(lambda2=0.0, arch_lr=0.05)
+    strategy = create_strategy(config, latency)
+    gen = step_generator(1, 2)
+    signals = []
+    for seed in (0, 1):  # two "ranks": same paths (same generator state), different data
+        signals.append(strategy.signal(net, *_batch(seed), step_generator(1, 2)))
+    assert signals[0].involved == signals[1].involved
+    assert not torch.allclose(signals[0].grads[0], signals[1].grads[0])
+    before = [p.detach().clone() for p in net.arch.all_probs()]
+    reference = ArchState(
+        net.arch.layer_names, net.arch.candidates, [a.detach() for a in net.arch.alphas]
+    )
+    ref_opt = make_arch_optimizer(reference, config)
+    for a, g0, g1 in zip(reference.alphas, signals[0].grads, signals[1].grads, strict=True):
+        a.grad = (g0 + g1) / 2
+    ref_opt.step()
+    for layer, inv in enumerate(signals[0].involved):
+        reference.rescale_(layer, inv, net.arch.alphas[layer].detach()[list(inv)].clone())
+    metrics = strategy.apply(signals, net.arch, make_arch_optimizer(net.arch, config))
+    assert metrics["arch/ce"] == pytest.approx((signals[0].ce + signals[1].ce) / 2)
+    for a, r in zip(net.arch.alphas, reference.alphas, strict=True):
+        torch.testing.assert_close(a.detach(), r.detach())
+    changed = 0
+    for layer, (inv, p0) in enumerate(zip(signals[0].involved, before, strict=True)):
+        p1 = net.arch.probs(layer).detach()
+        others = [i for i in range(len(p0)) if i not in inv]
+        torch.testing.assert_close(p1[others], p0[others])
+        changed += int(not torch.allclose(p1[list(inv)], p0[list(inv)]))
+    assert changed > 0
+    del gen
+
+
+def test_ranks_with_different_paths_are_refused() -> None:
+    space, latency = _space_and_latency()
+    net = SuperNet(space)
+    strategy = create_strategy(StrategyConfig(lambda2=0.0), latency)
+    a = strategy.signal(net, *_batch(), step_generator(0, 1))
+    b = strategy.signal(net, *_batch(), step_generator(0, 2))
+    if a.involved != b.involved:
+        with pytest.raises(ProxylessError, match="different paths"):
+            strategy.apply([a, b], net.arch, make_arch_optimizer(net.arch, strategy.config))
+
+
+@pytest.mark.parametrize("loss", ["add", "mul"])
+def test_latency_term_pushes_towards_cheaper_ops(loss: str) -> None:
+    space, latency = _space_and_latency()
+    net = SuperNet(space)
+    config = StrategyConfig(lambda2=2.0, latency_loss=loss, grad_mode="full", arch_lr=0.05)
+    strategy = create_strategy(config, latency)
+    opt = make_arch_optimizer(net.arch, config)
+    zero_ce = GradientSignal(
+        tuple(torch.zeros_like(a) for a in net.arch.alphas),
+        1.3,
+        0.5,
+        tuple(tuple(range(len(a))) for a in net.arch.alphas),
+    )
+    start = float(latency.expected(net.arch).detach())
+    for _ in range(20):
+        strategy.apply([zero_ce], net.arch, opt)
+    assert float(latency.expected(net.arch).detach()) < start * 0.9
+
+
+def test_mul_loss_factor_and_gradient() -> None:
+    space, latency = _space_and_latency()
+    net = SuperNet(space)
+    net.arch.init_normal_(step_generator(0, 0), std=0.3)
+    config = StrategyConfig(lambda2=0.3, latency_loss="mul", target_ms=5.0)
+    strategy = create_strategy(config, latency)
+    factor, term = strategy._latency_factor(net.arch, ce=1.7)
+    e = float(latency.expected(net.arch).detach())
+    assert float(factor) == pytest.approx((math.log(e) / math.log(5.0)) ** 0.3)
+    assert float(term) == pytest.approx(1.7 * float(factor))
+
+
+def test_reinforce_gradient_and_baseline() -> None:
+    space, latency = _space_and_latency()
+    net = SuperNet(space)
+    config = StrategyConfig(name="reinforce", lambda2=0.5, samples=4, baseline_decay=0.9)
+    strategy = create_strategy(config, latency)
+    sig = strategy.signal(net, *_batch(), step_generator(0, 3))
+    assert len(sig.paths) == 4 and all(len(p) == len(net.specs) for p in sig.paths)
+    for path, r in zip(sig.paths, sig.rewards, strict=True):
+        assert r >= 0
+        acc_part = r / (latency.of_indices(path) / strategy.target_ms) ** -0.5
+        assert 0 <= acc_part <= 1 + 1e-9
+    fixed = ReinforceSignal(((0,) * len(net.specs), (1,) * len(net.specs)), (1.0, 0.0), 0.5, 1.0)
+    opt = torch.optim.SGD(net.arch.parameters(), lr=0.0)  # inspect the gradient, keep α
+    strategy.baseline = 0.25
+    metrics = strategy.apply([fixed], net.arch, opt)
+    assert metrics["arch/baseline"] == pytest.approx(0.9 * 0.25 + 0.1 * 0.5)
+    for a in net.arch.alphas:  # ∂/∂α of −Σ (R − b) log p / 2
+        p = torch.softmax(a.detach(), 0)
+        onehot0, onehot1 = torch.zeros_like(p), torch.zeros_like(p)
+        onehot0[0], onehot1[1] = 1, 1
+        want = -((1.0 - 0.25) * (onehot0 - p) + (0.0 - 0.25) * (onehot1 - p)) / 2
+        torch.testing.assert_close(a.grad, want)
+    assert create_strategy(config, latency).state_dict() == {"baseline": None}
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"lambda2": -0.1},
+        {"name": "evolution"},
+        {"grad_mode": "three"},
+        {"latency_loss": "pow"},
+        {"samples": 0},
+        {"baseline_decay": 1.5},
+        {"arch_lr": 0},
+        {"target_ms": -5},
+        {"lambda2": float("nan")},
+        {"arch_betas": [0.9]},
+    ],
+)
+def test_bad_strategy_configs(bad: dict) -> None:
+    with pytest.raises(ProxylessError):
+        StrategyConfig.from_config(bad)
+
+
+def test_latency_weight_needs_a_table() -> None:
+    with pytest.raises(ProxylessError, match="latency table"):
+        create_strategy(StrategyConfig(lambda2=0.1), None)
+    assert StrategyConfig.from_config(StrategyConfig().to_config()) == StrategyConfig()
