@@ -14,8 +14,9 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/proxyless arch derive --space mobilenet --seed 0 --out runs/demo/architecture.json
-	$(VENV)/bin/proxyless arch stats runs/demo/architecture.json
+	$(VENV)/bin/proxyless search --config configs/search_digits.yaml --out runs/demo/search
+	$(VENV)/bin/proxyless retrain runs/demo/search/architecture.json --dataset digits --epochs 8 \
+		--lut runs/demo/search/latency.parquet --out runs/demo/retrain
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

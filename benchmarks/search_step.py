@@ -67,7 +67,7 @@ ZERO = "zero"
 TARGET_WEIGHT_STEP_RATIO = 1.2
 MAIN = ("supernet_sampled", "supernet_fixed", "standalone", "arch_step")
 BREAKDOWN = ("arch_forward", "other_path_forward")
-DEFAULT_BATCH, DEFAULT_RESOLUTION, DEFAULT_REPEATS, DEFAULT_WARMUP = 16, 64, 30, 2
+DEFAULT_BATCH, DEFAULT_RESOLUTION, DEFAULT_REPEATS, DEFAULT_WARMUP = 16, 64, 24, 2
 
 
 def log(msg: str) -> None:
@@ -312,6 +312,8 @@ def summarise(
             "params": {
                 "supernet": count_params(net),
                 "standalone": count_params(bench.standalone),
+                "supernet_tensors": len(list(net.parameters())),
+                "standalone_tensors": len(list(bench.standalone.parameters())),
             },
             "space": {"name": SPACE, "B": BLOCKS, "F": WIDTH, "num_classes": NUM_CLASSES},
             "searchable_layers": len(net.specs),
@@ -350,7 +352,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--resolution", type=int, default=DEFAULT_RESOLUTION)
     p.add_argument("--repeats", type=int, default=DEFAULT_REPEATS, help="timed rounds")
     p.add_argument("--warmup", type=int, default=DEFAULT_WARMUP, help="untimed rounds first")
-    p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
+    p.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--op", default=None, help="fixed path = this op at every layer")

@@ -34,6 +34,7 @@ class _BinaryGateFn(torch.autograd.Function):
         with torch.enable_grad():
             out = op.candidates[involved[active_slot]](saved_x)
         ctx.op, ctx.involved, ctx.active_slot = op, involved, active_slot
+        ctx.gate_device, ctx.gate_dtype = gates.device, gates.dtype  # α may live on the CPU
         ctx.saved_x, ctx.out = saved_x, out
         return out.detach()
 
@@ -49,7 +50,8 @@ class _BinaryGateFn(torch.autograd.Function):
                 o = out if slot == ctx.active_slot else ctx.op.candidates[k](saved_x)
                 gate_grads.append((grad_out * o).sum())
         del ctx.saved_x, ctx.out
-        return grad_x, torch.stack(gate_grads), None, None, None
+        gate_grad = torch.stack(gate_grads).to(ctx.gate_device, ctx.gate_dtype)
+        return grad_x, gate_grad, None, None, None
 
 
 @LAYERS.register("MixedOp")

@@ -123,13 +123,19 @@ def test_search_outputs_and_logs(tmp_path: Path, tiny_lut: str) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("strategy", ["gradient", "reinforce"])
+@pytest.mark.parametrize(
+    ("strategy", "lambdas"), [("gradient", (0.0, 0.1, 2.0)), ("reinforce", (0.0, 0.5, 3.0))]
+)
 def test_digits_search_learns_and_lambda2_trades_latency(
-    tmp_path: Path, digits_lut: str, strategy: str
+    tmp_path: Path, digits_lut: str, strategy: str, lambdas: tuple[float, float, float]
 ) -> None:
-    """≥ 90 % valid accuracy, entropy falls, and more λ₂ gives strictly faster nets."""
+    """≥ 90 % valid accuracy, entropy falls, and more λ₂ gives strictly faster nets.
+
+    λ₂ means a loss weight to Proxyless-G and a reward exponent to Proxyless-R, so "medium"
+    differs between them.
+    """
     latencies = []
-    for lam in (0.0, 0.5, 3.0):
+    for lam in lambdas:
         config = SearchConfig(
             space=dict(DIGITS_SPACE),
             strategy=StrategyConfig(name=strategy, lambda2=lam, arch_lr=0.05, samples=5),
@@ -170,3 +176,36 @@ def test_search_cli_config_errors(tmp_path: Path, capsys) -> None:
         assert len(err.strip().splitlines()) == 1 and str(path) in err, (name, err)
     code = main(["search", "--config", str(tmp_path / "missing.yaml")])
     assert code == 2 and "no such file" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_full_mode_search_lowers_entropy(tmp_path: Path, tiny_lut: str) -> None:
+    config = _tiny(tmp_path, tiny_lut, grad_mode="full", arch_lr=0.1)
+    history = Searcher(config).run().history
+    assert history[-1]["arch/entropy_mean"] < history[0]["arch/entropy_mean"] - 0.01
+
+
+@pytest.mark.slow
+def test_retrain_reports_accuracy_size_and_latency(tmp_path: Path, tiny_lut: str, capsys) -> None:
+    from nas_core.architecture import Architecture
+
+    space = SearchSpace.from_config({**TINY_SPACE, "num_classes": 10})
+    arch = Architecture(space, tuple(s.candidates[0] for s in space.layer_specs()))
+    arch.save(tmp_path / "arch.json")
+    code = main(
+        ["retrain", str(tmp_path / "arch.json"), "--epochs", "8", "--lr", "0.1",
+         "--lut", tiny_lut, "--out", str(tmp_path / "out"), "--json"]
+    )  # fmt: skip
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert report["test_accuracy"] > 0.5  # 8 epochs of digits at 16 px: far above chance
+    assert report["params"] > 0 and report["macs"] > 0 and report["latency_measured_ms"] > 0
+    from nas_core.latency.table import LatencyTable
+
+    assert report["latency_table_ms"] == pytest.approx(
+        architecture_latency(arch, LatencyTable.load(tiny_lut))
+    )
+    weights = torch.load(tmp_path / "out" / "weights.pt", weights_only=True)
+    assert any(k.endswith("weight") for k in weights)
+    code = main(["retrain", str(tmp_path / "arch.json"), "--dataset", "cifar10"])
+    assert code == 2 and "data_dir" in capsys.readouterr().err
