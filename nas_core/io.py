@@ -36,6 +36,18 @@ def read_json(path: str | Path) -> Any:
         ) from None
 
 
+def read_yaml(path: str | Path) -> Any:
+    """Parse a YAML file with `safe_load` (never constructs Python objects from tags)."""
+    import yaml
+
+    text = read_text(path)
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ProxylessError(f"{path}: invalid YAML ({first})") from None
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write through a temp file in the same folder and rename: readers never see half a file."""
     p = Path(path)

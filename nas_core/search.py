@@ -25,7 +25,7 @@ from nas_core.architecture import Architecture, build_net
 from nas_core.checkpoint import load_checkpoint, save_checkpoint
 from nas_core.data import DataConfig, DataSplits, build_datasets, make_loader
 from nas_core.errors import ProxylessError
-from nas_core.io import atomic_write_text
+from nas_core.io import atomic_write_text, read_yaml
 from nas_core.latency.predictor import LatencyModel, architecture_latency
 from nas_core.latency.table import LatencyTable
 from nas_core.sampling import sample_paths, step_generator
@@ -164,16 +164,7 @@ class SearchConfig:
 
 def load_search_config(path: str | Path, **overrides: Any) -> SearchConfig:
     """YAML (safe_load) → SearchConfig; errors name the file."""
-    import yaml
-
-    from nas_core.io import read_text
-
-    text = read_text(path)
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise ProxylessError(f"{path}: invalid YAML ({first})") from None
+    data = read_yaml(path)
     if data is None:
         data = {}
     if not isinstance(data, Mapping):

@@ -122,3 +122,35 @@ def test_latency_profile_predict_validate(tmp_path: Path, capsys) -> None:
     # a table for another space cannot price this one: exit 2, keys listed
     code, _, err = _run(capsys, "latency", "predict", "--space", "pyramid_tree", "--lut", lut)
     assert code == 2 and "tree_stem-input" in err
+
+
+def test_latency_fill_in_profiles_only_the_missing_entries(tmp_path: Path, capsys) -> None:
+    from nas_core.latency.table import LatencyTable
+
+    lut, arch = str(tmp_path / "t.parquet"), str(tmp_path / "a.json")
+    space = ["--space", "mobilenet", "--B", "1", "--F", "0.5", "--resolution", "32"]
+    fast = ["--warmup", "1", "--repeats", "4"]
+    _run(capsys, "latency", "profile", *space, "--classes", "10", "--threads", "1", *fast,
+         "--out", lut, "--quiet")  # fmt: skip
+    _run(capsys, "arch", "derive", *space, "--classes", "10", "--out", arch)
+    full = LatencyTable.load(lut)
+    gone = sorted(k for k in full.entries if k.startswith("expanded_conv"))[:3]
+    for k in gone:
+        del full.entries[k]
+    full.save(lut)
+    code, _, err = _run(capsys, "latency", "predict", "--space", "mobilenet", "--B", "1", "--F",
+                        "0.5", "--resolution", "32", "--classes", "10", "--lut", lut)  # fmt: skip
+    assert code == 2 and all(k in err for k in gone)
+    kept = {k: v for k, v in LatencyTable.load(lut).entries.items()}
+    code, out, err = _run(capsys, "latency", "predict", *space, "--classes", "10", "--lut", lut,
+                          "--fill-in", "--json")  # fmt: skip
+    assert code == 0 and json.loads(out)["latency_ms"] > 0 and "filled in 3" in err
+    refilled = LatencyTable.load(lut)
+    assert set(gone) <= set(refilled.entries)
+    assert all(refilled.entries[k] == v for k, v in kept.items())  # nothing re-measured
+    imported = tmp_path / "imported.yaml"
+    refilled.save(imported)
+    text = imported.read_text().replace("kind: cpu", "kind: unknown")
+    imported.write_text(text)
+    code, _, err = _run(capsys, "latency", "predict", arch, "--lut", str(imported), "--fill-in")
+    assert code == 2 and "profiled here" in err

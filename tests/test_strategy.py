@@ -121,8 +121,8 @@ def test_mul_loss_factor_and_gradient() -> None:
     strategy = create_strategy(config, latency)
     factor, term = strategy._latency_factor(net.arch, ce=1.7)
     e = float(latency.expected(net.arch).detach())
-    assert float(factor) == pytest.approx((math.log(e) / math.log(5.0)) ** 0.3)
-    assert float(term) == pytest.approx(1.7 * float(factor))
+    assert float(factor.detach()) == pytest.approx((math.log(e) / math.log(5.0)) ** 0.3)
+    assert float(term.detach()) == pytest.approx(1.7 * float(factor.detach()))
 
 
 def test_reinforce_gradient_and_baseline() -> None:

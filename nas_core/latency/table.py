@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from nas_core.errors import ProxylessError
-from nas_core.io import atomic_write_text, read_text
+from nas_core.io import atomic_write_text, read_yaml
 from nas_core.latency.keys import parse_key, parse_shape
 
 META_KEY = "_meta"
@@ -172,15 +172,7 @@ class LatencyTable:
 
     @classmethod
     def load_yaml(cls, path: str | Path) -> LatencyTable:
-        import yaml
-
-        text = read_text(path)
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            first = str(e).splitlines()[0] if str(e) else type(e).__name__
-            raise ProxylessError(f"{path}: invalid YAML ({first})") from None
-        return cls.from_yaml_dict(data, str(path))
+        return cls.from_yaml_dict(read_yaml(path), str(path))
 
     # ---- Parquet ----
 
