@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from torch import nn
 
 from nas_core.architecture import Architecture, build_net
 from nas_core.checkpoint import load_checkpoint, save_checkpoint
+from nas_core.config import require_int
 from nas_core.data import DataConfig, DataSplits, build_datasets, make_loader
 from nas_core.errors import ProxylessError
 from nas_core.io import atomic_write_text, read_yaml
@@ -56,6 +57,10 @@ class WeightConfig:
         if self.label_smoothing >= 1 or self.momentum >= 1:
             raise ProxylessError("weights.momentum and weights.label_smoothing must be < 1")
 
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> WeightConfig:
+        return config_from_mapping(cls, config, "weights")
+
 
 def _is_number(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
@@ -76,9 +81,7 @@ def _nonnegative(obj: Any, where: str, names: tuple[str, ...]) -> None:
 
 
 def _int_at_least(obj: Any, where: str, name: str, low: int) -> None:
-    v = getattr(obj, name)
-    if isinstance(v, bool) or not isinstance(v, int) or v < low:
-        raise ProxylessError(f"{where}.{name} must be an integer >= {low}, got {v!r}")
+    require_int(getattr(obj, name), f"{where}.{name}", low)
 
 
 DEFAULT_SPACE = {
@@ -148,11 +151,7 @@ class SearchConfig:
             if key in d:
                 if not isinstance(d[key], Mapping):
                     raise ProxylessError(f"{key} must be a mapping")
-                d[key] = (
-                    sub.from_config(d[key])
-                    if hasattr(sub, "from_config")
-                    else config_from_mapping(sub, d[key], key)
-                )
+                d[key] = sub.from_config(d[key])
         if "space" in d and isinstance(d["space"], Mapping):
             d["space"] = dict(d["space"])
             SearchSpace.from_config({"num_classes": 10, **d["space"]})  # validate early
@@ -162,7 +161,7 @@ class SearchConfig:
             raise ProxylessError(f"search config: {e}") from None
 
 
-def load_search_config(path: str | Path, **overrides: Any) -> SearchConfig:
+def load_search_config(path: str | Path) -> SearchConfig:
     """YAML (safe_load) → SearchConfig; errors name the file."""
     data = read_yaml(path)
     if data is None:
@@ -170,9 +169,7 @@ def load_search_config(path: str | Path, **overrides: Any) -> SearchConfig:
     if not isinstance(data, Mapping):
         raise ProxylessError(f"{path}: a search config must be a mapping")
     try:
-        return SearchConfig.from_config(
-            {**data, **{k: v for k, v in overrides.items() if v is not None}}
-        )
+        return SearchConfig.from_config(data)
     except ProxylessError as e:
         raise ProxylessError(f"{path}: {e}") from None
 
@@ -301,9 +298,6 @@ class Searcher:
     @property
     def total_epochs(self) -> int:
         return self.config.warmup_epochs + self.config.epochs
-
-    def _batches_per_epoch(self) -> int:
-        return len(self._train_loader(0))
 
     def _train_loader(self, epoch: int) -> torch.utils.data.DataLoader:
         c = self.config
@@ -490,5 +484,6 @@ class Searcher:
 
 
 def with_overrides(config: SearchConfig, **changes: Any) -> SearchConfig:
-    """A copy of `config` with top-level fields replaced (None values ignored)."""
-    return replace(config, **{k: v for k, v in changes.items() if v is not None})
+    """A copy of `config` with top-level fields replaced (None values ignored), re-validated."""
+    kept = {k: v for k, v in changes.items() if v is not None}
+    return SearchConfig.from_config({**config.to_config(), **kept})

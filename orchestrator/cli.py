@@ -271,12 +271,11 @@ def cmd_latency_validate(args: argparse.Namespace) -> int:
 
 def cmd_search(args: argparse.Namespace) -> int:
     """One single-process ProxylessNAS search from a YAML config."""
-    from nas_core.search import SearchConfig, Searcher, load_search_config
+    from nas_core.search import SearchConfig, Searcher, load_search_config, with_overrides
 
     config = load_search_config(args.config) if args.config else SearchConfig()
-    overrides = {"out_dir": args.out, "lut": args.lut, "seed": args.seed, "epochs": args.epochs}
-    config = SearchConfig.from_config(
-        {**config.to_config(), **{k: v for k, v in overrides.items() if v is not None}}
+    config = with_overrides(
+        config, out_dir=args.out, lut=args.lut, seed=args.seed, epochs=args.epochs
     )
     searcher = Searcher(config)
 

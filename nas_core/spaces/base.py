@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 from torch import nn
 
+from nas_core.config import require_int
 from nas_core.errors import ProxylessError
 from nas_core.registry import Registry
 
@@ -119,8 +120,7 @@ def create_space(name: str, **overrides: Any) -> SearchSpace:
 
 
 def check_positive_int(value: Any, field: str, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ProxylessError(f"{field} must be an integer >= {minimum}, got {value!r}")
+    require_int(value, field, minimum)
 
 
 def check_positive_float(value: Any, field: str) -> None:
