@@ -64,6 +64,12 @@ class ArchitectureService:
         self.applied.append({"step": step, "version": self.version, **metrics})
         return self.version
 
+    def last_metrics(self) -> dict[str, float]:
+        """Metrics of the latest applied update (empty before the first)."""
+        if not self.applied:
+            return {}
+        return {k: v for k, v in self.applied[-1].items() if k not in ("step", "version")}
+
     def alphas(self) -> tuple[int, list[torch.Tensor]]:
         """(version, α tensors) — what workers copy into their super-net."""
         return self.version, [a.detach().clone() for a in self.arch.alphas]

@@ -197,6 +197,22 @@ class SearchResult:
         }
 
 
+def resolve_latency_table(config: SearchConfig, space: SearchSpace) -> LatencyTable:
+    """The configured table, or one profiled on this CPU into out_dir/latency.parquet."""
+    if config.lut is not None:
+        return LatencyTable.load(config.lut)
+    from nas_core.latency.profiler import ProfileConfig, profile_keys
+
+    keys = space.latency_layout().all_keys()
+    return profile_keys(
+        keys,
+        ProfileConfig(threads=1, warmup=3, repeats=15),
+        out=Path(config.out_dir) / "latency.parquet",
+        progress=False,
+        extra_meta={"space": space.to_config()},
+    )
+
+
 def cosine_lr(base: float, step: int, total: int) -> float:
     """Cosine annealing from `base` to 0 over `total` steps (per batch, as the official code)."""
     return 0.5 * base * (1 + math.cos(math.pi * min(step, total) / max(total, 1)))
@@ -252,8 +268,16 @@ def _cycle(make: Callable[[int], torch.utils.data.DataLoader]):
 class Searcher:
     """Runs one search from a `SearchConfig`: data, super-net, strategy, checkpoints, logs."""
 
-    def __init__(self, config: SearchConfig, data: DataSplits | None = None) -> None:
+    def __init__(
+        self,
+        config: SearchConfig,
+        data: DataSplits | None = None,
+        table: LatencyTable | None = None,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
         self.config = config
+        self.rank, self.world_size = rank, world_size
         self.out = Path(config.out_dir)
         self.device = torch.device(config.device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
@@ -265,7 +289,7 @@ class Searcher:
         self.net.arch.init_normal_(step_generator(config.seed, 0, stream=9), config.alpha_init_std)
         if config.weights.zero_init_residual:
             self.net.zero_init_residual_()
-        self.table = self._latency_table()
+        self.table = table if table is not None else resolve_latency_table(config, self.space)
         self.latency = LatencyModel(self.space, self.table) if self.table is not None else None
         self.strategy = create_strategy(config.strategy, self.latency)
         self.arch_opt = make_arch_optimizer(self.net.arch, config.strategy)
@@ -280,20 +304,11 @@ class Searcher:
         self.epoch, self.step = 0, 0
         self.history: list[dict[str, float]] = []
         self._writer = None
+        self.train_module: nn.Module = (
+            self.net
+        )  # what weight steps run (a DDP wrapper in a cluster)
 
     # ---- set-up ----
-
-    def _latency_table(self) -> LatencyTable | None:
-        if self.config.lut is not None:
-            return LatencyTable.load(self.config.lut)
-        from nas_core.latency.profiler import ProfileConfig, profile_keys
-
-        path = self.out / "latency.parquet"
-        keys = self.space.latency_layout().all_keys()
-        config = ProfileConfig(threads=1, warmup=3, repeats=15)
-        return profile_keys(
-            keys, config, out=path, progress=False, extra_meta={"space": self.space.to_config()}
-        )
 
     @property
     def total_epochs(self) -> int:
@@ -371,6 +386,10 @@ class Searcher:
         signal = self.strategy.signal(self.net, x, y, gen)
         return self.strategy.apply([signal], self.net.arch, self.arch_opt)
 
+    def after_step(self) -> dict[str, float]:
+        """Hook after each (weight and maybe arch) step; metrics to average over the epoch."""
+        return {}
+
     def run_epoch(self) -> dict[str, float]:
         c, epoch = self.config, self.epoch
         warm = epoch < c.warmup_epochs
@@ -391,11 +410,14 @@ class Searcher:
             gen = step_generator(c.seed, self.step, stream=WEIGHT_STREAM)
             self.net.set_paths(sample_paths(self.net.arch, gen, uniform=warm))
             lr = self.lr_at(epoch, b, per_epoch)
-            loss, acc = weight_step(self.net, self.weight_opt, x, y, lr, c.weights.label_smoothing)
+            loss, acc = weight_step(
+                self.train_module, self.weight_opt, x, y, lr, c.weights.label_smoothing
+            )
             add({"train/loss": loss, "train/accuracy": acc, "lr/weights": lr})
             if valid is not None and (b + 1) % c.arch_every == 0:
                 vx, vy = next(valid)
                 add(self.arch_step(vx.to(self.device), vy.to(self.device)))
+            add(self.after_step())
             self.step += 1
         metrics = {k: sums[k] / counts[k] for k in sums}
         metrics.update(self.evaluate_derived())
@@ -432,8 +454,7 @@ class Searcher:
                 metrics = self.run_epoch()
                 self.history.append(metrics)
                 self.epoch += 1
-                save_checkpoint(self.checkpoint_path, self.state_dict())
-                self._log(metrics)
+                self.end_epoch(metrics)
                 if on_epoch_end is not None:
                     on_epoch_end(self.epoch - 1, metrics)
         finally:
@@ -441,6 +462,11 @@ class Searcher:
                 self._writer.close()
                 self._writer = None
         return self.finish()
+
+    def end_epoch(self, metrics: Mapping[str, float]) -> None:
+        """Checkpoint and log (a cluster worker reports to Ray Train instead)."""
+        save_checkpoint(self.checkpoint_path, self.state_dict())
+        self._log(metrics)
 
     def finish(self) -> SearchResult:
         """Derive, price and save the architecture; write summary.json."""

@@ -277,7 +277,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     config = with_overrides(
         config, out_dir=args.out, lut=args.lut, seed=args.seed, epochs=args.epochs
     )
-    searcher = Searcher(config)
+    total = config.warmup_epochs + config.epochs
 
     def progress(epoch: int, m: dict) -> None:
         if args.json:
@@ -285,13 +285,23 @@ def cmd_search(args: argparse.Namespace) -> int:
         lat = m.get("latency/expected_ms")
         lat_text = f"  E[lat] {lat:.3f} ms" if lat is not None else ""
         print(
-            f"epoch {epoch + 1}/{searcher.total_epochs}{' (warm-up)' if m['warmup'] else ''}  "
+            f"epoch {epoch + 1}/{total}{' (warm-up)' if m['warmup'] else ''}  "
             f"train acc {m['train/accuracy']:.3f}  valid acc {m['valid/accuracy']:.3f}  "
             f"entropy {m['arch/entropy_mean']:.3f}{lat_text}",
             flush=True,
         )
 
-    result = searcher.run(resume=args.resume, on_epoch_end=progress)
+    if args.workers is not None:
+        if args.workers < 1:
+            raise ProxylessError(f"--workers must be >= 1, got {args.workers}")
+        from cluster.search import run_search
+
+        gpus = args.gpus_per_worker or 0.0
+        result = run_search(
+            config, args.workers, use_gpu=gpus > 0, address=args.address, gpus_per_worker=gpus
+        )
+    else:
+        result = Searcher(config).run(resume=args.resume, on_epoch_end=progress)
     summary = {**result.summary(), "out_dir": config.out_dir}
     if args.json:
         print(json.dumps(summary))
@@ -382,6 +392,13 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--seed", type=int, default=None)
     search.add_argument("--resume", action="store_true", help="continue from out_dir's checkpoint")
     search.add_argument("--json", action="store_true", help="one JSON summary on stdout")
+    search.add_argument(
+        "--workers", type=int, default=None, help="distributed: K Ray Train workers (DDP)"
+    )
+    search.add_argument("--gpus-per-worker", type=float, default=None, help="GPUs per worker")
+    search.add_argument(
+        "--address", default=None, help="Ray cluster address (default: local Ray on 127.0.0.1)"
+    )
     search.set_defaults(handler=cmd_search)
 
     re = sub.add_parser("retrain", help="train a derived architecture from scratch")

@@ -1,0 +1,225 @@
+"""Distributed search on Ray: DDP weight workers and one central architecture actor.
+
+`run_search` starts an `ArchitectureService` actor that owns α and a Ray Train `TorchTrainer`
+whose K workers each run a `WorkerSearcher`: the single-process `Searcher` with its data
+sharded by rank, its weight steps through DDP (gloo on CPU, NCCL on GPU), and its arch step
+replaced by submit-signal-then-fetch-α. Every rank samples the same path at every step from
+(seed, step), so DDP's reducer sees the same graph on all ranks without any exchange of paths.
+Rank 0 puts the actor's state into every Train checkpoint; after a restart the actor is
+restored from it before any rank reads α.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cluster.arch_service import ArchitectureService
+from nas_core.arch_state import ArchState
+from nas_core.architecture import Architecture, build_net
+from nas_core.checkpoint import load_checkpoint, save_checkpoint
+from nas_core.data import build_datasets
+from nas_core.io import atomic_write_text
+from nas_core.latency.predictor import architecture_latency
+from nas_core.latency.table import LatencyTable
+from nas_core.sampling import step_generator
+from nas_core.search import ARCH_STREAM, SearchConfig, Searcher, SearchResult, resolve_latency_table
+from nas_core.stats import net_stats
+
+
+class WorkerSearcher(Searcher):
+    """One Ray Train rank: sharded data, DDP weights, α from the architecture actor."""
+
+    def __init__(
+        self, config: SearchConfig, actor: Any, table: LatencyTable, rank: int, world: int
+    ) -> None:
+        super().__init__(config, table=table, rank=rank, world_size=world)
+        self.actor = actor
+        if world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            # unused candidates differ per step but are the same on every rank
+            self.train_module = DistributedDataParallel(self.net, find_unused_parameters=True)
+        self.version = self._copy_alphas(0)
+        self.check_sync = False
+
+    def _copy_alphas(self, at_least: int) -> int:
+        import ray
+
+        while True:
+            version, alphas = ray.get(self.actor.alphas.remote())
+            if version >= at_least:
+                break
+            time.sleep(0.002)
+        with torch.no_grad():
+            for a, b in zip(self.net.arch.alphas, alphas, strict=True):
+                a.copy_(b)
+        return version
+
+    def after_step(self) -> dict[str, float]:
+        """With `check_sync`: the largest difference between ranks' weights and α this step."""
+        if not self.check_sync or self.world_size == 1:
+            return {}
+        local = torch.stack(
+            [
+                sum(p.detach().double().abs().sum() for p in self.net.parameters()),
+                sum(a.detach().double().abs().sum() for a in self.net.arch.alphas),
+            ]
+        )
+        gathered = [torch.zeros_like(local) for _ in range(self.world_size)]
+        torch.distributed.all_gather(gathered, local)
+        spread = torch.stack(gathered).max(0).values - torch.stack(gathered).min(0).values
+        return {"sync/weights_spread": float(spread[0]), "sync/alpha_spread": float(spread[1])}
+
+    def arch_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+        import ray
+
+        gen = step_generator(self.config.seed, self.step, stream=ARCH_STREAM)
+        signal = self.strategy.signal(self.net, x, y, gen)
+        ray.get(self.actor.submit.remote(self.step, self.rank, signal))
+        self.version = self._copy_alphas(self.version + 1)
+        return ray.get(self.actor.last_metrics.remote())
+
+    def end_epoch(self, metrics: Mapping[str, float]) -> None:
+        import ray.train
+
+        report = {k: float(v) for k, v in metrics.items()}
+        if self.rank != 0:
+            ray.train.report(report)
+            return
+        state = self.state_dict()
+        state["actor"] = ray.get(self.actor.state_dict.remote())
+        with tempfile.TemporaryDirectory() as tmp:
+            save_checkpoint(Path(tmp) / "checkpoint.pt", state)
+            ray.train.report(report, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+        self._log(metrics)
+
+    def restore(self) -> None:
+        """Continue from the latest Train checkpoint (rank 0 restores the actor first)."""
+        import ray
+        import ray.train
+
+        checkpoint = ray.train.get_checkpoint()
+        if checkpoint is not None:
+            with checkpoint.as_directory() as d:
+                state = load_checkpoint(Path(d) / "checkpoint.pt")
+            self.load_state_dict(state)
+            if self.rank == 0:
+                ray.get(self.actor.load_state_dict.remote(state["actor"]))
+        if self.world_size > 1:
+            torch.distributed.barrier()
+        self.version = self._copy_alphas(ray.get(self.actor.alphas.remote())[0])
+
+
+def _worker_loop(loop_config: dict[str, Any]) -> None:
+    """Ray Train entry point of every rank."""
+    import ray.train
+
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    config = SearchConfig.from_config(loop_config["search"])
+    table = LatencyTable.from_yaml_dict(loop_config["table"], "latency table")
+    searcher = WorkerSearcher(config, loop_config["actor"], table, rank, world)
+    searcher.check_sync = bool(loop_config.get("check_sync"))
+    searcher.restore()
+    crash = loop_config.get("crash_once_at_epoch")  # fault injection for tests
+    while searcher.epoch < searcher.total_epochs:
+        if crash is not None and searcher.epoch == crash and rank == world - 1:
+            marker = Path(config.out_dir).resolve() / "crashed-once"
+            if not marker.exists():
+                marker.parent.mkdir(parents=True, exist_ok=True)
+                marker.write_text("worker killed on purpose\n")
+                os._exit(1)  # like a killed process: no cleanup, no exception
+        metrics = searcher.run_epoch()
+        searcher.history.append(metrics)
+        searcher.epoch += 1
+        searcher.end_epoch(metrics)
+
+
+def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
+    """Connect to `address`, or start a local Ray bound to 127.0.0.1 (token auth left on)."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    if address is not None:
+        ray.init(address=address)
+    else:
+        ray.init(num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1")
+
+
+def run_search(
+    config: SearchConfig,
+    num_workers: int,
+    use_gpu: bool = False,
+    address: str | None = None,
+    max_failures: int = 2,
+    gpus_per_worker: float = 1.0,
+    debug: Mapping[str, Any] | None = None,
+) -> SearchResult:
+    """One ProxylessNAS search with K DDP workers and a central architecture actor."""
+    import ray
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    ensure_ray(address)
+    data = build_datasets(config.data)
+    space = config.build_space(data.num_classes)
+    table = resolve_latency_table(config, space)
+    arch = ArchState(
+        [s.name for s in space.layer_specs()], [s.candidates for s in space.layer_specs()]
+    )
+    arch.init_normal_(step_generator(config.seed, 0, stream=9), config.alpha_init_std)
+    actor_cls = ray.remote(num_cpus=0, max_restarts=0)(ArchitectureService)
+    actor = actor_cls.remote(
+        space.to_config(),
+        config.strategy.to_config(),
+        num_workers,
+        arch.to_config(),
+        table.to_yaml_dict(),
+    )
+    out = Path(config.out_dir).resolve()
+    trainer = TorchTrainer(
+        _worker_loop,
+        train_loop_config={
+            "search": config.to_config(),
+            "actor": actor,
+            "table": table.to_yaml_dict(),
+            **(debug or {}),  # test hooks: check_sync, crash_once_at_epoch
+        },
+        scaling_config=ScalingConfig(
+            num_workers=num_workers,
+            use_gpu=use_gpu,
+            resources_per_worker={"GPU": gpus_per_worker} if use_gpu else None,
+        ),
+        run_config=RunConfig(
+            name="search",
+            storage_path=str(out / "ray"),
+            failure_config=FailureConfig(max_failures=max_failures),
+        ),
+    )
+    result = trainer.fit()
+    _, alphas = ray.get(actor.alphas.remote())
+    final = ArchState(arch.layer_names, arch.candidates, alphas)
+    derived = Architecture(space, tuple(final.argmax()))
+    derived.save(out / "architecture.json")
+    atomic_write_text(out / "arch_state.json", json.dumps(final.to_config()) + "\n")
+    stats = net_stats(build_net(derived), space.resolution)
+    metrics = dict(result.metrics or {})
+    return SearchResult(
+        derived,
+        architecture_latency(derived, table),
+        stats.params,
+        stats.macs,
+        float(metrics.get("valid/accuracy", float("nan"))),
+        int(metrics.get("epoch", -1)) + 1,
+        (copy.deepcopy(metrics),),
+    )
