@@ -317,7 +317,14 @@ class Searcher:
     def _train_loader(self, epoch: int) -> torch.utils.data.DataLoader:
         c = self.config
         return make_loader(
-            self.data.train, c.weights.batch_size, True, seed=c.seed, epoch=epoch, drop_last=True
+            self.data.train,
+            c.weights.batch_size,
+            True,
+            seed=c.seed,
+            epoch=epoch,
+            drop_last=True,
+            rank=self.rank,
+            world_size=self.world_size,
         )
 
     def _valid_batches(self, epoch: int):
@@ -330,6 +337,8 @@ class Searcher:
                 seed=c.seed + 1,
                 epoch=epoch * 1000 + k,
                 drop_last=True,
+                rank=self.rank,
+                world_size=self.world_size,
             )
         )
 

@@ -78,6 +78,18 @@ def test_two_workers_stay_identical_every_step(tmp_path: Path, local_ray) -> Non
     assert metrics["sync/weights_spread"] == 0.0  # averaged over steps, all spreads are >= 0
     assert metrics["sync/alpha_spread"] == 0.0
     assert result.epochs == 2
+    # each rank trained on its own half of the data: half the steps of one worker
+    from nas_core.checkpoint import load_checkpoint
+
+    run_search(_config(tmp_path, "one"), num_workers=1)
+
+    def steps(out: str) -> int:
+        ckpts = sorted(
+            p for p in (tmp_path / out / "ray" / "search").glob("checkpoint_*") if p.is_dir()
+        )
+        return load_checkpoint(ckpts[-1] / "checkpoint.pt")["step"]
+
+    assert steps("two") * 2 == pytest.approx(steps("one"), abs=2)
 
 
 @pytest.mark.slow
