@@ -15,7 +15,7 @@ from torch import nn
 from nas_core.errors import ProxylessError
 from nas_core.latency.keys import conv_key, logits_key, mbconv_key
 from nas_core.nets.mobilenet import MobileInvertedResidualBlock, ProxylessNASNets
-from nas_core.ops import ConvLayer, IdentityLayer, LinearLayer, MBInvertedConvLayer
+from nas_core.ops import OPS, ConvLayer, IdentityLayer, LinearLayer, MBInvertedConvLayer
 from nas_core.spaces.base import (
     SPACES,
     LatencyLayout,
@@ -85,7 +85,9 @@ class MobileNetSpaceConfig:
         if not self.kernels or not self.expands:
             raise ProxylessError("kernels and expands must not be empty")
         if self.transition_op is not None and (
-            not isinstance(self.transition_op, str) or "MBConv" not in self.transition_op
+            not isinstance(self.transition_op, str)
+            or "MBConv" not in self.transition_op
+            or self.transition_op not in OPS
         ):
             raise ProxylessError(
                 f"transition_op must be an MBConv op name, got {self.transition_op!r}"
