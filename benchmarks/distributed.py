@@ -52,9 +52,8 @@ from cluster.arch_service import ArchitectureService  # noqa: E402
 from cluster.search import ensure_ray, run_search  # noqa: E402
 from nas_core.checkpoint import load_checkpoint  # noqa: E402
 from nas_core.data import DataConfig  # noqa: E402
-from nas_core.latency.keys import parse_key  # noqa: E402
 from nas_core.latency.predictor import LatencyModel  # noqa: E402
-from nas_core.latency.table import DeviceMeta, LatencyEntry, LatencyTable  # noqa: E402
+from nas_core.latency.synthetic import synthetic_table  # noqa: E402
 from nas_core.sampling import sample_paths, step_generator  # noqa: E402
 from nas_core.search import (  # noqa: E402
     ARCH_STREAM,
@@ -80,21 +79,6 @@ ASSUMED_LINK_GBPS = 10.0  # for the all-reduce estimate in scaling_note
 
 def log(msg: str) -> None:
     print(f"[distributed] {msg}", file=sys.stderr, flush=True)
-
-
-def toy_latency_table(space: SearchSpace) -> LatencyTable:
-    """Deterministic table (as tests/conftest.py): MBConv cost ~ kernel x expand, rest 1 ms."""
-
-    def cost(key: str) -> float:
-        f = parse_key(key)
-        if f["kind"] == "expanded_conv":
-            return int(f["kernel"]) * int(f["expand"]) / 10
-        if f["kind"] == "tree_edge":
-            return {"identity": 0.01, "3x3_AvgPool": 0.1, "3x3_MaxPool": 0.1}.get(f["op"], 0.5)
-        return 1.0
-
-    keys = space.latency_layout().all_keys()
-    return LatencyTable({k: LatencyEntry(3, cost(k), 0.0) for k in keys}, DeviceMeta(name="toy"))
 
 
 def space_config(base: dict[str, Any], resolution: int | None = None) -> dict[str, Any]:
@@ -123,7 +107,7 @@ def measure_actor(
     import ray
 
     space = SearchSpace.from_config({**cfg, "num_classes": NUM_CLASSES})
-    table = toy_latency_table(space)
+    table = synthetic_table(space)
     strategy_config = StrategyConfig(lambda2=LAMBDA2)
     w = WeightConfig()
     torch.manual_seed(seed)
@@ -478,7 +462,7 @@ def main(argv: list[str] | None = None) -> None:
                 space = SearchSpace.from_config(
                     {**space_config(SMALL_SPACE, args.resolution), "num_classes": NUM_CLASSES}
                 )
-                toy_latency_table(space).save(lut)
+                synthetic_table(space).save(lut)
                 for k in (1, 2):
                     log(f"run_search with {k} worker(s)")
                     config = search_config(args, root / f"workers{k}", lut)

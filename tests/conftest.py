@@ -29,17 +29,7 @@ def _deterministic() -> None:
 
 
 def toy_latency_table(space):
-    """A deterministic table for `space`: MBConv cost grows with kernel × expand, rest 1 ms."""
-    from nas_core.latency.keys import parse_key
-    from nas_core.latency.table import DeviceMeta, LatencyEntry, LatencyTable
+    """A deterministic table for `space` (see nas_core.latency.synthetic)."""
+    from nas_core.latency.synthetic import synthetic_table
 
-    def cost(key: str) -> float:
-        f = parse_key(key)
-        if f["kind"] == "expanded_conv":
-            return int(f["kernel"]) * int(f["expand"]) / 10
-        if f["kind"] == "tree_edge":
-            return {"identity": 0.01, "3x3_AvgPool": 0.1, "3x3_MaxPool": 0.1}.get(f["op"], 0.5)
-        return 1.0
-
-    keys = space.latency_layout().all_keys()
-    return LatencyTable({k: LatencyEntry(3, cost(k), 0.0) for k in keys}, DeviceMeta(name="toy"))
+    return synthetic_table(space)
