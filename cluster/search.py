@@ -50,6 +50,7 @@ class WorkerSearcher(Searcher):
             self.train_module = DistributedDataParallel(self.net, find_unused_parameters=True)
         self.version = self._copy_alphas(0)
         self.check_sync = False
+        self._shadow: tuple[Any, ArchState, torch.optim.Optimizer] | None = None
 
     def _copy_alphas(self, at_least: int) -> int:
         import ray
@@ -86,7 +87,31 @@ class WorkerSearcher(Searcher):
         signal = self.strategy.signal(self.net, x, y, gen)
         ray.get(self.actor.submit.remote(self.step, self.rank, signal))
         self.version = self._copy_alphas(self.version + 1)
-        return ray.get(self.actor.last_metrics.remote())
+        metrics = ray.get(self.actor.last_metrics.remote())
+        if self.check_sync and self.world_size > 1:
+            metrics["sync/actor_mean_error"] = self._check_actor_applied_the_mean(signal)
+        return metrics
+
+    def _check_actor_applied_the_mean(self, signal: Any) -> float:
+        """Apply every rank's signal to a local shadow of α and compare with the actor's α."""
+        gathered: list[Any] = [None] * self.world_size
+        torch.distributed.all_gather_object(gathered, signal)
+        if self._shadow is None:
+            raise RuntimeError("check_sync needs the shadow α made in restore()")
+        strategy, arch, optimizer = self._shadow
+        strategy.apply(gathered, arch, optimizer)
+        return max(
+            float((a.detach() - b.detach()).abs().max())
+            for a, b in zip(arch.alphas, self.net.arch.alphas, strict=True)
+        )
+
+    def _make_shadow(self) -> None:
+        """A copy of the actor's α, optimiser and strategy that replays each update locally."""
+        from nas_core.strategy import create_strategy, make_arch_optimizer
+
+        arch = ArchState(self.net.arch.layer_names, self.net.arch.candidates, self.net.arch.alphas)
+        strategy = create_strategy(self.config.strategy, self.latency)
+        self._shadow = (strategy, arch, make_arch_optimizer(arch, self.config.strategy))
 
     def end_epoch(self, metrics: Mapping[str, float]) -> None:
         import ray.train
@@ -117,6 +142,8 @@ class WorkerSearcher(Searcher):
         if self.world_size > 1:
             torch.distributed.barrier()
         self.version = self._copy_alphas(ray.get(self.actor.alphas.remote())[0])
+        if self.check_sync:
+            self._make_shadow()
 
 
 def _worker_loop(loop_config: dict[str, Any]) -> None:

@@ -77,6 +77,7 @@ def test_two_workers_stay_identical_every_step(tmp_path: Path, local_ray) -> Non
     metrics = result.history[-1]
     assert metrics["sync/weights_spread"] == 0.0  # averaged over steps, all spreads are >= 0
     assert metrics["sync/alpha_spread"] == 0.0
+    assert metrics["sync/actor_mean_error"] < 1e-6  # the actor applied the mean of both signals
     assert result.epochs == 2
     # each rank trained on its own half of the data: half the steps of one worker
     from nas_core.checkpoint import load_checkpoint
