@@ -161,14 +161,8 @@ class LatencyTable:
                 continue
             if not isinstance(stats, Mapping) or not {"count", "mean", "var"} <= set(stats):
                 raise ProxylessError(f"{where}: entry {key!r} needs count, mean and var")
-            try:
-                entries[key] = LatencyEntry(stats["count"], stats["mean"], stats["var"])
-            except ProxylessError as e:
-                raise ProxylessError(f"{where}: entry {key!r}: {e}") from None
-        try:
-            return cls(entries, meta)
-        except ProxylessError as e:
-            raise ProxylessError(f"{where}: {e}") from None
+            entries[key] = (stats["count"], stats["mean"], stats["var"])
+        return cls._from_rows(entries, meta, where)
 
     @classmethod
     def load_yaml(cls, path: str | Path) -> LatencyTable:
@@ -233,18 +227,24 @@ class LatencyTable:
         except (json.JSONDecodeError, TypeError) as e:
             raise ProxylessError(f"{p}: malformed device metadata ({e})") from None
         cols = table.select(["key", "count", "mean", "var"]).to_pydict()
+        rows = zip(cols["count"], cols["mean"], cols["var"], strict=True)
+        return cls._from_rows(dict(zip(cols["key"], rows, strict=True)), meta, str(p))
+
+    @classmethod
+    def _from_rows(
+        cls, rows: Mapping[str, tuple[Any, Any, Any]], meta: DeviceMeta, where: str
+    ) -> LatencyTable:
+        """key → (count, mean, var), validated; errors name the file and the entry."""
         entries = {}
-        for key, count, mean, var in zip(
-            cols["key"], cols["count"], cols["mean"], cols["var"], strict=True
-        ):
+        for key, (count, mean, var) in rows.items():
             try:
                 entries[key] = LatencyEntry(count, mean, var)
             except ProxylessError as e:
-                raise ProxylessError(f"{p}: entry {key!r}: {e}") from None
+                raise ProxylessError(f"{where}: entry {key!r}: {e}") from None
         try:
             return cls(entries, meta)
         except ProxylessError as e:
-            raise ProxylessError(f"{p}: {e}") from None
+            raise ProxylessError(f"{where}: {e}") from None
 
     @classmethod
     def load(cls, path: str | Path) -> LatencyTable:
