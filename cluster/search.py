@@ -16,7 +16,7 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -171,16 +171,23 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
         searcher.end_epoch(metrics)
 
 
-def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
+def ensure_ray(
+    address: str | None = None, num_cpus: int | None = None, log_to_driver: bool = True
+) -> None:
     """Connect to `address`, or start a local Ray bound to 127.0.0.1 (token auth left on)."""
     import ray
 
     if ray.is_initialized():
         return
     if address is not None:
-        ray.init(address=address)
+        ray.init(address=address, log_to_driver=log_to_driver)
     else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1")
+        ray.init(
+            num_cpus=num_cpus,
+            include_dashboard=False,
+            _node_ip_address="127.0.0.1",
+            log_to_driver=log_to_driver,
+        )
 
 
 def run_search(
@@ -191,8 +198,18 @@ def run_search(
     max_failures: int = 2,
     gpus_per_worker: float = 1.0,
     debug: Mapping[str, Any] | None = None,
+    run_name: str = "search",
+    storage_path: str | Path | None = None,
+    callbacks: Sequence[Any] = (),
+    table: LatencyTable | None = None,
+    cpus_per_worker: float = 1.0,
 ) -> SearchResult:
-    """One ProxylessNAS search with K DDP workers and a central architecture actor."""
+    """One ProxylessNAS search with K DDP workers and a central architecture actor.
+
+    Inside a Tune trial (`orchestrator.trials.search_trial`) the Train run is named after the
+    trial and `callbacks` forwards rank 0's reports to Tune; a Train run that finds its own
+    (storage_path, run_name) from an earlier attempt resumes from its latest checkpoint.
+    """
     import ray
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
@@ -200,7 +217,7 @@ def run_search(
     ensure_ray(address)
     data = build_datasets(config.data)
     space = config.build_space(data.num_classes)
-    table = resolve_latency_table(config, space)
+    table = table if table is not None else resolve_latency_table(config, space)
     arch = ArchState(
         [s.name for s in space.layer_specs()], [s.candidates for s in space.layer_specs()]
     )
@@ -225,12 +242,16 @@ def run_search(
         scaling_config=ScalingConfig(
             num_workers=num_workers,
             use_gpu=use_gpu,
-            resources_per_worker={"GPU": gpus_per_worker} if use_gpu else None,
+            resources_per_worker={
+                "CPU": cpus_per_worker,
+                **({"GPU": gpus_per_worker} if use_gpu else {}),
+            },
         ),
         run_config=RunConfig(
-            name="search",
-            storage_path=str(out / "ray"),
+            name=run_name,
+            storage_path=str(storage_path or out / "ray"),
             failure_config=FailureConfig(max_failures=max_failures),
+            callbacks=list(callbacks),
         ),
     )
     result = trainer.fit()

@@ -9,6 +9,7 @@ timed on this machine.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -78,15 +79,21 @@ def _param_groups(net: torch.nn.Module, weight_decay: float) -> list[dict[str, A
 
 
 def retrain(
-    arch: Architecture, config: RetrainConfig, out_dir: str | Path | None = None
+    arch: Architecture,
+    config: RetrainConfig,
+    out_dir: str | Path | None = None,
+    on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
+    table: LatencyTable | None = None,
 ) -> RetrainResult:
+    """Train `arch` from scratch; `on_epoch_end(epoch, metrics)` sees every epoch's numbers."""
     data_config = replace(config.data, resolution=arch.space.resolution)
     data = build_datasets(data_config)
     classes = arch.space.config.num_classes
     if classes != data.num_classes:
         name = data_config.dataset
         raise ProxylessError(f"architecture has {classes} classes, {name} has {data.num_classes}")
-    table = LatencyTable.load(config.lut) if config.lut else None
+    if table is None and config.lut:
+        table = LatencyTable.load(config.lut)
     latency_table = architecture_latency(arch, table) if table is not None else None
     torch.manual_seed(config.seed)
     device = torch.device(config.device)
@@ -127,6 +134,8 @@ def retrain(
                 "valid/accuracy": v_acc,
             }
         )
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, history[-1])
     test_loss, test_acc = evaluate(net, make_loader(data.test, 256, False), device)
     stats = net_stats(net.cpu(), arch.space.resolution)
     measured = None

@@ -353,6 +353,114 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """Search trials, retrain trials and the Pareto front, as two Ray Tune runs."""
+    from orchestrator.report import front_text
+    from orchestrator.sweep import run_sweep
+    from orchestrator.sweep_spec import demo_spec, load_sweep_spec
+
+    if args.resume:
+        if args.config:
+            raise ProxylessError("--resume takes its spec from RUN_DIR/sweep.yaml; drop --config")
+        run_dir = Path(args.resume).resolve()
+        spec = load_sweep_spec(run_dir / "sweep.yaml").with_name(run_dir.name, str(run_dir.parent))
+    else:
+        spec = load_sweep_spec(args.config) if args.config else demo_spec()
+        spec = spec.with_name(args.name, args.storage_path)
+    say = (lambda text: None) if args.json else (lambda text: print(text, flush=True))
+    outcome = run_sweep(
+        spec, address=args.address, resume=bool(args.resume), echo=say, verbose=args.verbose
+    )
+    run_dir, summary = outcome.run_dir, outcome.summary
+    counts = {k: sum(r["kind"] == k for r in outcome.rows) for k in ("search", "retrain")}
+    failed = [r for r in outcome.rows if r["status"] in ("failed", "error")]
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "run_dir": str(run_dir),
+                    **summary,
+                    "trials": counts,
+                    "failed": len(failed),
+                    "interrupted": outcome.interrupted,
+                }
+            )
+        )
+    else:
+        for r in failed:
+            print(f"{r['kind']} trial {r['trial_id']} {r['status']}: {r['error']}")
+        if summary["trials"]:
+            print(
+                f"\nPareto front ({summary['front']} of {summary['trials']} retrained nets, "
+                f"hypervolume {summary['hypervolume']:.4g}):"
+            )
+            print(front_text(outcome.rows, summary))
+        print(f"\nresults: {run_dir / 'results.parquet'}  (figure {run_dir / 'pareto.png'})")
+        print(f"TensorBoard: tensorboard --logdir {run_dir / 'tensorboard'}")
+    if outcome.interrupted:
+        print(
+            f"proxyless: sweep interrupted; continue with: proxyless sweep --resume {run_dir}",
+            file=sys.stderr,
+        )
+        return 130
+    return 0
+
+
+def cmd_pareto(args: argparse.Namespace) -> int:
+    """Recompute and redraw the front of a finished (or partial) sweep from results.parquet."""
+    from orchestrator.report import front_rows, front_text, render
+    from orchestrator.results import mark_pareto, read_results
+
+    run_dir = Path(args.run_dir)
+    rows = read_results(run_dir / "results.parquet")
+    latency = args.latency
+    if latency is None:
+        spec_file = run_dir / "sweep.yaml"
+        latency = "table"
+        if spec_file.exists():
+            from orchestrator.sweep_spec import load_sweep_spec
+
+            latency = load_sweep_spec(spec_file).pareto_latency
+    summary = mark_pareto(rows, latency)
+    if not summary["trials"]:
+        raise ProxylessError(f"{run_dir}: no finished retrain trial to put on a front")
+    render(run_dir, rows, summary)
+    if args.json:
+        front = [
+            {
+                k: r[k]
+                for k in (
+                    "trial_id",
+                    "lambda2",
+                    "B",
+                    "F",
+                    "test_accuracy",
+                    "latency_table_ms",
+                    "latency_measured_ms",
+                    "params",
+                    "macs",
+                )
+            }
+            for r in front_rows(rows, latency)
+        ]
+        print(json.dumps({**summary, "rows": front, "figure": str(run_dir / "pareto.png")}))
+    else:
+        print(front_text(rows, summary))
+        print(f"hypervolume {summary['hypervolume']:.4g}; figure {run_dir / 'pareto.png'}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Write a derived architecture as ONNX, TorchScript or the official net.config."""
+    from nas_core.architecture import Architecture
+    from orchestrator.export import export
+
+    arch = Architecture.load(args.arch)
+    path = export(arch, args.format, args.out, weights=args.weights)
+    print(f"wrote {path} ({args.format})")
+    return 0
+
+
 def _number(text: str) -> int | float:
     """An int when the text is one (B, F of pyramid_tree), else a float (F of mobilenet)."""
     try:
@@ -414,6 +522,31 @@ def build_parser() -> argparse.ArgumentParser:
     re.add_argument("--out", default=None, help="folder for weights and retrain.json")
     re.add_argument("--json", action="store_true")
     re.set_defaults(handler=cmd_retrain)
+
+    sweep = sub.add_parser("sweep", help="sweep λ₂ and B/F, retrain, Pareto front (Ray Tune)")
+    sweep.add_argument("--config", default=None, help="sweep YAML (default: the digits demo)")
+    sweep.add_argument("--name", default=None, help="run name (folder under storage_path)")
+    sweep.add_argument("--storage-path", default=None, help="where run folders go (runs)")
+    sweep.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue a sweep")
+    sweep.add_argument(
+        "--address", default=None, help="Ray cluster address (default: local Ray on 127.0.0.1)"
+    )
+    sweep.add_argument("--verbose", action="store_true", help="show the Ray workers' logs")
+    sweep.add_argument("--json", action="store_true", help="one JSON summary on stdout")
+    sweep.set_defaults(handler=cmd_sweep)
+
+    pareto = sub.add_parser("pareto", help="redraw the Pareto front of a sweep")
+    pareto.add_argument("run_dir", help="the sweep's run folder (holds results.parquet)")
+    pareto.add_argument("--latency", choices=["table", "measured"], default=None)
+    pareto.add_argument("--json", action="store_true")
+    pareto.set_defaults(handler=cmd_pareto)
+
+    exp = sub.add_parser("export", help="ONNX, TorchScript or official net.config")
+    exp.add_argument("arch", help="architecture JSON")
+    exp.add_argument("--format", required=True, choices=["onnx", "torchscript", "net-config"])
+    exp.add_argument("--out", required=True, help="file to write")
+    exp.add_argument("--weights", default=None, help="trained weights (weights.pt of a retrain)")
+    exp.set_defaults(handler=cmd_export)
 
     latency = sub.add_parser("latency", help="latency tables: profile, predict, validate")
     lat_sub = latency.add_subparsers(dest="latency_command", required=True, parser_class=_Parser)

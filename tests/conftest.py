@@ -33,3 +33,15 @@ def toy_latency_table(space):
     from nas_core.latency.synthetic import synthetic_table
 
     return synthetic_table(space)
+
+
+@pytest.fixture(scope="session")
+def local_ray():
+    """One local Ray (2 CPUs, bound to 127.0.0.1) shared by every Ray test of the session."""
+    import ray
+
+    from cluster.search import ensure_ray
+
+    ensure_ray(num_cpus=2)
+    yield
+    ray.shutdown()

@@ -18,17 +18,6 @@ from tests.conftest import toy_latency_table
 SPACE = {"name": "mobilenet", "B": 2, "F": 0.25, "resolution": 16, "transition_op": "3x3_MBConv6"}
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    import ray
-
-    from cluster.search import ensure_ray
-
-    ensure_ray(num_cpus=2)
-    yield
-    ray.shutdown()
-
-
 def _config(tmp_path: Path, out: str, epochs: int = 1, **strategy) -> SearchConfig:
     lut = tmp_path / "toy.parquet"
     if not lut.exists():

@@ -1,0 +1,190 @@
+"""What a sweep shows its user: the front as a printed and Markdown table, a figure, TensorBoard.
+
+Everything here is derived from the results rows, so `proxyless pareto` can redraw it at any
+time; the derived TensorBoard folders (`hparams/`, `pareto/`) are rewritten, not appended to.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from orchestrator.results import front_rows
+
+
+def _fmt(v: Any, spec: str = "") -> str:
+    if v is None:
+        return "–"
+    return format(v, spec) if spec else str(v)
+
+
+def _label(r: Mapping[str, Any]) -> str:
+    parts = [f"λ₂={_fmt(r.get('lambda2'), 'g')}"]
+    if r.get("B") is not None:
+        parts.append(f"B={_fmt(r['B'], 'g')}")
+    if r.get("F") is not None:
+        parts.append(f"F={_fmt(r['F'], 'g')}")
+    return " ".join(parts)
+
+
+HEADER = (
+    "trial",
+    "λ₂",
+    "B",
+    "F",
+    "test acc",
+    "latency table (ms)",
+    "latency here (ms)",
+    "params",
+    "MACs",
+)
+
+
+def _cells(r: Mapping[str, Any]) -> list[str]:
+    return [
+        str(r["trial_id"]),
+        _fmt(r.get("lambda2"), "g"),
+        _fmt(r.get("B"), "g"),
+        _fmt(r.get("F"), "g"),
+        _fmt(r.get("test_accuracy"), ".4f"),
+        _fmt(r.get("latency_table_ms"), ".3f"),
+        _fmt(r.get("latency_measured_ms"), ".3f"),
+        _fmt(r.get("params"), ","),
+        _fmt(r.get("macs"), ","),
+    ]
+
+
+def front_markdown(rows: Sequence[Mapping[str, Any]], summary: Mapping[str, Any]) -> str:
+    """The front as a Markdown table (fastest first) with its hypervolume."""
+    latency = "table" if summary["latency"] == "latency_table_ms" else "measured"
+    front = front_rows(rows, latency)
+    lines = [
+        "| " + " | ".join(HEADER) + " |",
+        "|" + "---|" * len(HEADER),
+        *("| " + " | ".join(_cells(r)) + " |" for r in front),
+        "",
+        f"{summary['front']} of {summary['trials']} retrained nets on the front "
+        f"(latency: {summary['latency']}); hypervolume {summary['hypervolume']:.4g} "
+        f"against accuracy {summary['reference']['accuracy']:g}, "
+        f"latency {summary['reference']['latency_ms']:.4g} ms.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def front_text(rows: Sequence[Mapping[str, Any]], summary: Mapping[str, Any]) -> str:
+    """The front as an aligned plain-text table for the terminal."""
+    latency = "table" if summary["latency"] == "latency_table_ms" else "measured"
+    table = [list(HEADER), *(_cells(r) for r in front_rows(rows, latency))]
+    widths = [max(len(row[i]) for row in table) for i in range(len(HEADER))]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in table]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def draw_front(rows: Sequence[Mapping[str, Any]], summary: Mapping[str, Any]):
+    """A matplotlib figure: every retrained net, the front highlighted, joined and labelled."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    column = summary["latency"]
+    done = [
+        r
+        for r in rows
+        if r["kind"] == "retrain" and r["status"] == "done" and r.get(column) is not None
+    ]
+    front = sorted((r for r in done if r["pareto"]), key=lambda r: r[column])
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    others = [r for r in done if not r["pareto"]]
+    ax.scatter(
+        [r[column] for r in others],
+        [r["test_accuracy"] for r in others],
+        c="0.6",
+        label="dominated",
+    )
+    ax.step(
+        [r[column] for r in front],
+        [r["test_accuracy"] for r in front],
+        where="post",
+        c="tab:red",
+        alpha=0.6,
+    )
+    ax.scatter(
+        [r[column] for r in front],
+        [r["test_accuracy"] for r in front],
+        c="tab:red",
+        zorder=3,
+        label="Pareto front",
+    )
+    for r in front:
+        ax.annotate(
+            _label(r),
+            (r[column], r["test_accuracy"]),
+            textcoords="offset points",
+            xytext=(4, -10),
+            fontsize=8,
+        )
+    where = "latency table" if column == "latency_table_ms" else "measured here"
+    ax.set_xlabel(f"latency (ms, {where})")
+    ax.set_ylabel("test accuracy")
+    ax.set_title(f"accuracy / latency front, hypervolume {summary['hypervolume']:.4g}")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def _hparams(r: Mapping[str, Any]) -> dict[str, Any]:
+    h: dict[str, Any] = {"lambda2": r.get("lambda2") or 0.0}
+    for k in ("B", "F", "target_ms"):
+        if r.get(k) is not None:
+            h[k] = r[k]
+    h["device"] = r.get("device") or "unknown"
+    h["strategy"] = r.get("strategy") or "unknown"
+    return h
+
+
+def write_tensorboard(
+    tb_dir: Path, rows: Sequence[Mapping[str, Any]], summary: Mapping[str, Any], figure: Any
+) -> None:
+    """HParams (one run per retrained net), the front figure and its Markdown table."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    for sub in ("hparams", "pareto"):
+        shutil.rmtree(tb_dir / sub, ignore_errors=True)
+    writer = SummaryWriter(str(tb_dir / "hparams"))
+    for r in rows:
+        if r["kind"] != "retrain" or r["status"] != "done":
+            continue
+        metrics = {
+            "hparam/test_accuracy": r["test_accuracy"],
+            "hparam/latency_table_ms": r.get("latency_table_ms") or float("nan"),
+            "hparam/latency_measured_ms": r.get("latency_measured_ms") or float("nan"),
+            "hparam/params_m": (r.get("params") or 0) / 1e6,
+            "hparam/search_valid_accuracy": r.get("valid_accuracy") or float("nan"),
+            "hparam/pareto": float(bool(r["pareto"])),
+        }
+        writer.add_hparams(_hparams(r), metrics, run_name=str(r["trial_id"]))
+    writer.close()
+    writer = SummaryWriter(str(tb_dir / "pareto"))
+    writer.add_figure("pareto/front", figure, close=False)
+    writer.add_text("pareto/table", front_markdown(rows, summary))
+    writer.add_scalar("pareto/hypervolume", summary["hypervolume"], 0)
+    writer.close()
+
+
+def render(run_dir: Path, rows: Sequence[Mapping[str, Any]], summary: Mapping[str, Any]) -> None:
+    """pareto.png, pareto.md and the TensorBoard front, all from the rows."""
+    import matplotlib.pyplot as plt
+
+    from nas_core.io import atomic_output, atomic_write_text
+
+    figure = draw_front(rows, summary)
+    with atomic_output(run_dir / "pareto.png") as tmp:
+        figure.savefig(tmp, format="png")
+    atomic_write_text(run_dir / "pareto.md", front_markdown(rows, summary))
+    write_tensorboard(run_dir / "tensorboard", rows, summary, figure)
+    plt.close(figure)

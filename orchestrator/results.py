@@ -1,0 +1,204 @@
+"""The sweep's results table: one row per search and retrain trial, stored as Parquet.
+
+Rows are plain dicts with a fixed schema (`COLUMNS`), built from what the trials reported to
+Tune, so a restored sweep rebuilds the same table. Writes go through a temp file and a rename.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from nas_core.errors import ProxylessError
+from nas_core.io import atomic_output
+from orchestrator.pareto import default_reference, hypervolume, pareto_mask
+
+COLUMNS: dict[str, str] = {
+    "kind": "string",  # search | retrain
+    "trial_id": "string",
+    "status": "string",  # done | failed (reported error) | error (crashed) | unfinished
+    "error": "string",
+    "search_trial_id": "string",  # retrain rows: the search that derived the architecture
+    "lambda2": "float64",
+    "B": "float64",
+    "F": "float64",
+    "target_ms": "float64",
+    "lut": "string",  # null: the table profiled on the sweep's machine
+    "device": "string",  # the latency table's device name
+    "strategy": "string",
+    "space": "string",  # JSON
+    "architecture": "string",  # JSON (nas_core.architecture.Architecture)
+    "ops": "string",
+    "epochs": "int64",
+    "valid_accuracy": "float64",  # search: the super-net's last valid accuracy
+    "test_accuracy": "float64",  # retrain: standalone net on the test split
+    "latency_table_ms": "float64",
+    "latency_measured_ms": "float64",  # retrain: timed on the trial's machine, batch 1
+    "params": "int64",
+    "macs": "int64",
+    "pareto": "bool",
+}
+
+
+def trial_status(metrics: Mapping[str, Any], error: Any) -> tuple[str, str | None]:
+    """(status, error message) of one Tune result."""
+    if metrics.get("failed"):
+        return "failed", str(metrics.get("error", "failed"))
+    if metrics.get("done"):
+        return "done", None
+    if error is not None:
+        text = str(error).strip().splitlines()
+        return "error", text[-1] if text else type(error).__name__
+    return "unfinished", None
+
+
+def _number(v: Any) -> float | None:
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return None
+    return float(v)
+
+
+def search_row(
+    trial_id: str, params: Mapping[str, Any], metrics: Mapping[str, Any], error: Any
+) -> dict[str, Any]:
+    status, message = trial_status(metrics, error)
+    arch = metrics.get("architecture")
+    return {
+        "kind": "search",
+        "trial_id": trial_id,
+        "status": status,
+        "error": message,
+        "search_trial_id": trial_id,
+        "lambda2": _number(params.get("lambda2", metrics.get("lambda2"))),
+        "B": _number(params.get("B", metrics.get("B"))),
+        "F": _number(params.get("F", metrics.get("F"))),
+        "target_ms": _number(params.get("target_ms")),
+        "lut": params.get("lut"),
+        "device": metrics.get("device"),
+        "strategy": metrics.get("strategy"),
+        "space": metrics.get("space"),
+        "architecture": arch,
+        "ops": ",".join(json.loads(arch)["ops"]) if arch else None,
+        "epochs": metrics.get("epochs"),
+        "valid_accuracy": _number(metrics.get("valid_accuracy")),
+        "latency_table_ms": _number(metrics.get("latency_table_ms")),
+        "params": metrics.get("params"),
+        "macs": metrics.get("macs"),
+        "pareto": False,
+    }
+
+
+def retrain_row(
+    trial_id: str, search: Mapping[str, Any], metrics: Mapping[str, Any], error: Any
+) -> dict[str, Any]:
+    """A retrain trial's row; its knobs and architecture come from its search row."""
+    status, message = trial_status(metrics, error)
+    row = {k: search.get(k) for k in COLUMNS}
+    row.update(
+        kind="retrain",
+        trial_id=trial_id,
+        status=status,
+        error=message,
+        search_trial_id=search["trial_id"],
+        epochs=metrics.get("epochs"),
+        valid_accuracy=_number(metrics.get("valid_accuracy")),
+        test_accuracy=_number(metrics.get("test_accuracy")),
+        latency_table_ms=_number(metrics.get("latency_table_ms", search.get("latency_table_ms"))),
+        latency_measured_ms=_number(metrics.get("latency_measured_ms")),
+        params=metrics.get("params", search.get("params")),
+        macs=metrics.get("macs", search.get("macs")),
+        pareto=False,
+    )
+    return row
+
+
+def mark_pareto(rows: list[dict[str, Any]], latency: str = "table") -> dict[str, Any]:
+    """Set `pareto` on the finished retrain rows; returns the front's summary."""
+    column = "latency_table_ms" if latency == "table" else "latency_measured_ms"
+    for r in rows:
+        r["pareto"] = False
+    done = [
+        r
+        for r in rows
+        if r["kind"] == "retrain"
+        and r["status"] == "done"
+        and r.get("test_accuracy") is not None
+        and r.get(column) is not None
+    ]
+    acc = [float(r["test_accuracy"]) for r in done]
+    lat = [float(r[column]) for r in done]
+    for r, m in zip(done, pareto_mask(acc, lat), strict=True):
+        r["pareto"] = m
+    reference = default_reference(lat)
+    return {
+        "latency": column,
+        "trials": len(done),
+        "front": sum(r["pareto"] for r in done),
+        "reference": {"accuracy": reference[0], "latency_ms": reference[1]},
+        "hypervolume": hypervolume(acc, lat, reference) if done else 0.0,
+    }
+
+
+def front_rows(rows: Sequence[Mapping[str, Any]], latency: str = "table") -> list[dict[str, Any]]:
+    """The Pareto rows, fastest first."""
+    column = "latency_table_ms" if latency == "table" else "latency_measured_ms"
+    front = [dict(r) for r in rows if r.get("pareto")]
+    return sorted(front, key=lambda r: (r[column], -r["test_accuracy"]))
+
+
+def _schema():
+    import pyarrow as pa
+
+    types = {
+        "string": pa.string(),
+        "float64": pa.float64(),
+        "int64": pa.int64(),
+        "bool": pa.bool_(),
+    }
+    return pa.schema([(name, types[t]) for name, t in COLUMNS.items()])
+
+
+def _clean(value: Any, kind: str) -> Any:
+    if value is None:
+        return None
+    if kind == "float64":
+        v = float(value)
+        return v if not math.isnan(v) else None
+    if kind == "int64":
+        return int(value)
+    if kind == "bool":
+        return bool(value)
+    return str(value)
+
+
+def write_results(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = _schema()
+    rows = list(rows)
+    data = {name: [_clean(r.get(name), kind) for r in rows] for name, kind in COLUMNS.items()}
+    table = pa.table(data, schema=schema) if data["kind"] else schema.empty_table()
+    with atomic_output(path) as tmp:
+        pq.write_table(table, tmp)
+
+
+def read_results(path: str | Path) -> list[dict[str, Any]]:
+    """Rows of a results.parquet; a missing or foreign file is a one-line error."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    p = Path(path)
+    if not p.is_file():
+        raise ProxylessError(f"{p}: no such results file")
+    try:
+        table = pq.read_table(p)
+    except (pa.ArrowInvalid, OSError) as e:
+        raise ProxylessError(f"{p}: not a Parquet file ({str(e).splitlines()[0]})") from None
+    missing = [c for c in COLUMNS if c not in table.column_names]
+    if missing:
+        raise ProxylessError(f"{p}: not a sweep results table (no column {missing[0]})")
+    return table.select(list(COLUMNS)).to_pylist()

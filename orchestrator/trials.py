@@ -1,0 +1,165 @@
+"""The two Tune function trainables of a sweep: one search trial, one retrain trial.
+
+A search trial with `resources.workers >= 1` builds a Ray Train `TorchTrainer` inside itself
+(`cluster.search.run_search`), names the Train run after the trial and forwards rank 0's
+per-epoch reports to Tune; with `workers: 0` it runs the single-process `Searcher` and reports
+each epoch with a Tune checkpoint. Either way a restarted trial continues where it stopped.
+
+A user error inside a trial (a NaN loss, a table that cannot price the space) ends the trial
+with `failed` and the message in its last report instead of a crash Tune would retry.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nas_core.architecture import Architecture
+from nas_core.checkpoint import load_checkpoint
+from nas_core.errors import ProxylessError
+from nas_core.latency.table import LatencyTable
+from nas_core.search import Searcher, SearchResult
+from orchestrator.sweep_spec import SweepSpec
+
+
+def _numbers(metrics: Mapping[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
+
+
+def _present(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in metrics.items() if v is not None}
+
+
+def _threads(spec: SweepSpec) -> None:
+    torch.set_num_threads(max(1, int(spec.resources.cpus_per_worker)))
+
+
+def search_trial(
+    params: dict[str, Any],
+    spec: dict[str, Any],
+    tables: dict[str, dict[str, Any]],
+    train_storage: str,
+) -> None:
+    """Tune trainable: one search at the trial's λ₂ / B / F / target / table."""
+    from ray import tune
+
+    sweep = SweepSpec.from_config(spec)
+    ctx = tune.get_context()
+    trial_id, trial_dir = ctx.get_trial_id(), Path(ctx.get_trial_dir())
+    try:
+        config = sweep.search_config(params, out_dir=str(trial_dir / "search"))
+        table = LatencyTable.from_yaml_dict(tables[params.get("lut") or ""], "latency table")
+        if sweep.resources.workers == 0:
+            result = _search_in_process(sweep, config, table)
+        else:
+            result = _search_on_train(sweep, config, table, trial_id, train_storage)
+    except ProxylessError as e:
+        tune.report({"failed": 1, "error": str(e)})
+        return
+    tune.report(
+        _present(
+            {
+                "done": 1,
+                "architecture": json.dumps(result.architecture.to_config()),
+                "space": json.dumps(result.architecture.space.to_config()),
+                "strategy": config.strategy.name,
+                "device": table.meta.name,
+                "latency_table_ms": result.latency_ms,
+                "valid_accuracy": result.valid_accuracy,
+                "params": result.params,
+                "macs": result.macs,
+                "epochs": result.epochs,
+            }
+        )
+    )
+
+
+def _search_in_process(sweep: SweepSpec, config: Any, table: LatencyTable) -> SearchResult:
+    from ray import tune
+
+    _threads(sweep)
+    searcher = Searcher(config, table=table)
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            searcher.load_state_dict(load_checkpoint(Path(d) / "checkpoint.pt"))
+
+    def report(epoch: int, metrics: dict[str, float]) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            shutil.copy2(searcher.checkpoint_path, Path(tmp) / "checkpoint.pt")
+            tune.report(_numbers(metrics), checkpoint=tune.Checkpoint.from_directory(tmp))
+
+    return searcher.run(on_epoch_end=report)
+
+
+def _search_on_train(
+    sweep: SweepSpec, config: Any, table: LatencyTable, trial_id: str, storage: str
+) -> SearchResult:
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from cluster.search import run_search
+
+    res = sweep.resources
+    return run_search(
+        config,
+        res.workers,
+        use_gpu=res.use_gpu,
+        max_failures=res.max_failures,
+        gpus_per_worker=res.gpus_per_worker,
+        cpus_per_worker=res.cpus_per_worker,
+        run_name=f"search-{trial_id}",  # a restarted trial resumes this Train run
+        storage_path=storage,
+        callbacks=[TuneReportCallback()],
+        table=table,
+    )
+
+
+def retrain_trial(
+    params: dict[str, Any], spec: dict[str, Any], jobs: dict[str, dict[str, Any]]
+) -> None:
+    """Tune trainable: train one derived architecture from scratch and measure it."""
+    from ray import tune
+
+    from nas_core.retrain import retrain
+
+    sweep = SweepSpec.from_config(spec)
+    _threads(sweep)
+    job = jobs[params["search_trial"]]
+    out = Path(tune.get_context().get_trial_dir()) / "net"
+    try:
+        arch = Architecture.from_config(job["architecture"])
+        table = LatencyTable.from_yaml_dict(job["table"], "latency table")
+        result = retrain(
+            arch,
+            sweep.retrain_config(),
+            out_dir=out,
+            on_epoch_end=lambda epoch, m: tune.report(_numbers(m)),
+            table=table,
+        )
+    except ProxylessError as e:
+        tune.report({"failed": 1, "error": str(e)})
+        return
+    last = result.history[-1] if result.history else {}
+    tune.report(
+        _present(
+            {
+                "done": 1,
+                "epoch": float(len(result.history) - 1),
+                "epochs": len(result.history),
+                "valid_accuracy": last.get("valid/accuracy"),
+                "test_accuracy": result.test_accuracy,
+                "test_loss": result.test_loss,
+                "latency_table_ms": result.latency_table_ms,
+                "latency_measured_ms": result.latency_measured_ms,
+                "params": result.params,
+                "macs": result.macs,
+                "weights": str(out / "weights.pt"),
+            }
+        )
+    )

@@ -1,0 +1,123 @@
+"""Pareto front, hypervolume, the results table and its rendering."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from pathlib import Path
+
+import pytest
+
+from nas_core.errors import ProxylessError
+from orchestrator.pareto import default_reference, hypervolume, pareto_mask
+from orchestrator.results import (
+    COLUMNS,
+    mark_pareto,
+    read_results,
+    retrain_row,
+    search_row,
+    write_results,
+)
+
+
+def test_front_of_a_small_example() -> None:
+    acc = [0.9, 0.8, 0.95, 0.85, 0.9]
+    lat = [2.0, 1.0, 3.0, 2.5, 2.0]
+    # (0.85, 2.5) is dominated by (0.9, 2.0); the two equal points both stay
+    assert pareto_mask(acc, lat) == [True, True, True, False, True]
+
+
+def test_nan_never_joins_the_front() -> None:
+    assert pareto_mask([float("nan"), 0.5], [1.0, 2.0]) == [False, True]
+
+
+def _dominates(p: tuple[float, float], q: tuple[float, float]) -> bool:
+    return p[0] >= q[0] and p[1] <= q[1] and p != q
+
+
+def test_front_matches_the_definition_on_random_points() -> None:
+    rng = random.Random(0)
+    for _ in range(50):
+        pts = [(round(rng.random(), 2), round(rng.random(), 2)) for _ in range(rng.randint(1, 12))]
+        mask = pareto_mask([p[0] for p in pts], [p[1] for p in pts])
+        for p, m in zip(pts, mask, strict=True):
+            assert m == (not any(_dominates(q, p) for q in pts))
+
+
+def _grid_hypervolume(pts, ref, n=400) -> float:
+    """Area by counting cell centres dominated by some point (a slow, obvious estimate)."""
+    acc_ref, lat_ref = ref
+    hi = max(p[0] for p in pts)
+    cells = 0
+    for i, j in itertools.product(range(n), range(n)):
+        lat = lat_ref * (i + 0.5) / n
+        acc = acc_ref + (hi - acc_ref) * (j + 0.5) / n
+        cells += any(p[0] >= acc and p[1] <= lat for p in pts)
+    return cells * (lat_ref / n) * ((hi - acc_ref) / n)
+
+
+def test_hypervolume_matches_a_grid_count() -> None:
+    rng = random.Random(1)
+    pts = [(rng.uniform(0.5, 1), rng.uniform(0.1, 2)) for _ in range(6)]
+    ref = default_reference([p[1] for p in pts])
+    exact = hypervolume([p[0] for p in pts], [p[1] for p in pts], ref)
+    assert exact == pytest.approx(_grid_hypervolume(pts, ref), rel=0.02)
+
+
+def test_dominated_points_do_not_change_the_hypervolume() -> None:
+    acc, lat = [0.9, 0.8], [2.0, 1.0]
+    ref = (0.0, 3.0)
+    base = hypervolume(acc, lat, ref)
+    assert base == pytest.approx(0.9 * 1.0 + 0.8 * 1.0)
+    assert hypervolume([*acc, 0.7], [*lat, 2.5], ref) == pytest.approx(base)
+    assert hypervolume([*acc, 0.95], [*lat, 2.5], ref) > base
+
+
+def _rows() -> list[dict]:
+    arch = '{"space": {"name": "mobilenet"}, "ops": ["zero", "3x3_MBConv6"]}'
+    rows = []
+    for i, (lam, acc, lat) in enumerate([(0.0, 0.97, 3.0), (0.5, 0.95, 2.0), (1.0, 0.94, 2.5)]):
+        metrics = {"done": 1, "architecture": arch, "latency_table_ms": lat, "params": 10 + i}
+        s = search_row(f"s{i}", {"lambda2": lam, "B": 2, "F": 0.5}, metrics, None)
+        r = retrain_row(f"r{i}", s, {"done": 1, "test_accuracy": acc, "epochs": 3}, None)
+        rows += [s, r]
+    rows.append(search_row("s9", {"lambda2": 2.0}, {"failed": 1, "error": "loss became nan"}, None))
+    return rows
+
+
+def test_results_round_trip_through_parquet(tmp_path: Path) -> None:
+    rows = _rows()
+    summary = mark_pareto(rows)
+    assert summary["trials"] == 3 and summary["front"] == 2
+    assert [r["trial_id"] for r in rows if r["pareto"]] == ["r0", "r1"]
+    write_results(tmp_path / "results.parquet", rows)
+    back = read_results(tmp_path / "results.parquet")
+    assert [r["trial_id"] for r in back] == [r["trial_id"] for r in rows]
+    assert set(back[0]) == set(COLUMNS)
+    failed = back[-1]
+    assert failed["status"] == "failed" and "nan" in failed["error"]
+    assert back[1]["ops"] == "zero,3x3_MBConv6" and back[1]["lambda2"] == 0.0
+
+
+def test_reading_a_foreign_file_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "x.parquet").write_text("not parquet")
+    with pytest.raises(ProxylessError, match="not a Parquet file"):
+        read_results(tmp_path / "x.parquet")
+    with pytest.raises(ProxylessError, match="no such results file"):
+        read_results(tmp_path / "none.parquet")
+
+
+def test_pareto_cli_redraws_the_front(tmp_path: Path, capsys) -> None:
+    import json
+
+    from orchestrator.cli import main
+
+    write_results(tmp_path / "results.parquet", _rows())
+    assert main(["pareto", str(tmp_path), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [r["trial_id"] for r in out["rows"]] == ["r1", "r0"]  # fastest first
+    assert out["hypervolume"] > 0
+    assert (tmp_path / "pareto.png").stat().st_size > 1000
+    assert "| r1 |" in (tmp_path / "pareto.md").read_text()
+    assert list((tmp_path / "tensorboard" / "hparams").iterdir())
+    assert main(["pareto", str(tmp_path / "missing")]) == 2

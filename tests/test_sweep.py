@@ -1,0 +1,176 @@
+"""The main job end to end: `proxyless sweep` (the embedded demo), interrupted and resumed.
+
+The demo runs once per module in a subprocess: it is interrupted with SIGINT right after its first
+search trial finishes, then continued with `--resume`; the tests below read what it left behind.
+A second, tiny sweep runs its search trials on Ray Train inside Tune (workers: 1).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from orchestrator.results import read_results
+
+pytestmark = pytest.mark.slow
+
+
+def _events(run_dir: Path) -> list[dict]:
+    path = run_dir / "events.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("sweeps")
+    run_dir = root / "demo"
+    cli = [sys.executable, "-m", "orchestrator.cli", "sweep"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with (root / "first.log").open("w") as log:
+        proc = subprocess.Popen(
+            [*cli, "--storage-path", str(root)], stdout=log, stderr=subprocess.STDOUT, env=env
+        )
+        deadline = time.time() + 400
+        while not any(e["event"] == "complete" for e in _events(run_dir)):
+            assert proc.poll() is None, (root / "first.log").read_text()[-3000:]
+            assert time.time() < deadline, "no search trial finished in time"
+            time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        first_code = proc.wait(timeout=180)
+    before = _events(run_dir)
+    resumed = subprocess.run(
+        [*cli, "--resume", str(run_dir)], capture_output=True, text=True, timeout=900, env=env
+    )
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    return {
+        "run_dir": run_dir,
+        "first_code": first_code,
+        "before": before,
+        "after": _events(run_dir)[len(before) :],
+        "stdout": resumed.stdout,
+        "rows": read_results(run_dir / "results.parquet"),
+    }
+
+
+def test_ctrl_c_leaves_a_resumable_run_and_no_finished_trial_runs_twice(demo) -> None:
+    assert demo["first_code"] == 130
+    finished_before = {e["trial"] for e in demo["before"] if e["event"] == "complete"}
+    assert finished_before
+    restarted = {e["trial"] for e in demo["after"] if e["event"] == "start"}
+    assert not finished_before & restarted
+    completions = defaultdict(int)
+    for e in demo["before"] + demo["after"]:
+        completions[e["trial"]] += e["event"] == "complete"
+    assert set(completions.values()) == {1}  # every trial finished exactly once
+
+
+def test_results_hold_every_search_and_retrain_trial(demo) -> None:
+    rows = demo["rows"]
+    search = [r for r in rows if r["kind"] == "search"]
+    retrain = [r for r in rows if r["kind"] == "retrain"]
+    assert len(search) == 6 and len(retrain) == 6
+    assert all(r["status"] == "done" for r in rows)
+    assert {r["search_trial_id"] for r in retrain} == {r["trial_id"] for r in search}
+    assert any(r["pareto"] for r in retrain) and not any(r["pareto"] for r in search)
+    for r in retrain:
+        assert 0.8 < r["test_accuracy"] <= 1.0
+        assert r["latency_measured_ms"] > 0 and r["params"] > 0 and r["macs"] > 0
+    archs = sorted((demo["run_dir"] / "architectures").glob("*.json"))
+    assert [p.stem for p in archs] == sorted(r["trial_id"] for r in search)
+
+
+def test_table_latency_falls_as_lambda2_rises(demo) -> None:
+    by_depth = defaultdict(list)
+    for r in demo["rows"]:
+        if r["kind"] == "search":
+            by_depth[r["B"]].append((r["lambda2"], r["latency_table_ms"]))
+    for points in by_depth.values():
+        latencies = [lat for _, lat in sorted(points)]
+        # never slower with more weight on latency; the all-Zero net is a floor it may reach
+        assert all(a >= b - 1e-9 for a, b in itertools.pairwise(latencies))
+        assert latencies[0] > latencies[-1]
+
+
+def _tensorboard(folder: Path) -> dict[str, set]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    found: dict[str, set] = defaultdict(set)
+    for events in folder.rglob("events.out.tfevents.*"):
+        acc = EventAccumulator(str(events.parent), size_guidance={"images": 0})
+        acc.Reload()
+        tags = acc.Tags()
+        for kind in ("scalars", "images", "tensors"):
+            found[kind].update(tags.get(kind, []))
+        found["plugins"].update((acc.PluginAssets("hparams") and ["hparams"]) or [])
+        for tag in tags.get("tensors", []):
+            meta = acc.SummaryMetadata(tag)
+            found["plugins"].add(meta.plugin_data.plugin_name)
+    return found
+
+
+def test_tensorboard_has_hparams_the_front_figure_and_scalars(demo) -> None:
+    tb = demo["run_dir"] / "tensorboard"
+    hparams = _tensorboard(tb / "hparams")
+    assert "hparams" in hparams["plugins"]
+    assert {"hparam/test_accuracy", "hparam/latency_table_ms"} <= hparams["scalars"]
+    front = _tensorboard(tb / "pareto")
+    assert "pareto/front" in front["images"] and "text" in front["plugins"]
+    search = _tensorboard(tb / "search")
+    assert {"valid/accuracy", "latency/expected_ms", "arch/entropy_mean"} <= search["scalars"]
+    assert "valid/accuracy" in _tensorboard(tb / "retrain")["scalars"]
+    assert len(list((tb / "search").iterdir())) == 6
+
+
+def test_the_run_ends_by_printing_the_front_and_the_tensorboard_command(demo) -> None:
+    out = demo["stdout"]
+    assert "Pareto front" in out
+    assert f"tensorboard --logdir {demo['run_dir'] / 'tensorboard'}" in out
+    front = [r for r in demo["rows"] if r["pareto"]]
+    assert all(r["trial_id"] in out for r in front)
+    assert (demo["run_dir"] / "pareto.png").stat().st_size > 1000
+
+
+def test_search_trials_build_ray_train_inside_tune(tmp_path: Path, local_ray) -> None:
+    from orchestrator.sweep import run_sweep
+    from orchestrator.sweep_spec import SweepSpec
+
+    spec = SweepSpec.from_config(
+        {
+            "name": "train",
+            "storage_path": str(tmp_path),
+            "space": {
+                "name": "mobilenet",
+                "F": 0.25,
+                "resolution": 16,
+                "transition_op": "3x3_MBConv6",
+            },
+            "strategy": {"arch_lr": 0.05},
+            "weights": {"lr": 0.1, "batch_size": 32},
+            "search": {"epochs": 1, "warmup_epochs": 1, "arch_every": 2},
+            "retrain": {"epochs": 1},
+            "grid": {"lambda2": [0.0, 1.0], "B": [1]},
+            "resources": {"workers": 1},
+        }
+    )
+    outcome = run_sweep(spec, echo=lambda text: None)
+    assert not outcome.interrupted
+    search = [r for r in outcome.rows if r["kind"] == "search"]
+    assert [r["status"] for r in outcome.rows] == ["done"] * 4
+    # one Train run per trial, named after it; rank 0's epochs reached Tune
+    runs = {p.name for p in (outcome.run_dir / "tune" / "train").iterdir()}
+    assert runs == {f"search-{r['trial_id']}" for r in search}
+    for result in (outcome.run_dir / "tune" / "search").glob("*/result.json"):
+        reports = [json.loads(line) for line in result.read_text().splitlines()]
+        epochs = [r["epoch"] for r in reports if "valid/accuracy" in r]
+        assert epochs == [0, 1] and "checkpoint_path" in reports[-2]
