@@ -87,6 +87,7 @@ class WorkerSearcher(Searcher):
         signal = self.strategy.signal(self.net, x, y, gen)
         ray.get(self.actor.submit.remote(self.step, self.rank, signal))
         self.version = self._copy_alphas(self.version + 1)
+        self.net.arch.check_finite(self.step)
         metrics = ray.get(self.actor.last_metrics.remote())
         if self.check_sync and self.world_size > 1:
             metrics["sync/actor_mean_error"] = self._check_actor_applied_the_mean(signal)
@@ -182,12 +183,26 @@ def ensure_ray(
     if address is not None:
         ray.init(address=address, log_to_driver=log_to_driver)
     else:
+        _loopback_only()
         ray.init(
             num_cpus=num_cpus,
             include_dashboard=False,
             _node_ip_address="127.0.0.1",
             log_to_driver=log_to_driver,
         )
+
+
+def _loopback_only() -> None:
+    """Make a local Ray bind its GCS, raylet and workers to 127.0.0.1.
+
+    Ray 2.60 replaces a node address of 127.0.0.1 with the host's routable IP and listens there
+    unless "clusters" are off (its desktop mode); turning them off keeps every port on loopback.
+    The constant is read at `import ray`, so set it in the module as well as for child processes.
+    """
+    from ray._private import ray_constants
+
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
 
 
 def run_search(
