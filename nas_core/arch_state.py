@@ -73,6 +73,15 @@ class ArchState:
         """The most likely candidate of every layer (ties go to the first)."""
         return [c[int(torch.argmax(a))] for c, a in zip(self.candidates, self.alphas, strict=True)]
 
+    def check_finite(self, step: int) -> None:
+        """Stop a search whose α turned NaN/inf instead of deriving garbage from it."""
+        for name, a in zip(self.layer_names, self.alphas, strict=True):
+            if not bool(torch.isfinite(a).all()):
+                raise ProxylessError(
+                    f"architecture parameters of layer {name} are not finite after step {step} "
+                    "(the arch loss overflowed); lower strategy.lambda2 or strategy.arch_lr"
+                )
+
     def zero_grad(self) -> None:
         for a in self.alphas:
             a.grad = None

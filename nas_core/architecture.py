@@ -111,7 +111,9 @@ def load_network(path: str | Path) -> tuple[nn.Module, int, Architecture | None]
         except (ProxylessError, TypeError, KeyError, AttributeError) as e:
             raise ProxylessError(f"{path}: not a valid {config['name']} net.config ({e})") from None
         return net, 224 if config["name"] == "ProxylessNASNets" else 32, None
+    name = config.get("name") if isinstance(config, Mapping) else None
+    got = f"name {name!r} is not " if name is not None else "name "
     raise ProxylessError(
         f"{path}: neither an architecture JSON (keys 'space', 'ops') nor an official net.config "
-        f"(name {' or '.join(NETS.names())})"
+        f"({got}{' or '.join(NETS.names())})"
     )

@@ -7,3 +7,8 @@ Anything a user can get wrong (a malformed file, an unknown op name, an impossib
 
 class ProxylessError(ValueError):
     """A user mistake: the message is one line and names the file or field at fault."""
+
+    def __init__(self, message: object = "") -> None:
+        # a value echoed from user data may hold line breaks; the message stays one line
+        text = str(message)
+        super().__init__(text.replace("\r", "\\r").replace("\n", "\\n"))

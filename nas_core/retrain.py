@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from nas_core.architecture import Architecture, build_net
+from nas_core.checkpoint import save_checkpoint
 from nas_core.data import DataConfig, build_datasets, make_loader
 from nas_core.errors import ProxylessError
 from nas_core.io import atomic_write_text
@@ -148,7 +149,7 @@ def retrain(
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        torch.save(net.state_dict(), out / "weights.pt")
+        save_checkpoint(out / "weights.pt", net.state_dict())  # temp file + rename
         arch.save(out / "architecture.json")
         atomic_write_text(
             out / "retrain.json",

@@ -393,7 +393,9 @@ class Searcher:
         """One α update (local: this process computes the signal and applies it)."""
         gen = step_generator(self.config.seed, self.step, stream=ARCH_STREAM)
         signal = self.strategy.signal(self.net, x, y, gen)
-        return self.strategy.apply([signal], self.net.arch, self.arch_opt)
+        metrics = self.strategy.apply([signal], self.net.arch, self.arch_opt)
+        self.net.arch.check_finite(self.step)
+        return metrics
 
     def after_step(self) -> dict[str, float]:
         """Hook after each (weight and maybe arch) step; metrics to average over the epoch."""

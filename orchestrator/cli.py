@@ -301,7 +301,13 @@ def cmd_search(args: argparse.Namespace) -> int:
             config, args.workers, use_gpu=gpus > 0, address=args.address, gpus_per_worker=gpus
         )
     else:
-        result = Searcher(config).run(resume=args.resume, on_epoch_end=progress)
+        try:
+            searcher = Searcher(config)  # builds data, space and table: config mistakes show here
+        except ProxylessError as e:
+            if args.config is None or str(args.config) in str(e):
+                raise
+            raise ProxylessError(f"{args.config}: {e}") from None
+        result = searcher.run(resume=args.resume, on_epoch_end=progress)
     summary = {**result.summary(), "out_dir": config.out_dir}
     if args.json:
         print(json.dumps(summary))
@@ -363,6 +369,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         if args.config:
             raise ProxylessError("--resume takes its spec from RUN_DIR/sweep.yaml; drop --config")
         run_dir = Path(args.resume).resolve()
+        if not (run_dir / "sweep.yaml").is_file():
+            raise ProxylessError(f"{run_dir}: no sweep to resume (no sweep.yaml in it)")
         spec = load_sweep_spec(run_dir / "sweep.yaml").with_name(run_dir.name, str(run_dir.parent))
     else:
         spec = load_sweep_spec(args.config) if args.config else demo_spec()

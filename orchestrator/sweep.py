@@ -220,6 +220,7 @@ def run_sweep(
     resume: bool = False,
     echo: Callable[[str], None] = print,
     verbose: bool = False,
+    debug: Mapping[str, Any] | None = None,
 ) -> SweepOutcome:
     """Run (or continue) a whole sweep and write its outputs; see the module docstring."""
     from ray import tune
@@ -243,6 +244,7 @@ def run_sweep(
             spec=spec.to_config(),
             tables={k: t.to_yaml_dict() for k, t in tables.items()},
             train_storage=str(run_dir / "tune" / "train"),
+            faults=dict(debug or {}),  # test hooks (kill a trial once)
         ),
         spec.param_space(),
         spec.num_samples,
@@ -268,7 +270,9 @@ def run_sweep(
         retrain_grid = _run_phase(
             spec,
             "retrain",
-            tune.with_parameters(retrain_trial, spec=spec.to_config(), jobs=jobs),
+            tune.with_parameters(
+                retrain_trial, spec=spec.to_config(), jobs=jobs, faults=dict(debug or {})
+            ),
             {"search_trial": tune.grid_search(sorted(jobs))},
             1,
         )

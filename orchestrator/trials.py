@@ -12,6 +12,7 @@ with `failed` and the message in its last report instead of a crash Tune would r
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -36,6 +37,17 @@ def _present(metrics: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in metrics.items() if v is not None}
 
 
+def _kill_once(faults: dict[str, Any] | None, phase: str, epoch: int) -> None:
+    """Test hook: end this trial's process abruptly once, after `epoch` was reported."""
+    if not faults or epoch != faults.get("kill_once_after_epoch"):
+        return
+    marker = Path(faults["marker_dir"]) / phase
+    if not marker.exists():
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text("killed on purpose\n")
+        os._exit(1)  # like a killed process: no cleanup, no exception
+
+
 def _threads(spec: SweepSpec) -> None:
     torch.set_num_threads(max(1, int(spec.resources.cpus_per_worker)))
 
@@ -45,6 +57,7 @@ def search_trial(
     spec: dict[str, Any],
     tables: dict[str, dict[str, Any]],
     train_storage: str,
+    faults: dict[str, Any] | None = None,
 ) -> None:
     """Tune trainable: one search at the trial's λ₂ / B / F / target / table."""
     from ray import tune
@@ -56,7 +69,7 @@ def search_trial(
         config = sweep.search_config(params, out_dir=str(trial_dir / "search"))
         table = LatencyTable.from_yaml_dict(tables[params.get("lut") or ""], "latency table")
         if sweep.resources.workers == 0:
-            result = _search_in_process(sweep, config, table)
+            result = _search_in_process(sweep, config, table, faults)
         else:
             result = _search_on_train(sweep, config, table, trial_id, train_storage)
     except ProxylessError as e:
@@ -80,7 +93,9 @@ def search_trial(
     )
 
 
-def _search_in_process(sweep: SweepSpec, config: Any, table: LatencyTable) -> SearchResult:
+def _search_in_process(
+    sweep: SweepSpec, config: Any, table: LatencyTable, faults: dict[str, Any] | None
+) -> SearchResult:
     from ray import tune
 
     _threads(sweep)
@@ -94,6 +109,7 @@ def _search_in_process(sweep: SweepSpec, config: Any, table: LatencyTable) -> Se
         with tempfile.TemporaryDirectory() as tmp:
             shutil.copy2(searcher.checkpoint_path, Path(tmp) / "checkpoint.pt")
             tune.report(_numbers(metrics), checkpoint=tune.Checkpoint.from_directory(tmp))
+        _kill_once(faults, "search", epoch)
 
     return searcher.run(on_epoch_end=report)
 
@@ -106,22 +122,31 @@ def _search_on_train(
     from cluster.search import run_search
 
     res = sweep.resources
-    return run_search(
-        config,
-        res.workers,
-        use_gpu=res.use_gpu,
-        max_failures=res.max_failures,
-        gpus_per_worker=res.gpus_per_worker,
-        cpus_per_worker=res.cpus_per_worker,
-        run_name=f"search-{trial_id}",  # a restarted trial resumes this Train run
-        storage_path=storage,
-        callbacks=[TuneReportCallback()],
-        table=table,
-    )
+    try:
+        return run_search(
+            config,
+            res.workers,
+            use_gpu=res.use_gpu,
+            max_failures=res.max_failures,
+            gpus_per_worker=res.gpus_per_worker,
+            cpus_per_worker=res.cpus_per_worker,
+            run_name=f"search-{trial_id}",  # a restarted trial resumes this Train run
+            storage_path=storage,
+            callbacks=[TuneReportCallback()],
+            table=table,
+        )
+    except Exception as e:  # a worker's ProxylessError reaches us wrapped by Ray Train
+        reason = [ln for ln in str(e).splitlines() if "ProxylessError: " in ln]
+        if reason:
+            raise ProxylessError(reason[-1].split("ProxylessError: ", 1)[1]) from None
+        raise
 
 
 def retrain_trial(
-    params: dict[str, Any], spec: dict[str, Any], jobs: dict[str, dict[str, Any]]
+    params: dict[str, Any],
+    spec: dict[str, Any],
+    jobs: dict[str, dict[str, Any]],
+    faults: dict[str, Any] | None = None,
 ) -> None:
     """Tune trainable: train one derived architecture from scratch and measure it."""
     from ray import tune
@@ -139,7 +164,10 @@ def retrain_trial(
             arch,
             sweep.retrain_config(),
             out_dir=out,
-            on_epoch_end=lambda epoch, m: tune.report(_numbers(m)),
+            on_epoch_end=lambda epoch, m: (
+                tune.report(_numbers(m)),
+                _kill_once(faults, "retrain", epoch),
+            ),
             table=table,
         )
     except ProxylessError as e:

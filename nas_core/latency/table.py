@@ -157,7 +157,10 @@ class LatencyTable:
         entries = {}
         for key, stats in data.items():
             if key == META_KEY:
-                meta = DeviceMeta.from_config(stats)
+                try:
+                    meta = DeviceMeta.from_config(stats)
+                except (ProxylessError, TypeError) as e:
+                    raise ProxylessError(f"{where}: {e}") from None
                 continue
             if not isinstance(stats, Mapping) or not {"count", "mean", "var"} <= set(stats):
                 raise ProxylessError(f"{where}: entry {key!r} needs count, mean and var")

@@ -25,7 +25,18 @@ def net_from_config(config: Mapping[str, Any]) -> nn.Module:
     """Build a whole network from an official-format net.config dict."""
     if not isinstance(config, Mapping) or "name" not in config:
         raise ProxylessError("net config must be a JSON object with a 'name'")
-    return NETS.get(config["name"]).from_config(config)
+    if not isinstance(config["name"], str):
+        raise ProxylessError(f"net config 'name' must be a string, got {config['name']!r}")
+    try:
+        return NETS.get(config["name"]).from_config(config)
+    except ProxylessError:
+        raise
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError, RuntimeError) as e:
+        # a layer value of the wrong type or size that no check above anticipated
+        first = str(e).splitlines()[0] if str(e) else ""
+        raise ProxylessError(
+            f"invalid {config['name']} net config ({type(e).__name__}: {first})"
+        ) from None
 
 
 __all__ = [

@@ -64,7 +64,13 @@ def config_from_mapping(cls: type, config: Mapping[str, Any], where: str) -> Any
     kwargs = {}
     for k, v in config.items():
         kwargs[k] = tuple(v) if isinstance(v, list) else v
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ProxylessError:
+        raise
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError, OverflowError) as e:
+        # a value of the wrong type that the class's own checks did not anticipate
+        raise ProxylessError(f"{where}: invalid value ({type(e).__name__}: {e})") from None
 
 
 class SearchSpace(ABC):
@@ -119,12 +125,18 @@ def create_space(name: str, **overrides: Any) -> SearchSpace:
     )
 
 
-def check_positive_int(value: Any, field: str, minimum: int = 1) -> None:
+def check_positive_int(
+    value: Any, field: str, minimum: int = 1, maximum: int | None = None
+) -> None:
     require_int(value, field, minimum)
+    if maximum is not None and value > maximum:
+        raise ProxylessError(f"{field} must be at most {maximum} (a sanity bound), got {value!r}")
 
 
-def check_positive_float(value: Any, field: str) -> None:
+def check_positive_float(value: Any, field: str, maximum: float | None = None) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
         raise ProxylessError(f"{field} must be a number > 0, got {value!r}")
     if value != value or value == float("inf"):
         raise ProxylessError(f"{field} must be finite, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise ProxylessError(f"{field} must be at most {maximum} (a sanity bound), got {value!r}")

@@ -72,10 +72,11 @@ class MobileNetSpaceConfig:
     transition_op: str | None = None
 
     def __post_init__(self) -> None:
-        check_positive_int(self.B, "B")
-        check_positive_float(self.F, "F")
-        check_positive_int(self.resolution, "resolution", 8)
-        check_positive_int(self.num_classes, "num_classes", 2)
+        # upper bounds keep a typo (F: 100) from building a net no machine can hold
+        check_positive_int(self.B, "B", maximum=32)
+        check_positive_float(self.F, "F", maximum=8.0)
+        check_positive_int(self.resolution, "resolution", 8, maximum=2048)
+        check_positive_int(self.num_classes, "num_classes", 2, maximum=100_000)
         for k in self.kernels:
             if k not in (3, 5, 7):
                 raise ProxylessError(f"kernels must be among 3, 5, 7, got {k!r}")

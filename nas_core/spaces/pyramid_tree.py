@@ -53,16 +53,16 @@ class PyramidTreeSpaceConfig:
     candidates: tuple[str, ...] = CANDIDATES
 
     def __post_init__(self) -> None:
-        check_positive_int(self.B, "B")
-        check_positive_int(self.F, "F", 4 * STEM_WIDTH)
+        check_positive_int(self.B, "B", maximum=64)
+        check_positive_int(self.F, "F", 4 * STEM_WIDTH, maximum=4096)
         if self.F % 8:
             raise ProxylessError(
                 f"F must be a multiple of 8 (even group-conv halves), got {self.F}"
             )
-        check_positive_int(self.resolution, "resolution", 4)
+        check_positive_int(self.resolution, "resolution", 4, maximum=2048)
         if self.resolution % 4:
             raise ProxylessError(f"resolution must be a multiple of 4, got {self.resolution}")
-        check_positive_int(self.num_classes, "num_classes", 2)
+        check_positive_int(self.num_classes, "num_classes", 2, maximum=100_000)
         unknown = [c for c in self.candidates if c not in CANDIDATES]
         if unknown or not self.candidates:
             raise ProxylessError(

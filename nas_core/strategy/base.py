@@ -62,7 +62,14 @@ class StrategyConfig:
         number("arch_lr", 0.0, low_open=True)
         number("arch_eps", 0.0, low_open=True)
         number("arch_weight_decay", 0.0)
-        if len(self.arch_betas) != 2 or not all(0 <= b < 1 for b in self.arch_betas):
+        betas = self.arch_betas
+        if (
+            not isinstance(betas, tuple | list)
+            or len(betas) != 2
+            or not all(
+                isinstance(b, int | float) and not isinstance(b, bool) and 0 <= b < 1 for b in betas
+            )
+        ):
             raise ProxylessError(
                 f"strategy.arch_betas must be two numbers in [0, 1), got {self.arch_betas!r}"
             )
