@@ -234,6 +234,8 @@ def run_sweep(
     tables = prepare_tables(spec, echo)
     ensure_ray(address, log_to_driver=verbose)
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our own progress lines, not Tune's boxes
+    # per-epoch checkpoints of short trials trip Tune's "snapshotting too often" warning
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
     echo(f"sweep {spec.name}: search trials → {run_dir / 'tune' / 'search'}")
     grid = _run_phase(
