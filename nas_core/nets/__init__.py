@@ -31,7 +31,15 @@ def net_from_config(config: Mapping[str, Any]) -> nn.Module:
         return NETS.get(config["name"]).from_config(config)
     except ProxylessError:
         raise
-    except (TypeError, ValueError, KeyError, AttributeError, IndexError, RuntimeError) as e:
+    except (
+        TypeError,
+        ValueError,
+        KeyError,
+        AttributeError,
+        IndexError,
+        RuntimeError,
+        ArithmeticError,
+    ) as e:
         # a layer value of the wrong type or size that no check above anticipated
         first = str(e).splitlines()[0] if str(e) else ""
         raise ProxylessError(

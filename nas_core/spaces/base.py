@@ -68,7 +68,7 @@ def config_from_mapping(cls: type, config: Mapping[str, Any], where: str) -> Any
         return cls(**kwargs)
     except ProxylessError:
         raise
-    except (TypeError, ValueError, KeyError, AttributeError, IndexError, OverflowError) as e:
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError, ArithmeticError) as e:
         # a value of the wrong type that the class's own checks did not anticipate
         raise ProxylessError(f"{where}: invalid value ({type(e).__name__}: {e})") from None
 
