@@ -25,46 +25,50 @@ def _events(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
 
 
-def test_nan_stops_only_its_own_trial_with_the_reason_in_its_row(tmp_path: Path, local_ray):
+@pytest.fixture(scope="module")
+def faulty_sweep(tmp_path_factory, local_ray) -> dict:
+    """One sweep with every fault at once: a NaN trial, and each phase's process killed once.
+
+    λ₂ = 1e300 overflows float32: the latency loss is inf and α would turn NaN.
+    """
     from orchestrator.results import read_results
     from orchestrator.sweep import run_sweep
     from orchestrator.sweep_spec import SweepSpec
 
-    # λ₂ = 1e300 overflows float32: the latency loss is inf and α would turn NaN
+    root = tmp_path_factory.mktemp("faults")
     spec = SweepSpec.from_config(
-        {**TINY, "name": "nan", "storage_path": str(tmp_path), "grid": {"lambda2": [0.0, 1e300]}}
+        {**TINY, "name": "faults", "storage_path": str(root), "grid": {"lambda2": [0.5, 1e300]}}
     )
-    outcome = run_sweep(spec, echo=lambda text: None)
+    faults = {"kill_once_after_epoch": 0, "marker_dir": str(root / "markers")}
+    outcome = run_sweep(spec, echo=lambda text: None, debug=faults)
     rows = read_results(outcome.run_dir / "results.parquet")
+    return {"root": root, "outcome": outcome, "rows": rows, "events": _events(outcome.run_dir)}
+
+
+def test_nan_stops_only_its_own_trial_with_the_reason_in_its_row(faulty_sweep) -> None:
+    rows = faulty_sweep["rows"]
     search = {r["lambda2"]: r for r in rows if r["kind"] == "search"}
     assert search[1e300]["status"] == "failed"
     assert "not finite" in search[1e300]["error"] and search[1e300]["architecture"] is None
-    assert search[0.0]["status"] == "done"
+    assert search[0.5]["status"] == "done"
     retrain = [r for r in rows if r["kind"] == "retrain"]
-    assert [r["search_trial_id"] for r in retrain] == [search[0.0]["trial_id"]]
+    assert [r["search_trial_id"] for r in retrain] == [search[0.5]["trial_id"]]
     assert retrain[0]["status"] == "done" and retrain[0]["pareto"]
+    assert not faulty_sweep["outcome"].interrupted
 
 
-def test_killed_search_and_retrain_trials_restart_and_the_table_is_complete(
-    tmp_path: Path, local_ray
-):
-    from orchestrator.results import read_results
-    from orchestrator.sweep import run_sweep
-    from orchestrator.sweep_spec import SweepSpec
-
-    spec = SweepSpec.from_config(
-        {**TINY, "name": "kill", "storage_path": str(tmp_path), "grid": {"lambda2": [0.5]}}
-    )
-    faults = {"kill_once_after_epoch": 0, "marker_dir": str(tmp_path / "markers")}
-    outcome = run_sweep(spec, echo=lambda text: None, debug=faults)
-    assert sorted(p.name for p in (tmp_path / "markers").iterdir()) == ["retrain", "search"]
-    rows = read_results(outcome.run_dir / "results.parquet")
-    assert [(r["kind"], r["status"]) for r in rows] == [("search", "done"), ("retrain", "done")]
-    assert rows[0]["epochs"] == 2 and rows[1]["epochs"] == 2  # no epoch lost
-    events = _events(outcome.run_dir)
+def test_killed_search_and_retrain_trials_restart_and_the_table_is_complete(faulty_sweep):
+    root, rows = faulty_sweep["root"], faulty_sweep["rows"]
+    assert sorted(p.name for p in (root / "markers").iterdir()) == ["retrain", "search"]
+    done = [r for r in rows if r["status"] == "done"]
+    assert [(r["kind"], r["epochs"]) for r in done] == [("search", 2), ("retrain", 2)]
+    assert len(rows) == 3  # both searches and the one retrain: nothing lost, nothing doubled
+    events = faulty_sweep["events"]
     for phase in ("search", "retrain"):
         kinds = [e["event"] for e in events if e["phase"] == phase]
-        assert kinds.count("complete") == 1 and kinds.count("start") >= 2
+        trials = {e["trial"] for e in events if e["phase"] == phase}
+        assert kinds.count("complete") == len(trials)  # each trial finished exactly once
+        assert kinds.count("start") > len(trials)  # ... after a restart
 
 
 def test_local_ray_listens_on_loopback_only(local_ray) -> None:
