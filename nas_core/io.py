@@ -6,11 +6,13 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from nas_core.errors import ProxylessError
+
+T = TypeVar("T")
 
 
 def read_text(path: str | Path) -> str:
@@ -48,6 +50,19 @@ def read_yaml(path: str | Path) -> Any:
     except yaml.YAMLError as e:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ProxylessError(f"{path}: invalid YAML ({first})") from None
+
+
+def load_yaml_config(path: str | Path, build: Callable[[Mapping[str, Any]], T], what: str) -> T:
+    """A YAML config file (safe_load; empty = all defaults) → `build(mapping)`; errors name it."""
+    data = read_yaml(path)
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ProxylessError(f"{path}: {what} must be a mapping")
+    try:
+        return build(data)
+    except ProxylessError as e:
+        raise ProxylessError(f"{path}: {e}") from None
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

@@ -26,7 +26,7 @@ from nas_core.checkpoint import load_checkpoint, save_checkpoint
 from nas_core.config import require_int
 from nas_core.data import DataConfig, DataSplits, build_datasets, make_loader
 from nas_core.errors import ProxylessError
-from nas_core.io import atomic_write_text, read_yaml
+from nas_core.io import atomic_write_text, load_yaml_config
 from nas_core.latency.predictor import LatencyModel, architecture_latency
 from nas_core.latency.table import LatencyTable
 from nas_core.sampling import sample_paths, step_generator
@@ -163,15 +163,7 @@ class SearchConfig:
 
 def load_search_config(path: str | Path) -> SearchConfig:
     """YAML (safe_load) → SearchConfig; errors name the file."""
-    data = read_yaml(path)
-    if data is None:
-        data = {}
-    if not isinstance(data, Mapping):
-        raise ProxylessError(f"{path}: a search config must be a mapping")
-    try:
-        return SearchConfig.from_config(data)
-    except ProxylessError as e:
-        raise ProxylessError(f"{path}: {e}") from None
+    return load_yaml_config(path, SearchConfig.from_config, "a search config")
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from typing import Any
 from nas_core.config import require_int
 from nas_core.data import DataConfig
 from nas_core.errors import ProxylessError
-from nas_core.io import read_yaml
+from nas_core.io import load_yaml_config
 from nas_core.retrain import RetrainConfig
 from nas_core.search import DEFAULT_SPACE, SearchConfig, WeightConfig
 from nas_core.spaces.base import config_from_mapping
@@ -380,13 +380,5 @@ def demo_spec() -> SweepSpec:
 
 
 def load_sweep_spec(path: str | Path) -> SweepSpec:
-    """YAML (safe_load) → SweepSpec; every error is one line naming the file."""
-    data = read_yaml(path)
-    if data is None:
-        data = {}
-    if not isinstance(data, Mapping):
-        raise ProxylessError(f"{path}: a sweep spec must be a mapping")
-    try:
-        return SweepSpec.from_config(data)  # relative paths: from the current folder
-    except ProxylessError as e:
-        raise ProxylessError(f"{path}: {e}") from None
+    """YAML (safe_load) → SweepSpec; relative paths resolve from the current folder."""
+    return load_yaml_config(path, SweepSpec.from_config, "a sweep spec")
