@@ -21,14 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ray.tune import Callback
+
 from nas_core.errors import ProxylessError
 from nas_core.io import atomic_write_text
 from nas_core.latency.predictor import MissingLatencyError
 from nas_core.latency.table import LatencyTable
 from orchestrator.results import mark_pareto, retrain_row, search_row, write_results
 from orchestrator.sweep_spec import SweepSpec, load_sweep_spec
-
-PHASES = ("search", "retrain")
 
 
 @dataclass
@@ -39,13 +39,7 @@ class SweepOutcome:
     interrupted: bool
 
 
-def _tune_callback_base() -> type:
-    from ray.tune import Callback
-
-    return Callback
-
-
-class SweepLog(_tune_callback_base()):
+class SweepLog(Callback):
     """Driver side: events.jsonl, per-trial TensorBoard scalars and one progress line per epoch."""
 
     def __init__(self, run_dir: str, phase: str, echo: bool = True) -> None:
