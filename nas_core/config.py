@@ -44,3 +44,12 @@ def require_int(value: Any, field: str, minimum: int = 0) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ProxylessError(f"{field} must be an integer >= {minimum}, got {value!r}")
     return value
+
+
+AMP_MODES = ("off", "bf16", "fp16")  # weight-step precision (nas_core.precision.Amp)
+
+
+def check_amp(mode: Any, field: str) -> None:
+    """One line naming `field` when `mode` is not one of `AMP_MODES`."""
+    if not isinstance(mode, str) or mode not in AMP_MODES:
+        raise ProxylessError(f"{field} must be one of {', '.join(AMP_MODES)}, got {mode!r}")

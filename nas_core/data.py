@@ -339,12 +339,14 @@ def make_loader(
     num_workers: int = 0,
     rank: int = 0,
     world_size: int = 1,
+    pin_memory: bool = False,
 ) -> DataLoader:
     """A loader whose batches are a pure function of (dataset, seed, epoch, rank, world_size).
 
     `drop_last` drops both the samples that do not split evenly over the ranks and the last
     incomplete batch. Worker processes are seeded from (seed, epoch, rank) too, so random
     augmentation in workers repeats; with `num_workers=0` it draws from torch's global RNG.
+    `pin_memory` (for a CUDA consumer) lets `.to(device, non_blocking=True)` copy without a wait.
     """
     require_int(batch_size, "batch_size", 1)
     require_int(num_workers, "num_workers", 0)
@@ -362,4 +364,5 @@ def make_loader(
         drop_last=drop_last,
         num_workers=num_workers,
         generator=step_generator(seed, epoch, stream=_WORKER_STREAM + rank),
+        pin_memory=pin_memory,
     )

@@ -26,7 +26,12 @@ from nas_core.ops import LAYERS, Layer, layer_from_config, op_name
 
 
 class _BinaryGateFn(torch.autograd.Function):
-    """y = o_active(x) forward; backward gives ∂L/∂x through the active path and ∂L/∂g."""
+    """y = o_active(x) forward; backward gives ∂L/∂x through the active path and ∂L/∂g.
+
+    Autocast-safe: backward recomputes the other paths under the autocast state the forward
+    ran in (what `torch.amp.custom_fwd`/`custom_bwd` do, here for whichever device x is on, so
+    a bf16 input never meets fp32 weights), and the products ⟨∂L/∂y, o_j(x)⟩ are summed in fp32.
+    """
 
     @staticmethod
     def forward(ctx, x, gates, op, involved, active_slot):
@@ -35,6 +40,12 @@ class _BinaryGateFn(torch.autograd.Function):
             out = op.candidates[involved[active_slot]](saved_x)
         ctx.op, ctx.involved, ctx.active_slot = op, involved, active_slot
         ctx.gate_device, ctx.gate_dtype = gates.device, gates.dtype  # α may live on the CPU
+        device_type = x.device.type
+        ctx.autocast = (
+            device_type,
+            torch.is_autocast_enabled(device_type),
+            torch.get_autocast_dtype(device_type),
+        )
         ctx.saved_x, ctx.out = saved_x, out
         return out.detach()
 
@@ -44,11 +55,13 @@ class _BinaryGateFn(torch.autograd.Function):
         grad_x = None
         if saved_x.requires_grad and out.requires_grad:
             (grad_x,) = torch.autograd.grad(out, saved_x, grad_out)
-        with torch.no_grad():
+        device_type, enabled, dtype = ctx.autocast
+        with torch.no_grad(), torch.autocast(device_type, dtype=dtype, enabled=enabled):
+            grad32 = grad_out.float()
             gate_grads = []
             for slot, k in enumerate(ctx.involved):
                 o = out if slot == ctx.active_slot else ctx.op.candidates[k](saved_x)
-                gate_grads.append((grad_out * o).sum())
+                gate_grads.append((grad32 * o.float()).sum())
         del ctx.saved_x, ctx.out
         gate_grad = torch.stack(gate_grads).to(ctx.gate_device, ctx.gate_dtype)
         return grad_x, gate_grad, None, None, None

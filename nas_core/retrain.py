@@ -3,12 +3,13 @@
 The standalone net is built fresh from the architecture file (no super-net weights), trained
 with SGD Nesterov + cosine lr per batch, label smoothing and no weight decay on BN / biases
 (official recipe), then evaluated on the test split, sized, priced by the latency table and
-timed on this machine.
+timed on the device it trained on (a GPU net's measured latency is a GPU latency).
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -18,13 +19,17 @@ import torch
 
 from nas_core.architecture import Architecture, build_net
 from nas_core.checkpoint import save_checkpoint
+from nas_core.config import check_amp
 from nas_core.data import DataConfig, build_datasets, make_loader
+from nas_core.device import check_device_name, resolve_device
 from nas_core.errors import ProxylessError
 from nas_core.io import atomic_write_text
 from nas_core.latency.predictor import architecture_latency
 from nas_core.latency.profiler import ProfileConfig, time_module
 from nas_core.latency.table import LatencyTable
-from nas_core.search import cosine_lr, evaluate, weight_step
+from nas_core.metrics import NONFINITE_CHECK_EVERY, StepMetrics
+from nas_core.precision import Amp, to_memory_format, training_speedups
+from nas_core.search import cosine_lr, evaluate, to_device, weight_step
 from nas_core.stats import net_stats
 
 
@@ -40,7 +45,10 @@ class RetrainConfig:
     label_smoothing: float = 0.1
     batch_size: int = 64
     seed: int = 0
-    device: str = "cpu"
+    device: str = "cpu"  # cpu, cuda or cuda:N: where it trains and where latency is measured
+    amp: str = "off"  # off (fp32) | bf16 | fp16 (with a GradScaler)
+    channels_last: bool = False  # NHWC weights and inputs (tensor-core convolutions on CUDA)
+    compile: bool = False  # torch.compile the standalone net for training
     lut: str | None = None
     measure_latency: bool = True
 
@@ -51,6 +59,11 @@ class RetrainConfig:
                 raise ProxylessError(f"{name} must be an integer >= 1, got {v!r}")
         if not (isinstance(self.lr, int | float) and self.lr > 0):
             raise ProxylessError(f"lr must be a number > 0, got {self.lr!r}")
+        check_device_name(self.device)
+        check_amp(self.amp, "amp")
+        for name in ("channels_last", "compile", "measure_latency"):
+            if not isinstance(getattr(self, name), bool):
+                raise ProxylessError(f"{name} must be true or false, got {getattr(self, name)!r}")
 
 
 @dataclass(frozen=True)
@@ -66,6 +79,9 @@ class RetrainResult:
     def summary(self) -> dict[str, Any]:
         d = asdict(self)
         d.pop("history")
+        d["images_per_s"] = (
+            self.history[-1].get("throughput/images_per_s") if self.history else None
+        )
         return d
 
 
@@ -87,6 +103,7 @@ def retrain(
     table: LatencyTable | None = None,
 ) -> RetrainResult:
     """Train `arch` from scratch; `on_epoch_end(epoch, metrics)` sees every epoch's numbers."""
+    device = resolve_device(config.device)  # before any data is read
     data_config = replace(config.data, resolution=arch.space.resolution)
     data = build_datasets(data_config)
     classes = arch.space.config.num_classes
@@ -97,59 +114,96 @@ def retrain(
         table = LatencyTable.load(config.lut)
     latency_table = architecture_latency(arch, table) if table is not None else None
     torch.manual_seed(config.seed)
-    device = torch.device(config.device)
-    net = build_net(arch).to(device)
+    net = to_memory_format(build_net(arch), config.channels_last).to(device)
+    # compiled for training only: weights are saved and latency is measured on `net` itself
+    train_net = torch.compile(net) if config.compile else net
     opt = torch.optim.SGD(
         _param_groups(net, config.weight_decay),
         lr=config.lr,
         momentum=config.momentum,
         nesterov=True,
     )
-    per_epoch = len(
-        make_loader(data.train, config.batch_size, True, seed=config.seed, drop_last=True)
-    )
+    amp = Amp(config.amp, device)
+    pinned, channels_last = device.type == "cuda", config.channels_last
+
+    def loader(dataset: Any, epoch: int = 0, train: bool = True) -> Any:
+        if not train:
+            return make_loader(dataset, 256, False, pin_memory=pinned)
+        return make_loader(
+            dataset,
+            config.batch_size,
+            True,
+            seed=config.seed,
+            epoch=epoch,
+            drop_last=True,
+            pin_memory=pinned,
+        )
+
+    per_epoch = len(loader(data.train))
     total = config.epochs * per_epoch
     history = []
     step = 0
-    for epoch in range(config.epochs):
-        net.train()
-        losses, accs = [], []
-        for x, y in make_loader(
-            data.train, config.batch_size, True, seed=config.seed, epoch=epoch, drop_last=True
-        ):
-            lr = cosine_lr(config.lr, step, total)
-            loss, acc = weight_step(
-                net, opt, x.to(device), y.to(device), lr, config.label_smoothing
+    with training_speedups(device):
+        for epoch in range(config.epochs):
+            net.train()
+            metrics = StepMetrics(step)
+            started = time.perf_counter()
+            for x, y in loader(data.train, epoch):
+                lr = cosine_lr(config.lr, step, total)
+                x = to_device(x, device, channels_last)
+                loss, acc = weight_step(
+                    train_net,
+                    opt,
+                    x,
+                    y.to(device, non_blocking=True),
+                    lr,
+                    config.label_smoothing,
+                    amp,
+                )
+                metrics.watch_finite(loss)
+                metrics.add({"train/loss": loss, "train/accuracy": acc})
+                step += 1
+                if step % NONFINITE_CHECK_EVERY == 0:
+                    metrics.raise_if_nonfinite(step)
+            metrics.raise_if_nonfinite(step)
+            means = metrics.means()
+            images = per_epoch * config.batch_size
+            throughput = images / (time.perf_counter() - started)
+            v_loss, v_acc = evaluate(
+                net, loader(data.valid, train=False), device, config.channels_last
             )
-            losses.append(loss)
-            accs.append(acc)
-            step += 1
-        v_loss, v_acc = evaluate(net, make_loader(data.valid, 256, False), device)
-        train_loss, train_acc = sum(losses) / len(losses), sum(accs) / len(accs)
-        history.append(
-            {
-                "epoch": epoch,
-                "train/loss": train_loss,
-                "train/accuracy": train_acc,
-                "valid/loss": v_loss,
-                "valid/accuracy": v_acc,
-            }
-        )
-        if on_epoch_end is not None:
-            on_epoch_end(epoch, history[-1])
-    test_loss, test_acc = evaluate(net, make_loader(data.test, 256, False), device)
-    stats = net_stats(net.cpu(), arch.space.resolution)
+            history.append(
+                {
+                    "epoch": epoch,
+                    "train/loss": means["train/loss"],
+                    "train/accuracy": means["train/accuracy"],
+                    "valid/loss": v_loss,
+                    "valid/accuracy": v_acc,
+                    "throughput/images_per_s": throughput,
+                }
+            )
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, history[-1])
+    test_loss, test_acc = evaluate(
+        net, loader(data.test, train=False), device, config.channels_last
+    )
+    stats = net_stats(net, arch.space.resolution)
     measured = None
-    if config.measure_latency:
+    if config.measure_latency:  # on the device it trained on, as its table was profiled
         shape = (3, arch.space.resolution, arch.space.resolution)
-        measured = time_module(net, shape, ProfileConfig(threads=1, warmup=5, repeats=30)).mean
+        profile = ProfileConfig(
+            device=config.device, threads=1 if device.type == "cpu" else None, warmup=5, repeats=30
+        )
+        measured = time_module(net, shape, profile).mean
     result = RetrainResult(
         test_acc, test_loss, stats.params, stats.macs, latency_table, measured, tuple(history)
     )
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        save_checkpoint(out / "weights.pt", net.state_dict())  # temp file + rename
+        save_checkpoint(
+            out / "weights.pt", {k: v.cpu() for k, v in net.state_dict().items()}
+        )  # temp file + rename
         arch.save(out / "architecture.json")
         atomic_write_text(
             out / "retrain.json",

@@ -5,13 +5,19 @@ steps on the train split (one path sampled from softmax(α)) with one arch step 
 `arch_every` batches on the held-out valid split. Every source of randomness is a pure function
 of (seed, step) or (seed, epoch), and the end-of-epoch checkpoint holds everything else
 (weights, α, both optimisers, the strategy's baseline, RNG state), so a resumed search follows
-the same trajectory as one run straight through.
+the same trajectory as one run straight through (bit for bit on the CPU; on a GPU cuDNN's
+autotuned kernels are not deterministic, so only closely). A checkpoint resumes on any device.
+
+On CUDA, weight steps may run in bf16/fp16 (`amp`), arch steps always in fp32
+(`nas_core.precision`), and no step waits for the GPU: metrics stay on the device until the end
+of the epoch, and the one host read per arch step goes through `nas_core.device.to_host`.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,12 +29,15 @@ from torch import nn
 
 from nas_core.architecture import Architecture, build_net
 from nas_core.checkpoint import load_checkpoint, save_checkpoint
-from nas_core.config import require_int
+from nas_core.config import check_amp, require_int
 from nas_core.data import DataConfig, DataSplits, build_datasets, make_loader
+from nas_core.device import check_device_name, host_floats, resolve_device
 from nas_core.errors import ProxylessError
 from nas_core.io import atomic_write_text, load_yaml_config
 from nas_core.latency.predictor import LatencyModel, architecture_latency
 from nas_core.latency.table import LatencyTable
+from nas_core.metrics import NONFINITE_CHECK_EVERY, StepMetrics
+from nas_core.precision import Amp, to_memory_format, training_speedups
 from nas_core.sampling import sample_paths, step_generator
 from nas_core.spaces import SearchSpace
 from nas_core.spaces.base import config_from_mapping
@@ -108,7 +117,9 @@ class SearchConfig:
     arch_batch_size: int = 64
     alpha_init_std: float = 1e-3  # α ~ N(0, std²), official
     seed: int = 0
-    device: str = "cpu"
+    device: str = "cpu"  # cpu, cuda or cuda:N; a Ray Train worker uses the GPU Ray assigns it
+    amp: str = "off"  # weight steps in off (fp32) | bf16 | fp16; arch steps are always fp32
+    channels_last: bool = False  # NHWC weights and inputs (tensor-core convolutions on CUDA)
     out_dir: str = "runs/search"
     tensorboard: bool = True
 
@@ -119,8 +130,10 @@ class SearchConfig:
         _int_at_least(self, "search", "arch_batch_size", 1)
         _int_at_least(self, "search", "seed", 0)
         _nonnegative(self, "search", ("alpha_init_std",))
-        if self.device not in ("cpu", "cuda") and not str(self.device).startswith("cuda:"):
-            raise ProxylessError(f"device must be cpu or cuda, got {self.device!r}")
+        check_device_name(self.device)
+        check_amp(self.amp, "amp")
+        if not isinstance(self.channels_last, bool):
+            raise ProxylessError(f"channels_last must be true or false, got {self.channels_last!r}")
         if not isinstance(self.space, Mapping) or "name" not in self.space:
             raise ProxylessError("space must be a mapping with a 'name'")
 
@@ -179,6 +192,7 @@ class SearchResult:
     history: tuple[dict[str, float], ...]
 
     def summary(self) -> dict[str, Any]:
+        last = self.history[-1] if self.history else {}
         return {
             "architecture": self.architecture.to_config(),
             "latency_ms": self.latency_ms,
@@ -186,19 +200,24 @@ class SearchResult:
             "macs": self.macs,
             "valid_accuracy": self.valid_accuracy,
             "epochs": self.epochs,
+            "images_per_s": last.get("throughput/images_per_s"),  # last epoch, all ranks
         }
 
 
-def resolve_latency_table(config: SearchConfig, space: SearchSpace) -> LatencyTable:
-    """The configured table, or one profiled on this CPU into out_dir/latency.parquet."""
+def resolve_latency_table(
+    config: SearchConfig, space: SearchSpace, device: torch.device | None = None
+) -> LatencyTable:
+    """The configured table, or one profiled on the search's own device (`device`, else
+    `config.device`) into out_dir/latency.parquet: a GPU search is priced by GPU latency."""
     if config.lut is not None:
         return LatencyTable.load(config.lut)
     from nas_core.latency.profiler import ProfileConfig, profile_keys
 
+    target = device if device is not None else resolve_device(config.device)
     keys = space.latency_layout().all_keys()
     return profile_keys(
         keys,
-        ProfileConfig(threads=1, warmup=3, repeats=15),
+        ProfileConfig.for_search(str(target)),
         out=Path(config.out_dir) / "latency.parquet",
         progress=False,
         extra_meta={"space": space.to_config()},
@@ -217,36 +236,52 @@ def weight_step(
     y: torch.Tensor,
     lr: float,
     label_smoothing: float,
-) -> tuple[float, float]:
-    """One SGD step on the active path; returns (loss, accuracy)."""
+    amp: Amp | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One SGD step on the active path; (loss, accuracy) stay on the device (no host sync).
+
+    A non-finite loss is not checked here: `StepMetrics.watch_finite` flags it on the device
+    and the loop reads the flag every few steps.
+    """
+    amp = amp if amp is not None else Amp("off", x.device)
     for group in optimizer.param_groups:
         group["lr"] = lr
-    logits = net(x)
-    loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
-    if not torch.isfinite(loss):
-        raise ProxylessError(f"weight loss became {float(loss)}; lower weights.lr")
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-    return float(loss.detach()), float((logits.argmax(1) == y).float().mean())
+    with amp.autocast():
+        logits = net(x)
+        loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+    amp.backward_and_step(loss, optimizer)
+    return loss.detach(), (logits.detach().argmax(1) == y).float().mean()
 
 
 @torch.no_grad()
 def evaluate(
-    net: nn.Module, loader: torch.utils.data.DataLoader, device: torch.device
+    net: nn.Module,
+    loader: torch.utils.data.DataLoader,
+    device: torch.device,
+    channels_last: bool = False,
 ) -> tuple[float, float]:
-    """Mean CE loss and accuracy over a loader, in eval mode."""
+    """Mean CE loss and accuracy over a loader, in eval mode and fp32; one host read."""
     was = net.training
     net.eval()
-    total, loss_sum, correct = 0, 0.0, 0
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    total = 0
     for x, y in loader:
-        x, y = x.to(device), y.to(device)
+        x, y = to_device(x, device, channels_last), y.to(device, non_blocking=True)
         logits = net(x)
-        loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
-        correct += int((logits.argmax(1) == y).sum())
+        loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
+        correct += (logits.argmax(1) == y).sum()
         total += len(y)
     net.train(was)
-    return loss_sum / max(total, 1), correct / max(total, 1)
+    loss, right = host_floats([loss_sum, correct])
+    return loss / max(total, 1), right / max(total, 1)
+
+
+def to_device(x: torch.Tensor, device: torch.device, channels_last: bool = False) -> torch.Tensor:
+    """A batch of images on `device` without waiting for the copy (pinned loaders)."""
+    x = x.to(device, non_blocking=True)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
 def _cycle(make: Callable[[int], torch.utils.data.DataLoader]):
@@ -267,24 +302,27 @@ class Searcher:
         table: LatencyTable | None = None,
         rank: int = 0,
         world_size: int = 1,
+        device: torch.device | None = None,
     ) -> None:
         self.config = config
         self.rank, self.world_size = rank, world_size
         self.out = Path(config.out_dir)
-        self.device = torch.device(config.device)
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise ProxylessError("device cuda asked for, but torch sees no CUDA device here")
+        # a Ray Train worker passes the device Ray assigned it; else the config's
+        self.device = device if device is not None else resolve_device(config.device)
         self.data = data or build_datasets(config.data)
         self.space = config.build_space(self.data.num_classes)
         torch.manual_seed(config.seed)
-        self.net = SuperNet(self.space).to(self.device)
+        self.net = to_memory_format(SuperNet(self.space), config.channels_last).to(self.device)
         self.net.arch.init_normal_(step_generator(config.seed, 0, stream=9), config.alpha_init_std)
         if config.weights.zero_init_residual:
             self.net.zero_init_residual_()
-        self.table = table if table is not None else resolve_latency_table(config, self.space)
+        if table is None:
+            table = resolve_latency_table(config, self.space, self.device)
+        self.table = table
         self.latency = LatencyModel(self.space, self.table) if self.table is not None else None
         self.strategy = create_strategy(config.strategy, self.latency)
         self.arch_opt = make_arch_optimizer(self.net.arch, config.strategy)
+        self.amp = Amp(config.amp, self.device)
         w = config.weights
         self.weight_opt = torch.optim.SGD(
             self.net.parameters(),
@@ -306,32 +344,27 @@ class Searcher:
     def total_epochs(self) -> int:
         return self.config.warmup_epochs + self.config.epochs
 
-    def _train_loader(self, epoch: int) -> torch.utils.data.DataLoader:
-        c = self.config
+    def _loader(self, dataset: Any, batch_size: int, seed: int, epoch: int) -> Any:
         return make_loader(
-            self.data.train,
-            c.weights.batch_size,
+            dataset,
+            batch_size,
             True,
-            seed=c.seed,
+            seed=seed,
             epoch=epoch,
             drop_last=True,
             rank=self.rank,
             world_size=self.world_size,
+            pin_memory=self.device.type == "cuda",
         )
+
+    def _train_loader(self, epoch: int) -> torch.utils.data.DataLoader:
+        c = self.config
+        return self._loader(self.data.train, c.weights.batch_size, c.seed, epoch)
 
     def _valid_batches(self, epoch: int):
         c = self.config
         return _cycle(
-            lambda k: make_loader(
-                self.data.valid,
-                c.arch_batch_size,
-                True,
-                seed=c.seed + 1,
-                epoch=epoch * 1000 + k,
-                drop_last=True,
-                rank=self.rank,
-                world_size=self.world_size,
-            )
+            lambda k: self._loader(self.data.valid, c.arch_batch_size, c.seed + 1, epoch * 1000 + k)
         )
 
     # ---- state ----
@@ -347,23 +380,27 @@ class Searcher:
             "weight_opt": self.weight_opt.state_dict(),
             "arch_opt": self.arch_opt.state_dict(),
             "strategy": self.strategy.state_dict(),
+            "amp": self.amp.state_dict(),
             "torch_rng": torch.get_rng_state(),
             "history": list(self.history),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        mine = {**self.config.to_config(), "out_dir": None, "epochs": None}
-        theirs = {**state.get("config", {}), "out_dir": None, "epochs": None}
+        """Continue from `state`, whichever device wrote it: tensors are copied onto ours."""
+        ignored = {"out_dir": None, "epochs": None, "device": None}  # may change on resume
+        mine = {**self.config.to_config(), **ignored}
+        theirs = {**state.get("config", {}), **ignored}
         if mine != theirs:
             raise ProxylessError(
                 "checkpoint was written by a search with another config; use a new out_dir"
             )
         self.net.load_state_dict(state["weights"])
         self.net.arch.load_state_dict(state["arch"])
-        self.weight_opt.load_state_dict(state["weight_opt"])
+        self.weight_opt.load_state_dict(state["weight_opt"])  # moves momenta to our device
         self.arch_opt.load_state_dict(state["arch_opt"])
         self.strategy.load_state_dict(state["strategy"])
-        torch.set_rng_state(state["torch_rng"])
+        self.amp.load_state_dict(state.get("amp", {}))
+        torch.set_rng_state(state["torch_rng"].cpu())
         self.epoch, self.step = int(state["epoch"]), int(state["step"])
         self.history = list(state["history"])
 
@@ -393,6 +430,35 @@ class Searcher:
         """Hook after each (weight and maybe arch) step; metrics to average over the epoch."""
         return {}
 
+    def train_step(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        lr: float,
+        warm: bool,
+        arch_batch: tuple[torch.Tensor, torch.Tensor] | None,
+        metrics: StepMetrics,
+    ) -> None:
+        """One weight step on a sampled path, then the arch step when `arch_batch` is given.
+
+        Nothing here waits for the GPU except the arch step's one read of its signal: metrics
+        are added on the device and read once per epoch (see `nas_core.device`).
+        """
+        c = self.config
+        gen = step_generator(c.seed, self.step, stream=WEIGHT_STREAM)
+        self.net.set_paths(sample_paths(self.net.arch, gen, uniform=warm))
+        x = to_device(x, self.device, c.channels_last)
+        y = y.to(self.device, non_blocking=True)
+        loss, acc = weight_step(
+            self.train_module, self.weight_opt, x, y, lr, c.weights.label_smoothing, self.amp
+        )
+        metrics.watch_finite(loss)
+        metrics.add({"train/loss": loss, "train/accuracy": acc, "lr/weights": lr})
+        if arch_batch is not None:
+            vx = to_device(arch_batch[0], self.device, c.channels_last)
+            metrics.add(self.arch_step(vx, arch_batch[1].to(self.device, non_blocking=True)))
+        metrics.add(self.after_step())
+
     def run_epoch(self) -> dict[str, float]:
         c, epoch = self.config, self.epoch
         warm = epoch < c.warmup_epochs
@@ -400,39 +466,29 @@ class Searcher:
         per_epoch = len(loader)
         valid = None if warm else self._valid_batches(epoch)
         self.net.train()
-        sums: dict[str, float] = {}
-        counts: dict[str, int] = {}
-
-        def add(metrics: Mapping[str, float]) -> None:
-            for k, v in metrics.items():
-                sums[k] = sums.get(k, 0.0) + v
-                counts[k] = counts.get(k, 0) + 1
-
+        metrics = StepMetrics(self.step)
+        started, images = time.perf_counter(), 0
         for b, (x, y) in enumerate(loader):
-            x, y = x.to(self.device), y.to(self.device)
-            gen = step_generator(c.seed, self.step, stream=WEIGHT_STREAM)
-            self.net.set_paths(sample_paths(self.net.arch, gen, uniform=warm))
-            lr = self.lr_at(epoch, b, per_epoch)
-            loss, acc = weight_step(
-                self.train_module, self.weight_opt, x, y, lr, c.weights.label_smoothing
-            )
-            add({"train/loss": loss, "train/accuracy": acc, "lr/weights": lr})
-            if valid is not None and (b + 1) % c.arch_every == 0:
-                vx, vy = next(valid)
-                add(self.arch_step(vx.to(self.device), vy.to(self.device)))
-            add(self.after_step())
+            due = valid is not None and (b + 1) % c.arch_every == 0
+            arch_batch = next(valid) if due else None
+            self.train_step(x, y, self.lr_at(epoch, b, per_epoch), warm, arch_batch, metrics)
             self.step += 1
-        metrics = {k: sums[k] / counts[k] for k in sums}
-        metrics.update(self.evaluate_derived())
-        metrics["epoch"] = epoch
-        metrics["warmup"] = float(warm)
-        return metrics
+            images += len(y)
+            if self.step % NONFINITE_CHECK_EVERY == 0:
+                metrics.raise_if_nonfinite(self.step)
+        metrics.raise_if_nonfinite(self.step)
+        out = metrics.means()  # waits for the epoch's last step
+        out["throughput/images_per_s"] = images * self.world_size / (time.perf_counter() - started)
+        out.update(self.evaluate_derived())
+        out["epoch"] = epoch
+        out["warmup"] = float(warm)
+        return out
 
     def evaluate_derived(self) -> dict[str, float]:
         """Valid loss / accuracy of the argmax path, its table latency, E[latency], entropy."""
         self.net.set_argmax()
-        valid = make_loader(self.data.valid, 256, False)
-        loss, acc = evaluate(self.net, valid, self.device)
+        valid = make_loader(self.data.valid, 256, False, pin_memory=self.device.type == "cuda")
+        loss, acc = evaluate(self.net, valid, self.device, self.config.channels_last)
         ent = self.net.arch.entropy()
         out = {"valid/loss": loss, "valid/accuracy": acc, "arch/entropy_mean": float(ent.mean())}
         if self.latency is not None:
@@ -453,13 +509,14 @@ class Searcher:
             self.out / "config.json", json.dumps(self.config.to_config(), indent=2) + "\n"
         )
         try:
-            while self.epoch < self.total_epochs:
-                metrics = self.run_epoch()
-                self.history.append(metrics)
-                self.epoch += 1
-                self.end_epoch(metrics)
-                if on_epoch_end is not None:
-                    on_epoch_end(self.epoch - 1, metrics)
+            with training_speedups(self.device):
+                while self.epoch < self.total_epochs:
+                    metrics = self.run_epoch()
+                    self.history.append(metrics)
+                    self.epoch += 1
+                    self.end_epoch(metrics)
+                    if on_epoch_end is not None:
+                        on_epoch_end(self.epoch - 1, metrics)
         finally:
             if self._writer is not None:
                 self._writer.close()

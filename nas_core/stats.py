@@ -32,7 +32,7 @@ def count_params(model: nn.Module) -> int:
 
 
 def count_macs(model: nn.Module, resolution: int, in_channels: int = 3) -> int:
-    """Conv + linear MACs of one forward pass of a 1×C×R×R input."""
+    """Conv + linear MACs of one forward pass of a 1×C×R×R input (on the model's device)."""
     total = 0
 
     def conv_hook(m: nn.Conv2d, _inp: object, out: torch.Tensor) -> None:
@@ -54,7 +54,8 @@ def count_macs(model: nn.Module, resolution: int, in_channels: int = 3) -> int:
     model.eval()
     try:
         with torch.no_grad():
-            model(torch.zeros(1, in_channels, resolution, resolution))
+            device = next(model.parameters(), torch.zeros(())).device
+            model(torch.zeros(1, in_channels, resolution, resolution, device=device))
     except RuntimeError as e:
         first = str(e).splitlines()[0]
         raise ProxylessError(

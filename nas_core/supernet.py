@@ -65,16 +65,21 @@ class SuperNet(nn.Module):
     def set_argmax(self) -> None:
         self.set_paths([int(torch.argmax(a)) for a in self.arch.alphas])
 
-    def set_gates(self, samples: Sequence[GateSample]) -> None:
+    def set_gates(
+        self, samples: Sequence[GateSample], alphas: Sequence[torch.Tensor] | None = None
+    ) -> None:
         """Binary-gate mode; gates are straight-through so α receives the BinaryConnect gradient.
 
         The softmax runs over the involved paths only (renormalised, as the paper's two-path
-        sampling prescribes); with all paths involved this is the full-mode gradient.
+        sampling prescribes); with all paths involved this is the full-mode gradient. `alphas`
+        (default `self.arch.alphas`) may be copies on the net's device, so that the gate
+        gradients never leave it; they are picked by integer index, which needs no host sync.
         """
-        for op, a, s in zip(self._mixed, self.arch.alphas, samples, strict=True):
-            p = torch.softmax(a[list(s.involved)], 0)
-            onehot = torch.zeros_like(p)
-            onehot[s.active_slot] = 1.0
+        alphas = self.arch.alphas if alphas is None else alphas
+        for op, a, s in zip(self._mixed, alphas, samples, strict=True):
+            p = torch.softmax(torch.stack([a[i] for i in s.involved]), 0)
+            # a row of eye, not `onehot[slot] = 1.0`: that writes a host scalar (a CUDA sync)
+            onehot = torch.eye(len(p), dtype=p.dtype, device=p.device)[s.active_slot]
             op.set_gated(s.involved, s.active_slot, onehot - p.detach() + p)
 
     def set_weighted(self) -> None:

@@ -7,6 +7,7 @@ device metadata in the schema metadata). Imports and exports the official Proxyl
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import math
@@ -76,10 +77,18 @@ class DeviceMeta:
 
     @classmethod
     def local(cls, kind: str, threads: int, batch_size: int) -> DeviceMeta:
-        """Metadata of this machine (CPU model or CUDA device name)."""
+        """Metadata of this machine: the CPU model, or the CUDA device with its software stack,
+        MIG and clock state (what makes two GPU tables comparable or not)."""
         import torch
 
-        name = torch.cuda.get_device_name() if kind == "cuda" else _cpu_name()
+        extra: dict[str, Any] = {"platform": platform.platform()}
+        if kind == "cuda":
+            if not torch.cuda.is_available():
+                raise ProxylessError("a CUDA table needs a CUDA device; torch sees none here")
+            name = torch.cuda.get_device_name()
+            extra.update(_cuda_details(torch))
+        else:
+            name = _cpu_name()
         return cls(
             name=name,
             kind=kind,
@@ -87,8 +96,35 @@ class DeviceMeta:
             batch_size=batch_size,
             torch_version=str(torch.__version__),
             date=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            extra={"platform": platform.platform()},
+            extra=extra,
         )
+
+
+def _cuda_details(torch: Any) -> dict[str, Any]:
+    """CUDA / cuDNN versions, compute capability, SM count, MIG and clocks of this GPU."""
+    props = torch.cuda.get_device_properties(torch.cuda.current_device())
+    out: dict[str, Any] = {
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version(),
+        "capability": f"{props.major}.{props.minor}",
+        "sm_count": props.multi_processor_count,
+        "memory_gib": round(props.total_memory / 2**30, 1),
+        "mig": "MIG" in torch.cuda.get_device_name(),
+    }
+    try:  # clocks need NVML (nvidia-ml-py); a table without them is still valid
+        import pynvml
+
+        pynvml.nvmlInit()
+        handle = pynvml.nvmlDeviceGetHandleByIndex(torch.cuda.current_device())
+        out["sm_clock_mhz"] = pynvml.nvmlDeviceGetClockInfo(handle, pynvml.NVML_CLOCK_SM)
+        out["sm_clock_max_mhz"] = pynvml.nvmlDeviceGetMaxClockInfo(handle, pynvml.NVML_CLOCK_SM)
+        out["mem_clock_mhz"] = pynvml.nvmlDeviceGetClockInfo(handle, pynvml.NVML_CLOCK_MEM)
+    except Exception as e:  # NVML absent, or refused in a container or MIG slice: say which
+        out["clocks"] = f"not read ({type(e).__name__})"
+        return out
+    with contextlib.suppress(pynvml.NVMLError):  # GPUs without MIG answer NotSupported
+        out["mig"] = out["mig"] or bool(pynvml.nvmlDeviceGetMigMode(handle)[0])
+    return out
 
 
 def _cpu_name() -> str:

@@ -18,7 +18,9 @@ import torch
 import torch.nn.functional as F
 
 from nas_core.arch_state import ArchState
+from nas_core.device import to_device_async, to_host
 from nas_core.errors import ProxylessError
+from nas_core.precision import full_precision
 from nas_core.sampling import sample_gates
 from nas_core.strategy.base import STRATEGIES, Strategy
 from nas_core.supernet import SuperNet
@@ -39,17 +41,27 @@ class GradientStrategy(Strategy):
     def signal(
         self, net: SuperNet, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator
     ) -> GradientSignal:
-        samples = sample_gates(net.arch, generator, self.config.grad_mode)
-        net.set_gates(samples)
-        logits = net(x)
-        ce = F.cross_entropy(logits, y)
-        # autograd.grad, not backward: weights must not collect gradients in an arch step
-        grads = torch.autograd.grad(ce, net.arch.alphas)
-        accuracy = float((logits.argmax(1) == y).float().mean())
+        # fp32 whatever the caller's autocast says: the gate gradient is a small difference of
+        # large products (see nas_core.precision)
+        with full_precision(x.device.type):
+            samples = sample_gates(net.arch, generator, self.config.grad_mode)
+            # α copied to the net's device in one piece: gates, gate gradients and ∂CE/∂α stay
+            # there, and the host reads them back in one transfer below
+            flat = to_device_async(torch.cat([a.detach() for a in net.arch.alphas]), x.device)
+            flat.requires_grad_(True)
+            net.set_gates(samples, flat.split([len(a) for a in net.arch.alphas]))
+            logits = net(x)
+            ce = F.cross_entropy(logits, y)
+            # autograd.grad, not backward: weights must not collect gradients in an arch step
+            (grad,) = torch.autograd.grad(ce, flat)
+            correct = (logits.argmax(1) == y).sum()
+        packed = to_host(torch.cat([grad, ce.detach().reshape(1), correct.reshape(1).to(grad)]))
+        grads = [g.clone() for g in packed[:-2].split([len(a) for a in net.arch.alphas])]
+        ce_value, right = packed[-2:].tolist()
         return GradientSignal(
-            tuple(g.detach().cpu() for g in grads),
-            float(ce.detach()),
-            accuracy,
+            tuple(grads),
+            ce_value,
+            right / len(y),
             tuple(s.involved for s in samples),
         )
 

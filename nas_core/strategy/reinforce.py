@@ -15,6 +15,8 @@ from typing import Any
 import torch
 
 from nas_core.arch_state import ArchState
+from nas_core.device import to_host
+from nas_core.precision import full_precision
 from nas_core.sampling import sample_paths
 from nas_core.strategy.base import STRATEGIES, Strategy
 from nas_core.supernet import SuperNet
@@ -47,17 +49,17 @@ class ReinforceStrategy(Strategy):
     ) -> ReinforceSignal:
         was_training = net.training
         net.eval()
-        paths, rewards, accs, lats = [], [], [], []
-        for _ in range(self.config.samples):
-            path = sample_paths(net.arch, generator)
-            net.set_paths(path)
-            acc = float((net(x).argmax(1) == y).float().mean())
-            lat = self.latency.of_indices(path) if self.latency is not None else 0.0
-            paths.append(tuple(path))
-            rewards.append(self.reward(acc, lat))
-            accs.append(acc)
-            lats.append(lat)
+        paths, correct = [], []
+        with full_precision(x.device.type):
+            for _ in range(self.config.samples):
+                path = sample_paths(net.arch, generator)
+                net.set_paths(path)
+                correct.append((net(x).argmax(1) == y).sum())
+                paths.append(tuple(path))
         net.train(was_training)
+        accs = [c / len(y) for c in to_host(torch.stack(correct)).tolist()]  # one host read
+        lats = [self.latency.of_indices(p) if self.latency is not None else 0.0 for p in paths]
+        rewards = [self.reward(a, t) for a, t in zip(accs, lats, strict=True)]
         n = len(paths)
         return ReinforceSignal(tuple(paths), tuple(rewards), sum(accs) / n, sum(lats) / n)
 
