@@ -6,7 +6,9 @@ sharded by rank, its weight steps through DDP (gloo on CPU, NCCL on GPU), and it
 replaced by submit-signal-then-fetch-α. Every rank samples the same path at every step from
 (seed, step), so DDP's reducer sees the same graph on all ranks without any exchange of paths.
 Rank 0 puts the actor's state into every Train checkpoint; after a restart the actor is
-restored from it before any rank reads α.
+restored from it before any rank reads α. Each rank trains on the device Ray Train assigned it
+(`ray.train.torch.get_device()`), never on a `cuda:N` of its own choosing; a CUDA search
+without a table has it profiled on a cluster GPU (`cluster.profile`).
 """
 
 from __future__ import annotations
@@ -23,10 +25,18 @@ from typing import Any
 import torch
 
 from cluster.arch_service import ArchitectureService
+from cluster.profile import profile_on_gpu
+from cluster.resources import (
+    DEFAULT_PLACEMENT_TIMEOUT_S,
+    check_gpu_request,
+    require_gpus,
+    start_retries,
+)
 from nas_core.arch_state import ArchState
 from nas_core.architecture import Architecture, build_net
 from nas_core.checkpoint import load_checkpoint, save_checkpoint
 from nas_core.data import build_datasets
+from nas_core.errors import ProxylessError
 from nas_core.io import atomic_write_text
 from nas_core.latency.predictor import architecture_latency
 from nas_core.latency.table import LatencyTable
@@ -39,15 +49,25 @@ class WorkerSearcher(Searcher):
     """One Ray Train rank: sharded data, DDP weights, α from the architecture actor."""
 
     def __init__(
-        self, config: SearchConfig, actor: Any, table: LatencyTable, rank: int, world: int
+        self,
+        config: SearchConfig,
+        actor: Any,
+        table: LatencyTable,
+        rank: int,
+        world: int,
+        device: torch.device,
     ) -> None:
-        super().__init__(config, table=table, rank=rank, world_size=world)
+        super().__init__(config, table=table, rank=rank, world_size=world, device=device)
         self.actor = actor
         if world > 1:
             from torch.nn.parallel import DistributedDataParallel
 
             # unused candidates differ per step but are the same on every rank
-            self.train_module = DistributedDataParallel(self.net, find_unused_parameters=True)
+            self.train_module = DistributedDataParallel(
+                self.net,
+                device_ids=[device.index] if device.type == "cuda" else None,
+                find_unused_parameters=True,
+            )
         self.version = self._copy_alphas(0)
         self.check_sync = False
         self._shadow: tuple[Any, ArchState, torch.optim.Optimizer] | None = None
@@ -150,12 +170,15 @@ class WorkerSearcher(Searcher):
 def _worker_loop(loop_config: dict[str, Any]) -> None:
     """Ray Train entry point of every rank."""
     import ray.train
+    import ray.train.torch
 
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     config = SearchConfig.from_config(loop_config["search"])
     table = LatencyTable.from_yaml_dict(loop_config["table"], "latency table")
-    searcher = WorkerSearcher(config, loop_config["actor"], table, rank, world)
+    # the GPU Ray assigned this rank (every rank on cuda:0 is NCCL's "Duplicate GPU detected")
+    device = ray.train.torch.get_device() if config.device != "cpu" else torch.device("cpu")
+    searcher = WorkerSearcher(config, loop_config["actor"], table, rank, world, device)
     searcher.check_sync = bool(loop_config.get("check_sync"))
     searcher.restore()
     crash = loop_config.get("crash_once_at_epoch")  # fault injection for tests
@@ -218,6 +241,7 @@ def run_search(
     callbacks: Sequence[Any] = (),
     table: LatencyTable | None = None,
     cpus_per_worker: float = 1.0,
+    placement_timeout_s: float = DEFAULT_PLACEMENT_TIMEOUT_S,
 ) -> SearchResult:
     """One ProxylessNAS search with K DDP workers and a central architecture actor.
 
@@ -226,13 +250,21 @@ def run_search(
     (storage_path, run_name) from an earlier attempt resumes from its latest checkpoint.
     """
     import ray
-    from ray.train import FailureConfig, RunConfig, ScalingConfig
+    from ray.train import ControllerError, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
+    from ray.train.v2._internal.exceptions import WorkerGroupStartupTimeoutError
 
+    check_gpu_request(config.device, num_workers, gpus_per_worker if use_gpu else 0.0)
     ensure_ray(address)
+    require_gpus(num_workers * gpus_per_worker if use_gpu else 0.0, f"{num_workers} search workers")
     data = build_datasets(config.data)
     space = config.build_space(data.num_classes)
-    table = table if table is not None else resolve_latency_table(config, space)
+    out = Path(config.out_dir).resolve()
+    if table is None and config.lut is None and use_gpu:  # price it on a GPU like the workers'
+        keys = space.latency_layout().all_keys()
+        table = profile_on_gpu(keys, out / "latency.parquet", {"space": space.to_config()})
+    elif table is None:
+        table = resolve_latency_table(config, space, torch.device("cpu"))
     arch = ArchState(
         [s.name for s in space.layer_specs()], [s.candidates for s in space.layer_specs()]
     )
@@ -245,7 +277,6 @@ def run_search(
         arch.to_config(),
         table.to_yaml_dict(),
     )
-    out = Path(config.out_dir).resolve()
     trainer = TorchTrainer(
         _worker_loop,
         train_loop_config={
@@ -265,11 +296,24 @@ def run_search(
         run_config=RunConfig(
             name=run_name,
             storage_path=str(storage_path or out / "ray"),
-            failure_config=FailureConfig(max_failures=max_failures),
+            failure_config=FailureConfig(
+                max_failures=max_failures,
+                # a worker group that cannot be placed is retried this often, then fails
+                controller_failure_limit=start_retries(placement_timeout_s),
+            ),
             callbacks=list(callbacks),
         ),
     )
-    result = trainer.fit()
+    try:
+        result = trainer.fit()
+    except ControllerError as e:
+        if not isinstance(e.controller_failure, WorkerGroupStartupTimeoutError):
+            raise
+        per = f" with {gpus_per_worker:g} GPU(s) each" if use_gpu else ""
+        raise ProxylessError(
+            f"the Ray cluster did not place {num_workers} search workers{per} within "
+            f"{placement_timeout_s:g} s; free or add resources, or lower resources per worker"
+        ) from None
     _, alphas = ray.get(actor.alphas.remote())
     final = ArchState(arch.layer_names, arch.candidates, alphas)
     derived = Architecture(space, tuple(final.argmax()))

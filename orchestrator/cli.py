@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from nas_core.config import AMP_MODES
 from nas_core.errors import ProxylessError
 
 EXIT_USER_ERROR = 2
@@ -129,19 +130,14 @@ def _profile_config(args: argparse.Namespace, meta=None):
     from nas_core.latency.profiler import ProfileConfig
 
     if meta is not None:  # validate: measure exactly as the table was measured
-        return ProfileConfig(
-            device=meta.kind,
-            threads=meta.threads or None,
-            batch_size=meta.batch_size,
-            warmup=args.warmup,
-            repeats=args.repeats,
-        )
+        return ProfileConfig.matching(meta, args.warmup, args.repeats)
     return ProfileConfig(
         device=args.device,
         threads=args.threads,
         batch_size=args.batch_size,
         warmup=args.warmup,
         repeats=args.repeats,
+        cuda_timing=args.cuda_timing,
     )
 
 
@@ -161,7 +157,8 @@ def cmd_latency_profile(args: argparse.Namespace) -> int:
     uniform = LatencyModel(space, table).uniform()
     print(
         f"{args.out}: {len(table)} entries on {table.meta.name} ({table.meta.kind}, "
-        f"{table.meta.threads} threads, batch {table.meta.batch_size}); "
+        f"{table.meta.threads} threads, batch {table.meta.batch_size}, "
+        f"{table.meta.extra.get('timing')}); "
         f"uniform-α expected latency of {space.name} {uniform:.3f} ms"
     )
     return 0
@@ -183,8 +180,7 @@ def _fill_in(table, keys: list[str], lut: str, args: argparse.Namespace) -> None
         )
     missing = table.missing(keys)
     if missing:
-        config = ProfileConfig(meta.kind, meta.threads or None, meta.batch_size)
-        profile_keys(missing, config, table=table, progress=not args.json)
+        profile_keys(missing, ProfileConfig.matching(meta), table=table, progress=not args.json)
         table.save(lut)
         print(f"filled in {len(missing)} entries of {lut} on this device", file=sys.stderr)
 
@@ -275,7 +271,13 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     config = load_search_config(args.config) if args.config else SearchConfig()
     config = with_overrides(
-        config, out_dir=args.out, lut=args.lut, seed=args.seed, epochs=args.epochs
+        config,
+        out_dir=args.out,
+        lut=args.lut,
+        seed=args.seed,
+        epochs=args.epochs,
+        device=args.device,
+        amp=args.amp,
     )
     total = config.warmup_epochs + config.epochs
 
@@ -291,12 +293,18 @@ def cmd_search(args: argparse.Namespace) -> int:
             flush=True,
         )
 
+    if args.workers is None and args.gpus_per_worker is not None:
+        raise ProxylessError("--gpus-per-worker applies to --workers (Ray Train) searches only")
     if args.workers is not None:
         if args.workers < 1:
             raise ProxylessError(f"--workers must be >= 1, got {args.workers}")
+        from cluster.resources import check_gpu_request
         from cluster.search import run_search
 
-        gpus = args.gpus_per_worker or 0.0
+        gpus = args.gpus_per_worker
+        if gpus is None:  # a whole GPU per worker for a CUDA search, none for a CPU one
+            gpus = 1.0 if config.device.startswith("cuda") else 0.0
+        check_gpu_request(config.device, args.workers, gpus, "--gpus-per-worker")
         result = run_search(
             config, args.workers, use_gpu=gpus > 0, address=args.address, gpus_per_worker=gpus
         )
@@ -342,6 +350,10 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         lr=args.lr,
         batch_size=args.batch_size,
         seed=args.seed,
+        device=args.device,
+        amp=args.amp,
+        channels_last=args.channels_last,
+        compile=args.compile,
         lut=args.lut,
     )
     result = retrain(arch, config, out_dir=args.out)
@@ -355,7 +367,8 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         if result.latency_table_ms is not None:
             print(f"  latency (table) {result.latency_table_ms:.3f} ms")
         if result.latency_measured_ms is not None:
-            print(f"  latency (here)  {result.latency_measured_ms:.3f} ms (CPU, 1 thread, batch 1)")
+            how = "1 CPU thread, batch 1" if config.device == "cpu" else f"{config.device}, batch 8"
+            print(f"  latency (here)  {result.latency_measured_ms:.3f} ms ({how})")
     return 0
 
 
@@ -506,6 +519,8 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--lut", default=None, help="latency table (overrides lut)")
     search.add_argument("--epochs", type=int, default=None, help="search epochs after warm-up")
     search.add_argument("--seed", type=int, default=None)
+    search.add_argument("--device", default=None, help="cpu, cuda or cuda:N (overrides device)")
+    search.add_argument("--amp", choices=AMP_MODES, default=None, help="weight-step precision")
     search.add_argument("--resume", action="store_true", help="continue from out_dir's checkpoint")
     search.add_argument("--json", action="store_true", help="one JSON summary on stdout")
     search.add_argument(
@@ -526,6 +541,10 @@ def build_parser() -> argparse.ArgumentParser:
     re.add_argument("--lr", type=float, default=0.05)
     re.add_argument("--batch-size", type=int, default=64)
     re.add_argument("--seed", type=int, default=0)
+    re.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (trains and times)")
+    re.add_argument("--amp", choices=AMP_MODES, default="off", help="mixed precision")
+    re.add_argument("--channels-last", action="store_true", help="NHWC memory format")
+    re.add_argument("--compile", action="store_true", help="torch.compile the net for training")
     re.add_argument("--lut", default=None, help="latency table to price the net")
     re.add_argument("--out", default=None, help="folder for weights and retrain.json")
     re.add_argument("--json", action="store_true")
@@ -565,9 +584,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     profile = lat_sub.add_parser("profile", help="measure a space's table on this device")
     _add_space_args(profile)
-    profile.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    profile.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     profile.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
-    profile.add_argument("--batch-size", type=int, default=1)
+    profile.add_argument(
+        "--batch-size", type=int, default=None, help="default 8 on CUDA (the paper's), 1 on CPU"
+    )
+    profile.add_argument(
+        "--cuda-timing",
+        choices=["graph", "events"],
+        default="graph",
+        help="CUDA: replayed CUDA graphs (the GPU's time) or eager forwards between events",
+    )
     measure_args(profile)
     profile.add_argument("--out", required=True, help="table to write (.parquet or .yaml)")
     profile.add_argument("--quiet", action="store_true", help="no progress bar")

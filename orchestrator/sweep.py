@@ -23,6 +23,7 @@ from typing import Any
 
 from ray.tune import Callback
 
+from cluster.resources import require_gpus
 from nas_core.errors import ProxylessError
 from nas_core.io import atomic_write_text
 from nas_core.latency.predictor import MissingLatencyError
@@ -143,6 +144,8 @@ def prepare_tables(spec: SweepSpec, echo: Callable[[str], None]) -> dict[str, La
             missing = table.missing(keys)
             if missing:
                 raise MissingLatencyError(missing, f"{key}")
+        elif spec.device == "cuda":  # measured on a cluster GPU, once Ray is up
+            continue
         else:
             from nas_core.latency.profiler import ProfileConfig, profile_keys
 
@@ -150,12 +153,31 @@ def prepare_tables(spec: SweepSpec, echo: Callable[[str], None]) -> dict[str, La
             echo(f"profiling {len(keys)} latency entries on this machine → {out}")
             table = profile_keys(
                 keys,
-                ProfileConfig(threads=1, warmup=3, repeats=15),
+                ProfileConfig.for_search("cpu"),
                 out=out,
                 progress=False,
                 extra_meta={"sweep": spec.name},
             )
         tables[key] = table
+    return tables
+
+
+def profile_gpu_table(
+    spec: SweepSpec, tables: dict[str, LatencyTable], echo: Callable[[str], None]
+) -> dict[str, LatencyTable]:
+    """The CUDA table of a `lut: null` grid point, profiled on one GPU of the cluster."""
+    if spec.device != "cuda" or "" in tables or None not in spec.tables():
+        return tables
+    from cluster.profile import profile_on_gpu
+    from nas_core.data import build_datasets
+
+    num_classes = build_datasets(spec.data).num_classes
+    points = [p for p in spec.grid_points() if not p.get("lut")]
+    spaces = [spec.search_config(p, out_dir="unused").build_space(num_classes) for p in points]
+    keys = list(dict.fromkeys(k for s in spaces for k in s.latency_layout().all_keys()))
+    out = spec.run_dir / "latency.parquet"
+    echo(f"profiling {len(keys)} latency entries on a cluster GPU → {out}")
+    tables[""] = profile_on_gpu(keys, out, {"sweep": spec.name})
     return tables
 
 
@@ -177,6 +199,8 @@ def _run_phase(
     cpu, gpu = res.trial_resources(phase)
     if phase == "search" and res.workers >= 1:
         cpu, gpu = 0.01, 0.0  # the trial only drives its Train workers, which reserve their own
+    # a trial whose GPUs the cluster can never offer would wait in Tune's queue forever
+    require_gpus(res.trial_resources(phase)[1], f"each {phase} trial")
     trainable = tune.with_resources(trainable, {"cpu": cpu, **({"gpu": gpu} if gpu else {})})
     if tune.Tuner.can_restore(str(path)):
         tuner = tune.Tuner.restore(
@@ -227,6 +251,7 @@ def run_sweep(
     run_dir = spec.run_dir
     tables = prepare_tables(spec, echo)
     ensure_ray(address, log_to_driver=verbose)
+    tables = profile_gpu_table(spec, tables, echo)
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our own progress lines, not Tune's boxes
     # per-epoch checkpoints of short trials trip Tune's "snapshotting too often" warning
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")

@@ -16,8 +16,10 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from cluster.resources import check_gpu_request
 from nas_core.config import require_int
 from nas_core.data import DataConfig
+from nas_core.device import check_device_name
 from nas_core.errors import ProxylessError
 from nas_core.io import load_yaml_config
 from nas_core.retrain import RetrainConfig
@@ -122,6 +124,7 @@ class ResourceConfig:
     gpus_per_worker: float = 0.0
     max_concurrent_trials: int | None = None  # None: as many as the cluster's CPUs/GPUs allow
     max_failures: int = 2
+    placement_timeout_s: float = 300.0  # a Train worker group not placed by then fails the trial
 
     def __post_init__(self) -> None:
         require_int(self.workers, "resources.workers", 0)
@@ -135,6 +138,11 @@ class ResourceConfig:
         if not _finite(self.gpus_per_worker) or self.gpus_per_worker < 0:
             raise ProxylessError(
                 f"resources.gpus_per_worker must be a number >= 0, got {self.gpus_per_worker!r}"
+            )
+        if not _finite(self.placement_timeout_s) or self.placement_timeout_s <= 0:
+            raise ProxylessError(
+                "resources.placement_timeout_s must be a number > 0, "
+                f"got {self.placement_timeout_s!r}"
             )
 
     @classmethod
@@ -162,7 +170,15 @@ class ResourceConfig:
         return self.cpus_per_worker * k, self.gpus_per_worker * k
 
 
-RETRAIN_KEYS = ("epochs", "lr", "momentum", "weight_decay", "label_smoothing", "batch_size")
+RETRAIN_KEYS = (
+    "epochs",
+    "lr",
+    "momentum",
+    "weight_decay",
+    "label_smoothing",
+    "batch_size",
+    "compile",
+)
 
 
 @dataclass(frozen=True)
@@ -172,7 +188,9 @@ class SweepSpec:
     name: str = "demo"
     storage_path: str = "runs"  # run folder = storage_path/name (shared storage on a cluster)
     seed: int = 0
-    device: str = "cpu"
+    device: str = "cpu"  # cpu or cuda (every trial uses the GPU Ray assigns it)
+    amp: str = "off"  # weight steps of searches and retrains: off | bf16 | fp16
+    channels_last: bool = False  # NHWC weights and inputs in searches and retrains
     data: DataConfig = field(default_factory=DataConfig)
     space: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_SPACE))
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
@@ -191,11 +209,13 @@ class SweepSpec:
             raise ProxylessError(f"storage_path must be a path, got {self.storage_path!r}")
         require_int(self.seed, "seed", 0)
         require_int(self.num_samples, "num_samples", 1)
-        if str(self.device).startswith("cuda") != self.resources.use_gpu:
-            raise ProxylessError(
-                f"device {self.device!r} and resources.gpus_per_worker "
-                f"{self.resources.gpus_per_worker} disagree (cuda needs GPUs, cpu none)"
-            )
+        check_device_name(self.device)
+        check_gpu_request(
+            self.device,
+            self.resources.workers,
+            self.resources.gpus_per_worker,
+            "resources.gpus_per_worker",
+        )
         if self.pareto_latency not in ("table", "measured"):
             raise ProxylessError(
                 f"pareto_latency must be table or measured, got {self.pareto_latency!r}"
@@ -248,6 +268,8 @@ class SweepSpec:
                     "lut": lut,
                     "seed": self.seed,
                     "device": self.device,
+                    "amp": self.amp,
+                    "channels_last": self.channels_last,
                     "out_dir": out_dir,
                     "tensorboard": False,  # the sweep writes every trial's scalars itself
                 }
@@ -260,7 +282,13 @@ class SweepSpec:
         fields = {k: v for k, v in self.retrain.items() if k in (*RETRAIN_KEYS, "measure_latency")}
         try:
             return RetrainConfig(
-                data=self.data, seed=self.seed, device=self.device, lut=lut, **fields
+                data=self.data,
+                seed=self.seed,
+                device=self.device,
+                amp=self.amp,
+                channels_last=self.channels_last,
+                lut=lut,
+                **fields,
             )
         except ProxylessError as e:
             raise ProxylessError(f"retrain.{e}") from None
@@ -289,6 +317,8 @@ class SweepSpec:
             "storage_path": self.storage_path,
             "seed": self.seed,
             "device": self.device,
+            "amp": self.amp,
+            "channels_last": self.channels_last,
             "data": self.data.to_config(),
             "space": dict(self.space),
             "strategy": self.strategy.to_config(),

@@ -130,6 +130,7 @@ def _search_on_train(
             max_failures=res.max_failures,
             gpus_per_worker=res.gpus_per_worker,
             cpus_per_worker=res.cpus_per_worker,
+            placement_timeout_s=res.placement_timeout_s,
             run_name=f"search-{trial_id}",  # a restarted trial resumes this Train run
             storage_path=storage,
             callbacks=[TuneReportCallback()],

@@ -164,8 +164,17 @@ CASES: list[Case] = [
         SWEEP,
         "impossible resources",
         lambda t: _sweep(t, {"resources": {"gpus_per_worker": 1}}),
-        "disagree",
+        "but device is cpu",
     ),
+    Case(
+        SWEEP,
+        "two ranks sharing a GPU",
+        lambda t: _sweep(
+            t, {"device": "cuda", "resources": {"workers": 2, "gpus_per_worker": 0.5}}
+        ),
+        "whole number of GPUs",
+    ),
+    Case(SWEEP, "unknown precision", lambda t: _sweep(t, {"amp": "fp8"}), "amp must be one of"),
     Case(
         SWEEP,
         "Python tag",
@@ -201,6 +210,8 @@ CASES: list[Case] = [
         "weights.lr",
     ),
     Case(SEARCH, "out of range", lambda t: _search(t, {"arch_every": 0}), "arch_every"),
+    Case(SEARCH, "unknown device", lambda t: _search(t, {"device": "gpu0"}), "device must be"),
+    Case(SEARCH, "unknown precision", lambda t: _search(t, {"amp": "half"}), "amp must be one"),
     Case(
         SEARCH,
         "NaN",
@@ -687,6 +698,16 @@ FAULTS = [
         "`test_cluster.py`",
     ),
     ("local Ray", "bound to 127.0.0.1, no dashboard, token auth on", "`test_faults.py`"),
+    (
+        "CUDA asked for without CUDA, or more GPUs than the Ray cluster has",
+        "one line, exit 2, before anything waits",
+        "`test_devices.py`",
+    ),
+    (
+        "a checkpoint written on a GPU, resumed on the CPU",
+        "continues where it stopped",
+        "`test_devices.py`",
+    ),
 ]
 TAIL = "\n".join(
     [

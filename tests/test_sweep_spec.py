@@ -68,7 +68,7 @@ def test_relative_paths_resolve_against_the_current_folder(tmp_path: Path, monke
         ({"grid": {"lut": [""]}}, "expected a path"),
         ({"resources": {"workers": -1}}, "resources.workers"),
         ({"resources": {"workers": 1.5}}, "resources.workers"),
-        ({"resources": {"gpus_per_worker": 1}}, "disagree"),
+        ({"resources": {"gpus_per_worker": 1}}, "but device is cpu"),
         ({"resources": {"max_concurrent_trials": 0}}, "max_concurrent_trials"),
         ({"retrain": {"epochs": 0}}, "retrain.epochs"),
         ({"retrain": {"optimizer": "adam"}}, "retrain: unknown key(s) optimizer"),
