@@ -52,6 +52,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from nas_core.architecture import Architecture, build_net, ops_of  # noqa: E402
+from nas_core.precision import Amp  # noqa: E402
 from nas_core.sampling import sample_gates, sample_paths, step_generator  # noqa: E402
 from nas_core.search import weight_step  # noqa: E402
 from nas_core.spaces import create_space  # noqa: E402
@@ -169,6 +170,7 @@ class Bench:
         self.x, self.y = make_batch(args.batch, args.resolution, args.seed, device)
         self.vx, self.vy = make_batch(args.batch, args.resolution, args.seed + 1, device)
         self.seed = args.seed
+        self.amp = Amp(args.amp, device)  # weight steps only; arch steps are always fp32
         self.sampled_paths: list[list[int]] = []
 
     def steps(self, step: int) -> dict[str, Callable[[], None]]:
@@ -177,15 +179,16 @@ class Bench:
         def supernet_sampled() -> None:
             path = sample_paths(net.arch, step_generator(seed, step, stream=WEIGHT_STREAM))
             net.set_paths(path)
-            weight_step(net, self.opt, self.x, self.y, LR, LABEL_SMOOTHING)
+            weight_step(net, self.opt, self.x, self.y, LR, LABEL_SMOOTHING, self.amp)
             self.sampled_paths.append(path)
 
         def supernet_fixed() -> None:
             net.set_paths(self.fixed)
-            weight_step(net, self.opt, self.x, self.y, LR, LABEL_SMOOTHING)
+            weight_step(net, self.opt, self.x, self.y, LR, LABEL_SMOOTHING, self.amp)
 
         def standalone() -> None:
-            weight_step(self.standalone, self.standalone_opt, self.x, self.y, LR, LABEL_SMOOTHING)
+            opt, x, y = self.standalone_opt, self.x, self.y
+            weight_step(self.standalone, opt, x, y, LR, LABEL_SMOOTHING, self.amp)
 
         def arch_step() -> None:
             gen = step_generator(seed, step, stream=ARCH_STREAM)
@@ -284,6 +287,9 @@ def summarise(
             "weight_step_fixed_path_over_standalone": paired("supernet_fixed", "standalone"),
         },
         "median_ms": {n: ms(v) for n, v in med.items()},
+        "images_per_s": {
+            n: round(args.batch / med[n], 1) for n in ("supernet_sampled", "standalone")
+        },
         "iqr_ms": {n: quartiles(v) for n, v in times.items()},
     }
     if args.breakdown:
@@ -318,6 +324,7 @@ def summarise(
             "space": {"name": SPACE, "B": BLOCKS, "F": WIDTH, "num_classes": NUM_CLASSES},
             "searchable_layers": len(net.specs),
             "batch": args.batch,
+            "amp": args.amp,
             "resolution": args.resolution,
             "repeats": args.repeats,
             "warmup": args.warmup,
@@ -354,6 +361,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=DEFAULT_WARMUP, help="untimed rounds first")
     p.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--amp", choices=("off", "bf16", "fp16"), default="off", help="weight steps")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--op", default=None, help="fixed path = this op at every layer")
     p.add_argument("--pool", type=int, default=16, help="Zero-free paths to pick the typical from")
