@@ -21,7 +21,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -448,6 +447,7 @@ def probe_sync(out_dir: str) -> None:
     """A bf16 search whose every train step (weight + arch) runs in sync-debug "error" mode."""
     import torch
 
+    from nas_core.data import build_datasets
     from nas_core.latency.synthetic import synthetic_table
     from nas_core.search import SearchConfig, Searcher
     from nas_core.strategy import StrategyConfig
@@ -476,18 +476,13 @@ def probe_sync(out_dir: str) -> None:
             out_dir=f"{out_dir}/sync-{strategy}",
             tensorboard=False,
         )
-        searcher = SyncCheckedSearcher(config, table=_table(config, synthetic_table))
+        space = config.build_space(build_datasets(config.data).num_classes)
+        searcher = SyncCheckedSearcher(config, table=synthetic_table(space))
         searcher.run()
         result[strategy] = searcher.history[-1]["valid/accuracy"]
     print(
         json.dumps({"steps_checked": SyncCheckedSearcher.steps_checked, "valid_accuracy": result})
     )
-
-
-def _table(config: Any, make: Callable[[Any], Any]) -> Any:
-    from nas_core.data import build_datasets
-
-    return make(config.build_space(build_datasets(config.data).num_classes))
 
 
 def probe_export(arch: str, weights: str, path: str, device: str) -> None:

@@ -155,10 +155,11 @@ def cmd_latency_profile(args: argparse.Namespace) -> int:
     )  # fmt: skip
     table.save(args.out)
     uniform = LatencyModel(space, table).uniform()
+    meta = table.meta
+    threads = f"{meta.threads} threads, " if meta.kind == "cpu" else ""
     print(
-        f"{args.out}: {len(table)} entries on {table.meta.name} ({table.meta.kind}, "
-        f"{table.meta.threads} threads, batch {table.meta.batch_size}, "
-        f"{table.meta.extra.get('timing')}); "
+        f"{args.out}: {len(table)} entries on {meta.name} ({meta.kind}, {threads}"
+        f"batch {meta.batch_size}, {meta.extra.get('timing')}); "
         f"uniform-α expected latency of {space.name} {uniform:.3f} ms"
     )
     return 0

@@ -22,13 +22,14 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from nas_core.device import check_device_name, resolve_device
+from nas_core.device import resolve_device
 from nas_core.errors import ProxylessError
 from nas_core.latency.modules import module_for_key
 from nas_core.latency.table import DeviceMeta, LatencyEntry, LatencyTable
@@ -52,8 +53,7 @@ class ProfileConfig:
     cuda_timing: str = "graph"  # graph (replayed CUDA graphs) or events (eager forwards)
 
     def __post_init__(self) -> None:
-        check_device_name(self.device)
-        resolve_device(self.device)  # one line when this machine has no such device
+        resolve_device(self.device)  # one line when it is malformed or this machine lacks it
         if self.batch_size is None:
             object.__setattr__(self, "batch_size", DEFAULT_BATCH[self.kind])
         for name, low in (("batch_size", 1), ("warmup", 0), ("repeats", 3)):
@@ -91,8 +91,9 @@ class ProfileConfig:
         return self.threads or torch.get_num_threads()
 
     def meta(self, extra: dict | None = None) -> DeviceMeta:
+        threads = self.resolved_threads() if self.kind == "cpu" else 0  # a GPU table's are moot
         with _on(self.device):
-            meta = DeviceMeta.local(self.kind, self.resolved_threads(), self.batch_size)
+            meta = DeviceMeta.local(self.kind, threads, self.batch_size)
         extra = {**meta.extra, "timing": self.timing_name(), **(extra or {})}
         return DeviceMeta(**{**meta.to_config(), "extra": extra})
 
@@ -104,10 +105,8 @@ class ProfileConfig:
         return "cuda_events"
 
 
-def _on(device: str):
+def _on(device: str) -> AbstractContextManager:
     """The CUDA device context of `device` (a no-op for the CPU)."""
-    from contextlib import nullcontext
-
     d = torch.device(device)
     return torch.cuda.device(d) if d.type == "cuda" else nullcontext()
 
