@@ -169,9 +169,7 @@ def retrain(
             means = metrics.means()
             images = per_epoch * config.batch_size
             throughput = images / (time.perf_counter() - started)
-            v_loss, v_acc = evaluate(
-                net, loader(data.valid, train=False), device, config.channels_last
-            )
+            v_loss, v_acc = evaluate(net, loader(data.valid, train=False), device, channels_last)
             history.append(
                 {
                     "epoch": epoch,
@@ -184,9 +182,7 @@ def retrain(
             )
             if on_epoch_end is not None:
                 on_epoch_end(epoch, history[-1])
-    test_loss, test_acc = evaluate(
-        net, loader(data.test, train=False), device, config.channels_last
-    )
+    test_loss, test_acc = evaluate(net, loader(data.test, train=False), device, channels_last)
     stats = net_stats(net, arch.space.resolution)
     measured = None
     if config.measure_latency:  # on the device it trained on, as its table was profiled
@@ -201,9 +197,8 @@ def retrain(
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        save_checkpoint(
-            out / "weights.pt", {k: v.cpu() for k, v in net.state_dict().items()}
-        )  # temp file + rename
+        weights = {k: v.cpu() for k, v in net.state_dict().items()}  # loadable on any device
+        save_checkpoint(out / "weights.pt", weights)  # temp file + rename
         arch.save(out / "architecture.json")
         atomic_write_text(
             out / "retrain.json",
