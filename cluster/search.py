@@ -195,17 +195,36 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
         searcher.end_epoch(metrics)
 
 
+def cluster_address(address: str | None = None) -> str | None:
+    """The cluster to attach to, as Ray's own tools pick it: `--address`, then `RAY_ADDRESS`.
+
+    None means a new local instance (or the one this process already started).
+    """
+    import ray
+
+    if address:
+        return address
+    if ray.is_initialized():
+        return None
+    return os.environ.get("RAY_ADDRESS") or None
+
+
 def ensure_ray(
     address: str | None = None, num_cpus: int | None = None, log_to_driver: bool = True
 ) -> None:
-    """Connect to `address`, or start a local Ray bound to 127.0.0.1 (token auth left on)."""
+    """Attach to `address` or `RAY_ADDRESS`, else start a local Ray bound to 127.0.0.1.
+
+    Attaching presents the cluster's token when one is available (`RAY_AUTH_TOKEN`,
+    `RAY_AUTH_TOKEN_PATH` or `~/.ray/auth_token`), as `ray start` does; a cluster that cannot be
+    reached or refuses the token is one line naming the address. Only a new local instance is
+    kept on loopback (token auth stays on, Ray's default).
+    """
     import ray
 
     if ray.is_initialized():
         return
-    if address is not None:
-        ray.init(address=address, log_to_driver=log_to_driver)
-    else:
+    address = cluster_address(address)
+    if address is None:
         _loopback_only()
         ray.init(
             num_cpus=num_cpus,
@@ -213,6 +232,45 @@ def ensure_ray(
             _node_ip_address="127.0.0.1",
             log_to_driver=log_to_driver,
         )
+        return
+    from ray._private.authentication.authentication_token_setup import (
+        maybe_enable_token_auth_if_token_available,
+    )
+    from ray.exceptions import AuthenticationError
+
+    host, _, port = address.rpartition(":")
+    if "://" not in address and port.isdigit():
+        _require_listening(address, host, int(port))
+        if host in ("127.0.0.1", "localhost", "::1"):
+            _loopback_only()  # a head on this machine's loopback: keep Ray from rewriting it
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+    try:
+        ray.init(address=address, log_to_driver=log_to_driver)
+    except (ConnectionError, AuthenticationError) as e:
+        # Ray wraps the GCS's refusal of the token in a ConnectionError
+        refused = isinstance(e, AuthenticationError) or "InvalidAuthToken" in str(e.__cause__)
+        what = (
+            "the cluster refused this client's token: put the cluster's token in RAY_AUTH_TOKEN "
+            "or ~/.ray/auth_token"
+            if refused
+            else f"{str(e).splitlines()[0] if str(e) else type(e).__name__}; check the address "
+            "and that the cluster is up (`ray status` on the head)"
+        )
+        raise ProxylessError(f"cannot attach to the Ray cluster at {address}: {what}") from None
+
+
+def _require_listening(address: str, host: str, port: int, timeout_s: float = 5.0) -> None:
+    """Fail fast when nothing listens at the GCS address (`ray.init` retries for minutes)."""
+    import socket
+
+    try:
+        socket.create_connection((host, port), timeout=timeout_s).close()
+    except OSError as e:
+        raise ProxylessError(
+            f"cannot attach to the Ray cluster at {address}: nothing answered "
+            f"({e.strerror or type(e).__name__}); check the address (host:port of the head's GCS, "
+            "e.g. 10.0.0.10:6379) and that the cluster is up (`ray status` on the head)"
+        ) from None
 
 
 def _loopback_only() -> None:
@@ -242,6 +300,7 @@ def run_search(
     table: LatencyTable | None = None,
     cpus_per_worker: float = 1.0,
     placement_timeout_s: float = DEFAULT_PLACEMENT_TIMEOUT_S,
+    checkpoints_to_keep: int = 2,
 ) -> SearchResult:
     """One ProxylessNAS search with K DDP workers and a central architecture actor.
 
@@ -250,7 +309,13 @@ def run_search(
     (storage_path, run_name) from an earlier attempt resumes from its latest checkpoint.
     """
     import ray
-    from ray.train import ControllerError, FailureConfig, RunConfig, ScalingConfig
+    from ray.train import (
+        CheckpointConfig,
+        ControllerError,
+        FailureConfig,
+        RunConfig,
+        ScalingConfig,
+    )
     from ray.train.torch import TorchTrainer
     from ray.train.v2._internal.exceptions import WorkerGroupStartupTimeoutError
 
@@ -302,6 +367,8 @@ def run_search(
                 controller_failure_limit=start_retries(placement_timeout_s),
             ),
             callbacks=list(callbacks),
+            # Tune's num_to_keep does not reach the checkpoints a Train run writes itself
+            checkpoint_config=CheckpointConfig(num_to_keep=checkpoints_to_keep),
         ),
     )
     try:
@@ -321,7 +388,7 @@ def run_search(
     atomic_write_text(out / "arch_state.json", json.dumps(final.to_config()) + "\n")
     stats = net_stats(build_net(derived), space.resolution)
     metrics = dict(result.metrics or {})
-    return SearchResult(
+    searched = SearchResult(
         derived,
         architecture_latency(derived, table),
         stats.params,
@@ -330,3 +397,5 @@ def run_search(
         int(metrics.get("epoch", -1)) + 1,
         (copy.deepcopy(metrics),),
     )
+    atomic_write_text(out / "summary.json", json.dumps(searched.summary(), indent=2) + "\n")
+    return searched

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -85,6 +85,23 @@ class RetrainResult:
         return d
 
 
+def _load_state(
+    state: Mapping[str, Any], net: torch.nn.Module, opt: torch.optim.Optimizer, amp: Amp
+) -> tuple[int, int, list[dict[str, float]]]:
+    """Put a retrain state into `net`, `opt` and `amp`; returns (step, next epoch, history)."""
+    if state.get("format") != STATE_FORMAT:
+        raise ProxylessError(f"not a retrain checkpoint (format {state.get('format')!r})")
+    try:
+        net.load_state_dict(state["net"])
+    except RuntimeError as e:
+        first = str(e).splitlines()[0]
+        raise ProxylessError(f"retrain checkpoint does not fit this net ({first})") from None
+    opt.load_state_dict(state["optimizer"])
+    amp.load_state_dict(state["amp"])
+    torch.set_rng_state(state["torch_rng"])
+    return int(state["step"]), int(state["epoch"]), list(state["history"])
+
+
 def _param_groups(net: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """No weight decay on BN parameters and biases (1-D tensors)."""
     decay = [p for p in net.parameters() if p.ndim > 1]
@@ -95,14 +112,23 @@ def _param_groups(net: torch.nn.Module, weight_decay: float) -> list[dict[str, A
     ]
 
 
+STATE_FORMAT = "proxyless-tune/retrain/1"
+
+
 def retrain(
     arch: Architecture,
     config: RetrainConfig,
     out_dir: str | Path | None = None,
-    on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
+    on_epoch_end: Callable[[int, dict[str, float], dict[str, Any]], None] | None = None,
     table: LatencyTable | None = None,
+    resume: Mapping[str, Any] | None = None,
 ) -> RetrainResult:
-    """Train `arch` from scratch; `on_epoch_end(epoch, metrics)` sees every epoch's numbers."""
+    """Train `arch` from scratch, or continue from `resume` (a state `on_epoch_end` was given).
+
+    `on_epoch_end(epoch, metrics, state)` sees every epoch's numbers and the state to checkpoint
+    (weights, optimiser, loss scaler, step, history and RNG); passing that state back as
+    `resume` continues with the next epoch exactly where it stopped.
+    """
     device = resolve_device(config.device)  # before any data is read
     data_config = replace(config.data, resolution=arch.space.resolution)
     data = build_datasets(data_config)
@@ -141,10 +167,25 @@ def retrain(
 
     per_epoch = len(loader(data.train))
     total = config.epochs * per_epoch
-    history = []
-    step = 0
+    history: list[dict[str, float]] = []
+    step, first_epoch = 0, 0
+    if resume is not None:
+        step, first_epoch, history = _load_state(resume, net, opt, amp)
+
+    def state(epoch: int) -> dict[str, Any]:
+        return {
+            "format": STATE_FORMAT,
+            "epoch": epoch + 1,  # the next epoch to run
+            "step": step,
+            "history": list(history),
+            "net": {k: v.cpu() for k, v in net.state_dict().items()},
+            "optimizer": opt.state_dict(),
+            "amp": amp.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+        }
+
     with training_speedups(device):
-        for epoch in range(config.epochs):
+        for epoch in range(first_epoch, config.epochs):
             net.train()
             metrics = StepMetrics(step)
             started = time.perf_counter()
@@ -181,7 +222,7 @@ def retrain(
                 }
             )
             if on_epoch_end is not None:
-                on_epoch_end(epoch, history[-1])
+                on_epoch_end(epoch, history[-1], state(epoch))
     test_loss, test_acc = evaluate(net, loader(data.test, train=False), device, channels_last)
     stats = net_stats(net, arch.space.resolution)
     measured = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -376,16 +377,19 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Search trials, retrain trials and the Pareto front, as two Ray Tune runs."""
     from orchestrator.report import front_text
+    from orchestrator.storage import RunStorage, split_run_location
     from orchestrator.sweep import run_sweep
     from orchestrator.sweep_spec import demo_spec, load_sweep_spec
 
     if args.resume:
         if args.config:
             raise ProxylessError("--resume takes its spec from RUN_DIR/sweep.yaml; drop --config")
-        run_dir = Path(args.resume).resolve()
-        if not (run_dir / "sweep.yaml").is_file():
-            raise ProxylessError(f"{run_dir}: no sweep to resume (no sweep.yaml in it)")
-        spec = load_sweep_spec(run_dir / "sweep.yaml").with_name(run_dir.name, str(run_dir.parent))
+        storage_path, name = split_run_location(args.resume)
+        store = RunStorage(storage_path, name)
+        if not store.exists("sweep.yaml"):
+            raise ProxylessError(f"{store.url()}: no sweep to resume (no sweep.yaml in it)")
+        store.pull("sweep.yaml")
+        spec = load_sweep_spec(store.work_dir / "sweep.yaml").with_name(name, storage_path)
     else:
         spec = load_sweep_spec(args.config) if args.config else demo_spec()
         spec = spec.with_name(args.name, args.storage_path)
@@ -393,14 +397,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     outcome = run_sweep(
         spec, address=args.address, resume=bool(args.resume), echo=say, verbose=args.verbose
     )
-    run_dir, summary = outcome.run_dir, outcome.summary
+    run_dir, summary = outcome.location, outcome.summary
     counts = {k: sum(r["kind"] == k for r in outcome.rows) for k in ("search", "retrain")}
     failed = [r for r in outcome.rows if r["status"] in ("failed", "error")]
     if args.json:
         print(
             json.dumps(
                 {
-                    "run_dir": str(run_dir),
+                    "run_dir": run_dir,
                     **summary,
                     "trials": counts,
                     "failed": len(failed),
@@ -417,8 +421,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                 f"hypervolume {summary['hypervolume']:.4g}):"
             )
             print(front_text(outcome.rows, summary))
-        print(f"\nresults: {run_dir / 'results.parquet'}  (figure {run_dir / 'pareto.png'})")
-        print(f"TensorBoard: tensorboard --logdir {run_dir / 'tensorboard'}")
+        print(f"\nresults: {run_dir}/results.parquet  (figure {run_dir}/pareto.png)")
+        print(f"TensorBoard: tensorboard --logdir {run_dir}/tensorboard")
     if outcome.interrupted:
         print(
             f"proxyless: sweep interrupted; continue with: proxyless sweep --resume {run_dir}",
@@ -476,9 +480,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     """Write a derived architecture as ONNX, TorchScript or the official net.config."""
     from nas_core.architecture import Architecture
     from orchestrator.export import export
+    from orchestrator.storage import fetch_to_local
 
     arch = Architecture.load(args.arch)
-    path = export(arch, args.format, args.out, weights=args.weights)
+    with tempfile.TemporaryDirectory() as tmp:  # weights may be a storage URI (s3://, file://)
+        weights = fetch_to_local(args.weights, Path(tmp)) if args.weights else None
+        path = export(arch, args.format, args.out, weights=weights)
     print(f"wrote {path} ({args.format})")
     return 0
 
@@ -529,7 +536,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     search.add_argument("--gpus-per-worker", type=float, default=None, help="GPUs per worker")
     search.add_argument(
-        "--address", default=None, help="Ray cluster address (default: local Ray on 127.0.0.1)"
+        "--address",
+        default=None,
+        help="Ray cluster (host:port); default RAY_ADDRESS, else a new local Ray on 127.0.0.1",
     )
     search.set_defaults(handler=cmd_search)
 
@@ -554,10 +563,16 @@ def build_parser() -> argparse.ArgumentParser:
     sweep = sub.add_parser("sweep", help="sweep λ₂ and B/F, retrain, Pareto front (Ray Tune)")
     sweep.add_argument("--config", default=None, help="sweep YAML (default: the digits demo)")
     sweep.add_argument("--name", default=None, help="run name (folder under storage_path)")
-    sweep.add_argument("--storage-path", default=None, help="where run folders go (runs)")
-    sweep.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue a sweep")
     sweep.add_argument(
-        "--address", default=None, help="Ray cluster address (default: local Ray on 127.0.0.1)"
+        "--storage-path", default=None, help="where run folders go: a path or s3://, gs://, file://"
+    )
+    sweep.add_argument(
+        "--resume", default=None, metavar="RUN_DIR", help="continue a sweep (path or URI)"
+    )
+    sweep.add_argument(
+        "--address",
+        default=None,
+        help="Ray cluster (host:port); default RAY_ADDRESS, else a new local Ray on 127.0.0.1",
     )
     sweep.add_argument("--verbose", action="store_true", help="show the Ray workers' logs")
     sweep.add_argument("--json", action="store_true", help="one JSON summary on stdout")

@@ -40,7 +40,16 @@ COLUMNS: dict[str, str] = {
     "params": "int64",
     "macs": "int64",
     "pareto": "bool",
+    "weights": "string",  # retrain: the net's weights.pt in the run folder (path or URI)
+    "architecture_path": "string",  # the architecture JSON in the run folder (path or URI)
+    "seed": "int64",
+    "time_total_s": "float64",  # the trial's running time as Tune counted it
+    "hostname": "string",  # the node the trial finished on
 }
+
+
+# columns a results.parquet written before they existed lacks (read as null)
+LATER_COLUMNS = ("weights", "architecture_path", "seed", "time_total_s", "hostname")
 
 
 def trial_status(metrics: Mapping[str, Any], error: Any) -> tuple[str, str | None]:
@@ -62,7 +71,11 @@ def _number(v: Any) -> float | None:
 
 
 def search_row(
-    trial_id: str, params: Mapping[str, Any], metrics: Mapping[str, Any], error: Any
+    trial_id: str,
+    params: Mapping[str, Any],
+    metrics: Mapping[str, Any],
+    error: Any,
+    seed: int | None = None,
 ) -> dict[str, Any]:
     status, message = trial_status(metrics, error)
     arch = metrics.get("architecture")
@@ -88,6 +101,11 @@ def search_row(
         "params": metrics.get("params"),
         "macs": metrics.get("macs"),
         "pareto": False,
+        "weights": None,
+        "architecture_path": None,
+        "seed": seed,
+        "time_total_s": _number(metrics.get("time_total_s")),
+        "hostname": metrics.get("hostname"),
     }
 
 
@@ -111,6 +129,9 @@ def retrain_row(
         params=metrics.get("params", search.get("params")),
         macs=metrics.get("macs", search.get("macs")),
         pareto=False,
+        weights=None,
+        time_total_s=_number(metrics.get("time_total_s")),
+        hostname=metrics.get("hostname"),
     )
     return row
 
@@ -199,6 +220,7 @@ def read_results(path: str | Path) -> list[dict[str, Any]]:
     except (pa.ArrowInvalid, OSError) as e:
         raise ProxylessError(f"{p}: not a Parquet file ({str(e).splitlines()[0]})") from None
     missing = [c for c in COLUMNS if c not in table.column_names]
-    if missing:
+    if [c for c in missing if c not in LATER_COLUMNS]:
         raise ProxylessError(f"{p}: not a sweep results table (no column {missing[0]})")
-    return table.select(list(COLUMNS)).to_pylist()
+    present = [c for c in COLUMNS if c in table.column_names]
+    return [{**dict.fromkeys(missing), **r} for r in table.select(present).to_pylist()]

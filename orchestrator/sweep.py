@@ -1,14 +1,15 @@
 """`run_sweep`: search trials (Tune run 1) → retrain trials (Tune run 2) → Pareto front.
 
-Run folder `storage_path/name/`:
+Run folder `storage_path/name/` (a path or a `pyarrow.fs` URI, see `orchestrator.storage`):
   sweep.yaml            the resolved spec (what --resume reads)
   latency.parquet       the table profiled on this machine (when the grid has lut null)
-  tune/search, tune/retrain   the two Tune experiments (restorable), train/ the Train runs
+  tune/search, tune/retrain   the two Tune experiments (restorable), tune/train the Train runs
   architectures/<trial>.json  every derived architecture
-  results.parquet       one row per trial, with the `pareto` flag
+  nets/<retrain trial>/       weights.pt, architecture.json, retrain.json of every retrained net
+  results.parquet       one row per trial, with the `pareto` flag and the paths above
   pareto.png, pareto.md, summary.json, events.jsonl, tensorboard/
-Everything the driver writes comes from what trials reported, so only Tune's own storage must be
-shared on a multi-node cluster.
+Trials write nothing a run needs into Ray's node-local session folders: their outputs travel in
+Tune checkpoints, which Tune stores under `storage_path`, and the driver copies the final ones in.
 """
 
 from __future__ import annotations
@@ -29,12 +30,17 @@ from nas_core.io import atomic_write_text
 from nas_core.latency.predictor import MissingLatencyError
 from nas_core.latency.table import LatencyTable
 from orchestrator.results import mark_pareto, retrain_row, search_row, write_results
+from orchestrator.storage import RunStorage
 from orchestrator.sweep_spec import SweepSpec, load_sweep_spec
+
+# what the driver writes into the run folder (pulled back into a URI run's working copy)
+DRIVER_FILES = ("sweep.yaml", "latency.parquet", "events.jsonl", "architectures", "tensorboard")
 
 
 @dataclass
 class SweepOutcome:
-    run_dir: Path
+    location: str  # the run folder: a path, or a URI for a pyarrow.fs storage_path
+    run_dir: Path  # the driver's local copy of it (the folder itself for a path)
     rows: list[dict[str, Any]]
     summary: dict[str, Any]
     interrupted: bool
@@ -106,11 +112,11 @@ class SweepLog(Callback):
 # ---- set-up ----
 
 
-def prepare_run_dir(spec: SweepSpec, resume: bool) -> SweepSpec:
+def prepare_run_dir(spec: SweepSpec, resume: bool, run_dir: Path | None = None) -> SweepSpec:
     """Create the run folder or check it holds this same sweep; `sweep.yaml` records the spec."""
     import yaml
 
-    run_dir = spec.run_dir
+    run_dir = run_dir or RunStorage(spec.storage_path, spec.name).work_dir
     saved_path = run_dir / "sweep.yaml"
     if saved_path.exists():
         saved = load_sweep_spec(saved_path).with_name(spec.name, spec.storage_path)
@@ -127,7 +133,9 @@ def prepare_run_dir(spec: SweepSpec, resume: bool) -> SweepSpec:
     return spec
 
 
-def prepare_tables(spec: SweepSpec, echo: Callable[[str], None]) -> dict[str, LatencyTable]:
+def prepare_tables(
+    spec: SweepSpec, run_dir: Path, echo: Callable[[str], None]
+) -> dict[str, LatencyTable]:
     """The grid's tables by path ('' = profiled here); each must price all of its spaces."""
     from nas_core.data import build_datasets
 
@@ -149,7 +157,7 @@ def prepare_tables(spec: SweepSpec, echo: Callable[[str], None]) -> dict[str, La
         else:
             from nas_core.latency.profiler import ProfileConfig, profile_keys
 
-            out = spec.run_dir / "latency.parquet"
+            out = run_dir / "latency.parquet"
             echo(f"profiling {len(keys)} latency entries on this machine → {out}")
             table = profile_keys(
                 keys,
@@ -163,7 +171,7 @@ def prepare_tables(spec: SweepSpec, echo: Callable[[str], None]) -> dict[str, La
 
 
 def profile_gpu_table(
-    spec: SweepSpec, tables: dict[str, LatencyTable], echo: Callable[[str], None]
+    spec: SweepSpec, run_dir: Path, tables: dict[str, LatencyTable], echo: Callable[[str], None]
 ) -> dict[str, LatencyTable]:
     """The CUDA table of a `lut: null` grid point, profiled on one GPU of the cluster."""
     if spec.device != "cuda" or "" in tables or None not in spec.tables():
@@ -175,7 +183,7 @@ def profile_gpu_table(
     points = [p for p in spec.grid_points() if not p.get("lut")]
     spaces = [spec.search_config(p, out_dir="unused").build_space(num_classes) for p in points]
     keys = list(dict.fromkeys(k for s in spaces for k in s.latency_layout().all_keys()))
-    out = spec.run_dir / "latency.parquet"
+    out = run_dir / "latency.parquet"
     echo(f"profiling {len(keys)} latency entries on a cluster GPU → {out}")
     tables[""] = profile_on_gpu(keys, out, {"sweep": spec.name})
     return tables
@@ -186,6 +194,7 @@ def profile_gpu_table(
 
 def _run_phase(
     spec: SweepSpec,
+    store: RunStorage,
     phase: str,
     trainable: Callable[..., None],
     param_space: Mapping[str, Any],
@@ -194,7 +203,7 @@ def _run_phase(
     import ray
     from ray import tune
 
-    path = spec.run_dir / "tune" / phase
+    path = store.url(f"tune/{phase}")
     res = spec.resources
     cpu, gpu = res.trial_resources(phase)
     if phase == "search" and res.workers >= 1:
@@ -202,9 +211,9 @@ def _run_phase(
     # a trial whose GPUs the cluster can never offer would wait in Tune's queue forever
     require_gpus(res.trial_resources(phase)[1], f"each {phase} trial")
     trainable = tune.with_resources(trainable, {"cpu": cpu, **({"gpu": gpu} if gpu else {})})
-    if tune.Tuner.can_restore(str(path)):
+    if tune.Tuner.can_restore(path):
         tuner = tune.Tuner.restore(
-            str(path), trainable=trainable, resume_unfinished=True, resume_errored=True
+            path, trainable=trainable, resume_unfinished=True, resume_errored=True
         )
     else:
         concurrency = res.concurrency(ray.cluster_resources(), phase)
@@ -218,9 +227,9 @@ def _run_phase(
             ),
             run_config=tune.RunConfig(
                 name=phase,
-                storage_path=str(spec.run_dir / "tune"),
-                callbacks=[SweepLog(str(spec.run_dir), phase)],
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+                storage_path=store.url("tune"),
+                callbacks=[SweepLog(str(store.work_dir), phase)],
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=res.checkpoints_to_keep),
                 failure_config=tune.FailureConfig(max_failures=res.max_failures),
                 verbose=0,
             ),
@@ -232,6 +241,15 @@ def _trial_id(result: Any, index: int) -> str:
     return str((result.metrics or {}).get("trial_id") or f"pending-{index}")
 
 
+def _save_net(store: RunStorage, result: Any, row: dict[str, Any]) -> None:
+    """Copy a finished retrain trial's final checkpoint (its net) to nets/<trial>/."""
+    checkpoint = result.checkpoint
+    if row["status"] != "done" or checkpoint is None:
+        return
+    folder = store.copy_in(checkpoint.filesystem, checkpoint.path, f"nets/{row['trial_id']}")
+    row["weights"] = f"{folder}/weights.pt"
+
+
 def run_sweep(
     spec: SweepSpec,
     address: str | None = None,
@@ -241,37 +259,59 @@ def run_sweep(
     debug: Mapping[str, Any] | None = None,
 ) -> SweepOutcome:
     """Run (or continue) a whole sweep and write its outputs; see the module docstring."""
+    store = RunStorage(spec.storage_path, spec.name)
+    store.pull(*DRIVER_FILES)
+    try:
+        return _run_sweep(spec, store, address, resume, echo, verbose, debug)
+    finally:
+        store.push()  # a URI run folder gets the driver's files even after Ctrl-C or an error
+        store.close()
+
+
+def _run_sweep(
+    spec: SweepSpec,
+    store: RunStorage,
+    address: str | None,
+    resume: bool,
+    echo: Callable[[str], None],
+    verbose: bool,
+    debug: Mapping[str, Any] | None,
+) -> SweepOutcome:
     from ray import tune
 
-    from cluster.search import ensure_ray
+    from cluster.search import cluster_address, ensure_ray
     from orchestrator.report import render
     from orchestrator.trials import retrain_trial, search_trial
 
-    spec = prepare_run_dir(spec, resume)
-    run_dir = spec.run_dir
-    tables = prepare_tables(spec, echo)
+    address = cluster_address(address)
+    if address is not None:  # before anything is written: the user will edit the spec
+        spec.resources.require_concurrency()
+    run_dir = store.work_dir
+    spec = prepare_run_dir(spec, resume, run_dir)
+    tables = prepare_tables(spec, run_dir, echo)
     ensure_ray(address, log_to_driver=verbose)
-    tables = profile_gpu_table(spec, tables, echo)
+    tables = profile_gpu_table(spec, run_dir, tables, echo)
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our own progress lines, not Tune's boxes
     # per-epoch checkpoints of short trials trip Tune's "snapshotting too often" warning
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
-    echo(f"sweep {spec.name}: search trials → {run_dir / 'tune' / 'search'}")
+    echo(f"sweep {spec.name}: search trials → {store.url('tune/search')}")
     grid = _run_phase(
         spec,
+        store,
         "search",
         tune.with_parameters(
             search_trial,
             spec=spec.to_config(),
             tables={k: t.to_yaml_dict() for k, t in tables.items()},
-            train_storage=str(run_dir / "tune" / "train"),
+            train_storage=store.url("tune/train"),
             faults=dict(debug or {}),  # test hooks (kill a trial once)
         ),
         spec.param_space(),
         spec.num_samples,
     )
     rows = [
-        search_row(_trial_id(r, i), r.config or {}, r.metrics or {}, r.error)
+        search_row(_trial_id(r, i), r.config or {}, r.metrics or {}, r.error, spec.seed)
         for i, r in enumerate(grid)
     ]
     interrupted = any(r["status"] == "unfinished" for r in rows)
@@ -279,17 +319,18 @@ def run_sweep(
     for r in rows:
         if r["status"] == "done":
             arch = json.loads(r["architecture"])
-            atomic_write_text(
-                run_dir / "architectures" / f"{r['trial_id']}.json", json.dumps(arch, indent=2)
-            )
+            relative = f"architectures/{r['trial_id']}.json"
+            atomic_write_text(run_dir / relative, json.dumps(arch, indent=2))
+            r["architecture_path"] = store.url(relative)
             table = tables[r["lut"] or ""]
             jobs[r["trial_id"]] = {"architecture": arch, "table": table.to_yaml_dict()}
 
     if jobs and not interrupted:
-        echo(f"retrain trials ({len(jobs)} architectures) → {run_dir / 'tune' / 'retrain'}")
+        echo(f"retrain trials ({len(jobs)} architectures) → {store.url('tune/retrain')}")
         by_id = {r["trial_id"]: r for r in rows}
         retrain_grid = _run_phase(
             spec,
+            store,
             "retrain",
             tune.with_parameters(
                 retrain_trial, spec=spec.to_config(), jobs=jobs, faults=dict(debug or {})
@@ -300,6 +341,7 @@ def run_sweep(
         for i, r in enumerate(retrain_grid):
             search_id = (r.config or {}).get("search_trial")
             row = retrain_row(_trial_id(r, i), by_id[search_id], r.metrics or {}, r.error)
+            _save_net(store, r, row)
             rows.append(row)
         interrupted = interrupted or any(
             r["status"] == "unfinished" for r in rows if r["kind"] == "retrain"
@@ -309,4 +351,4 @@ def run_sweep(
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     if summary["trials"]:
         render(run_dir, rows, summary)
-    return SweepOutcome(run_dir, rows, summary, interrupted)
+    return SweepOutcome(store.url(), run_dir, rows, summary, interrupted)

@@ -122,13 +122,16 @@ class ResourceConfig:
     workers: int = 1
     cpus_per_worker: float = 1.0
     gpus_per_worker: float = 0.0
-    max_concurrent_trials: int | None = None  # None: as many as the cluster's CPUs/GPUs allow
+    # None: as many as this machine's CPUs/GPUs allow; required on a cluster (it can grow)
+    max_concurrent_trials: int | None = None
     max_failures: int = 2
+    checkpoints_to_keep: int = 2  # per Tune trial and per Train run (the latest always stays)
     placement_timeout_s: float = 300.0  # a Train worker group not placed by then fails the trial
 
     def __post_init__(self) -> None:
         require_int(self.workers, "resources.workers", 0)
         require_int(self.max_failures, "resources.max_failures", 0)
+        require_int(self.checkpoints_to_keep, "resources.checkpoints_to_keep", 1)
         if self.max_concurrent_trials is not None:
             require_int(self.max_concurrent_trials, "resources.max_concurrent_trials", 1)
         if not _finite(self.cpus_per_worker) or self.cpus_per_worker <= 0:
@@ -152,6 +155,16 @@ class ResourceConfig:
     @property
     def use_gpu(self) -> bool:
         return self.gpus_per_worker > 0
+
+    def require_concurrency(self) -> None:
+        """An attached cluster's resources are those of the moment (an autoscaler adds nodes
+        later), so a sweep on one must say how many trials run at once."""
+        if self.max_concurrent_trials is None:
+            raise ProxylessError(
+                "resources.max_concurrent_trials: required when attaching to a Ray cluster "
+                "(its resources can grow with the autoscaler, so they cannot be read once); "
+                "set it in the sweep spec"
+            )
 
     def concurrency(self, cluster: Mapping[str, float], phase: str) -> int:
         """Trials that fit at once: Tune does not reserve Train's workers (ray#54305)."""

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from nas_core.architecture import Architecture
-from nas_core.checkpoint import load_checkpoint
+from nas_core.checkpoint import load_checkpoint, save_checkpoint
 from nas_core.errors import ProxylessError
 from nas_core.latency.table import LatencyTable
 from nas_core.search import Searcher, SearchResult
@@ -52,6 +52,10 @@ def _threads(spec: SweepSpec) -> None:
     torch.set_num_threads(max(1, int(spec.resources.cpus_per_worker)))
 
 
+# what a search leaves besides its checkpoints: the final Tune checkpoint carries these
+SEARCH_OUTPUTS = ("architecture.json", "summary.json", "arch_state.json", "config.json")
+
+
 def search_trial(
     params: dict[str, Any],
     spec: dict[str, Any],
@@ -59,38 +63,45 @@ def search_trial(
     train_storage: str,
     faults: dict[str, Any] | None = None,
 ) -> None:
-    """Tune trainable: one search at the trial's λ₂ / B / F / target / table."""
+    """Tune trainable: one search at the trial's λ₂ / B / F / target / table.
+
+    The search works in a temporary folder; what it must keep travels in Tune checkpoints
+    (one per epoch, and a last one with the derived architecture and summary).
+    """
     from ray import tune
 
     sweep = SweepSpec.from_config(spec)
-    ctx = tune.get_context()
-    trial_id, trial_dir = ctx.get_trial_id(), Path(ctx.get_trial_dir())
-    try:
-        config = sweep.search_config(params, out_dir=str(trial_dir / "search"))
-        table = LatencyTable.from_yaml_dict(tables[params.get("lut") or ""], "latency table")
-        if sweep.resources.workers == 0:
-            result = _search_in_process(sweep, config, table, faults)
-        else:
-            result = _search_on_train(sweep, config, table, trial_id, train_storage)
-    except ProxylessError as e:
-        tune.report({"failed": 1, "error": str(e)})
-        return
-    tune.report(
-        _present(
-            {
-                "done": 1,
-                "architecture": json.dumps(result.architecture.to_config()),
-                "space": json.dumps(result.architecture.space.to_config()),
-                "strategy": config.strategy.name,
-                "device": table.meta.name,
-                "latency_table_ms": result.latency_ms,
-                "valid_accuracy": result.valid_accuracy,
-                "params": result.params,
-                "macs": result.macs,
-                "epochs": result.epochs,
-            }
-        )
-    )
+    trial_id = tune.get_context().get_trial_id()
+    with tempfile.TemporaryDirectory() as work:
+        out = Path(work) / "search"
+        try:
+            config = sweep.search_config(params, out_dir=str(out))
+            table = LatencyTable.from_yaml_dict(tables[params.get("lut") or ""], "latency table")
+            if sweep.resources.workers == 0:
+                result = _search_in_process(sweep, config, table, faults)
+            else:
+                result = _search_on_train(sweep, config, table, trial_id, train_storage)
+        except ProxylessError as e:
+            tune.report({"failed": 1, "error": str(e)})
+            return
+        final = Path(work) / "final"
+        final.mkdir()
+        for name in SEARCH_OUTPUTS:
+            if (out / name).is_file():
+                shutil.copy2(out / name, final / name)
+        metrics = {
+            "done": 1,
+            "architecture": json.dumps(result.architecture.to_config()),
+            "space": json.dumps(result.architecture.space.to_config()),
+            "strategy": config.strategy.name,
+            "device": table.meta.name,
+            "latency_table_ms": result.latency_ms,
+            "valid_accuracy": result.valid_accuracy,
+            "params": result.params,
+            "macs": result.macs,
+            "epochs": result.epochs,
+        }
+        tune.report(_present(metrics), checkpoint=tune.Checkpoint.from_directory(final))
 
 
 def _search_in_process(
@@ -131,6 +142,7 @@ def _search_on_train(
             gpus_per_worker=res.gpus_per_worker,
             cpus_per_worker=res.cpus_per_worker,
             placement_timeout_s=res.placement_timeout_s,
+            checkpoints_to_keep=res.checkpoints_to_keep,
             run_name=f"search-{trial_id}",  # a restarted trial resumes this Train run
             storage_path=storage,
             callbacks=[TuneReportCallback()],
@@ -149,7 +161,12 @@ def retrain_trial(
     jobs: dict[str, dict[str, Any]],
     faults: dict[str, Any] | None = None,
 ) -> None:
-    """Tune trainable: train one derived architecture from scratch and measure it."""
+    """Tune trainable: train one derived architecture from scratch and measure it.
+
+    Every epoch is a Tune checkpoint (weights, optimiser, schedule, RNG), so a restarted trial
+    continues with the next epoch; the last report's checkpoint holds the net itself
+    (weights.pt, architecture.json, retrain.json), which the driver copies into the run folder.
+    """
     from ray import tune
 
     from nas_core.retrain import retrain
@@ -157,38 +174,44 @@ def retrain_trial(
     sweep = SweepSpec.from_config(spec)
     _threads(sweep)
     job = jobs[params["search_trial"]]
-    out = Path(tune.get_context().get_trial_dir()) / "net"
-    try:
-        arch = Architecture.from_config(job["architecture"])
-        table = LatencyTable.from_yaml_dict(job["table"], "latency table")
-        result = retrain(
-            arch,
-            sweep.retrain_config(),
-            out_dir=out,
-            on_epoch_end=lambda epoch, m: (
-                tune.report(_numbers(m)),
-                _kill_once(faults, "retrain", epoch),
-            ),
-            table=table,
-        )
-    except ProxylessError as e:
-        tune.report({"failed": 1, "error": str(e)})
-        return
-    last = result.history[-1] if result.history else {}
-    tune.report(
-        _present(
-            {
-                "done": 1,
-                "epoch": float(len(result.history) - 1),
-                "epochs": len(result.history),
-                "valid_accuracy": last.get("valid/accuracy"),
-                "test_accuracy": result.test_accuracy,
-                "test_loss": result.test_loss,
-                "latency_table_ms": result.latency_table_ms,
-                "latency_measured_ms": result.latency_measured_ms,
-                "params": result.params,
-                "macs": result.macs,
-                "weights": str(out / "weights.pt"),
-            }
-        )
-    )
+    resume = None
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            resume = load_checkpoint(Path(d) / "state.pt")
+
+    def report(epoch: int, metrics: dict[str, float], state: dict[str, Any]) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            save_checkpoint(Path(tmp) / "state.pt", state)
+            tune.report(_numbers(metrics), checkpoint=tune.Checkpoint.from_directory(tmp))
+        _kill_once(faults, "retrain", epoch)
+
+    with tempfile.TemporaryDirectory() as out:
+        try:
+            arch = Architecture.from_config(job["architecture"])
+            table = LatencyTable.from_yaml_dict(job["table"], "latency table")
+            result = retrain(
+                arch,
+                sweep.retrain_config(),
+                out_dir=out,
+                on_epoch_end=report,
+                table=table,
+                resume=resume,
+            )
+        except ProxylessError as e:
+            tune.report({"failed": 1, "error": str(e)})
+            return
+        last = result.history[-1] if result.history else {}
+        metrics = {
+            "done": 1,
+            "epoch": float(len(result.history) - 1),
+            "epochs": len(result.history),
+            "valid_accuracy": last.get("valid/accuracy"),
+            "test_accuracy": result.test_accuracy,
+            "test_loss": result.test_loss,
+            "latency_table_ms": result.latency_table_ms,
+            "latency_measured_ms": result.latency_measured_ms,
+            "params": result.params,
+            "macs": result.macs,
+        }
+        tune.report(_present(metrics), checkpoint=tune.Checkpoint.from_directory(out))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -20,8 +21,6 @@ TINY = {
 
 
 def _events(run_dir: Path) -> list[dict]:
-    import json
-
     return [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
 
 
@@ -69,6 +68,21 @@ def test_killed_search_and_retrain_trials_restart_and_the_table_is_complete(faul
         trials = {e["trial"] for e in events if e["phase"] == phase}
         assert kinds.count("complete") == len(trials)  # each trial finished exactly once
         assert kinds.count("start") > len(trials)  # ... after a restart
+
+
+def test_a_killed_retrain_resumes_at_the_next_epoch_and_reports_once(faulty_sweep) -> None:
+    from tests.test_sweep import scalar_steps
+
+    run_dir = faulty_sweep["outcome"].run_dir
+    (retrain,) = [r for r in faulty_sweep["rows"] if r["kind"] == "retrain"]
+    (trial_dir,) = (run_dir / "tune" / "retrain").glob(f"*{retrain['trial_id']}*")
+    reports = [json.loads(line) for line in (trial_dir / "result.json").read_text().splitlines()]
+    # killed after epoch 0's checkpoint: epoch 1 comes next, never epoch 0 again
+    assert [r["epoch"] for r in reports if "valid/accuracy" in r] == [0, 1]
+    assert [r.get("done") for r in reports].count(1) == 1
+    tb = run_dir / "tensorboard" / "retrain" / retrain["trial_id"]
+    assert scalar_steps(tb, "valid/accuracy") == [0, 1]  # no point written twice
+    assert Path(retrain["weights"]).is_file()
 
 
 def test_local_ray_listens_on_loopback_only(local_ray) -> None:

@@ -119,6 +119,15 @@ def _tensorboard(folder: Path) -> dict[str, set]:
     return found
 
 
+def scalar_steps(folder: Path, tag: str) -> list[int]:
+    """Every step written for `tag` under one TensorBoard run folder, in file order."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(folder))
+    acc.Reload()
+    return [e.step for e in acc.Scalars(tag)]
+
+
 def test_tensorboard_has_hparams_the_front_figure_and_scalars(demo) -> None:
     tb = demo["run_dir"] / "tensorboard"
     hparams = _tensorboard(tb / "hparams")
