@@ -482,9 +482,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     from orchestrator.export import export
     from orchestrator.storage import fetch_to_local
 
-    arch = Architecture.load(args.arch)
-    with tempfile.TemporaryDirectory() as tmp:  # weights may be a storage URI (s3://, file://)
-        weights = fetch_to_local(args.weights, Path(tmp)) if args.weights else None
+    with tempfile.TemporaryDirectory() as tmp:  # both may be storage URIs (s3://, file://)
+        arch = Architecture.load(fetch_to_local(args.arch, Path(tmp) / "arch"))
+        weights = fetch_to_local(args.weights, Path(tmp) / "net") if args.weights else None
         path = export(arch, args.format, args.out, weights=weights)
     print(f"wrote {path} ({args.format})")
     return 0

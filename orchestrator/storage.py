@@ -150,6 +150,7 @@ def fetch_to_local(location: str, into: Path) -> Path:
 
     try:
         source_fs, path = fs.FileSystem.from_uri(location)
+        into.mkdir(parents=True, exist_ok=True)
         target = into / Path(path).name
         fs.copy_files(
             path,

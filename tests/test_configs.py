@@ -38,12 +38,51 @@ def test_make_demo_runs_the_default_sweep() -> None:
     assert "proxyless sweep" in recipe and "--config" not in recipe
 
 
-@pytest.mark.parametrize(
-    "path", sorted((ROOT / "cluster" / "configs").glob("*.yaml")), ids=lambda p: p.name
-)
-def test_cluster_launcher_configs_keep_the_dashboard_private(path: Path) -> None:
-    config = yaml.safe_load(path.read_text())
-    assert config["cluster_name"]
+LAUNCHER_CONFIGS = sorted((ROOT / "cluster" / "configs").glob("*.yaml"))
+
+
+def test_ray_schema_validation_rejects_a_broken_config() -> None:
+    import jsonschema
+
+    config = yaml.safe_load(LAUNCHER_CONFIGS[0].read_text())
+    config["head_start_ray_commands"] = "ray start --head"  # a string where a list belongs
+    with pytest.raises(jsonschema.ValidationError):
+        _launcher_config(config)
+
+
+def _launcher_config(config: dict) -> dict:
+    """The config as `ray up` sees it: Ray's own defaults filled in, then its schema checked."""
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    config = prepare_config(config)
+    validate_config(config)
+    return config
+
+
+@pytest.mark.parametrize("path", LAUNCHER_CONFIGS, ids=lambda p: p.name)
+def test_cluster_launcher_configs_bring_up_a_private_token_cluster(path: Path) -> None:
+    import ray
+
+    config = _launcher_config(yaml.safe_load(path.read_text()))
     head = " ".join(config["head_start_ray_commands"])
     assert "--dashboard-host=127.0.0.1" in head and "--head" in head
-    assert config["worker_start_ray_commands"]
+    assert "--autoscaling-config=~/ray_bootstrap_config.yaml" in head  # or workers never join
+    assert "--num-cpus=0" in head  # trial drivers and actors run on the workers
+    for command in config["head_start_ray_commands"] + config["worker_start_ray_commands"]:
+        if "ray start" in command:
+            assert command.startswith("RAY_AUTH_MODE=token ray start"), command
+    mounts = config["file_mounts"]
+    assert mounts["~/.ray/auth_token"] == "~/.ray/auth_token"  # one token on every node
+    assert mounts["~/proxyless-tune"] == "."  # the code the setup installs
+    setup = " ".join(config["setup_commands"])
+    assert f"'ray[default,tune]=={ray.__version__}'" in setup  # the client's Ray, and jobs
+    assert "pip install -e ~/proxyless-tune" in setup
+    assert "mount -t nfs" in setup  # shared storage for storage_path
+
+
+def test_the_cluster_extra_pins_the_clients_ray() -> None:
+    import ray
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert f"ray[default,tune]=={ray.__version__}" in project["optional-dependencies"]["cluster"]

@@ -1,0 +1,264 @@
+"""A sweep on a real Ray head, as a cluster runs one: attached with --address and through
+`ray job submit`, then the head and its temp dir are removed and every output must still be there.
+
+The head runs in its own process group on 127.0.0.1 with token auth (RAY_NOTES: single-machine
+mode keeps it on loopback); the test stops only that group and the processes naming its temp dir.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.slow
+
+RAY = str(Path(sys.executable).with_name("ray"))
+TINY_SWEEP = {
+    "data": {"dataset": "digits"},
+    "space": {"name": "mobilenet", "F": 0.25, "resolution": 16, "transition_op": "3x3_MBConv6"},
+    "strategy": {"arch_lr": 0.05},
+    "weights": {"lr": 0.1, "batch_size": 32},
+    "search": {"epochs": 1, "warmup_epochs": 0, "arch_every": 2},
+    "retrain": {"epochs": 1},
+    "grid": {"lambda2": [0.0, 1.0], "B": [1]},
+    # the Train path; an attached cluster must say how many trials run at once
+    "resources": {"workers": 1, "max_concurrent_trials": 2},
+}
+
+
+def _t(what, t0):
+    with open("/tmp/trc-times.txt", "a") as f:
+        f.write(f"{what} {time.time() - t0:.1f}\n")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_listening(port: int, proc: subprocess.Popen, log: Path, timeout_s: float) -> None:
+    deadline = time.time() + timeout_s
+    while True:
+        assert proc.poll() is None, log.read_text()[-3000:]
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+            return
+        assert time.time() < deadline, f"nothing listens on {port}: " + log.read_text()[-3000:]
+        time.sleep(0.5)
+
+
+def _submit(address: str, entrypoint: list[str], env: dict) -> subprocess.CompletedProcess:
+    """`ray job submit` and wait; the head's job agent may take a while to come up."""
+    submit = [RAY, "job", "submit", "--address", address, "--", *entrypoint]
+    for _ in range(60):
+        job = subprocess.run(
+            submit,
+            capture_output=True,
+            text=True,
+            timeout=900,
+            env={**env, "RAY_AUTH_MODE": "token"},  # `ray job` presents the token only then
+        )
+        if "No available agent to submit job" not in job.stderr:
+            return job
+        time.sleep(2)
+    return job
+
+
+def _stop(proc: subprocess.Popen, temp_dir: Path) -> None:
+    """Stop the head's process group, then whatever still names its temp dir (never `ray stop`)."""
+    import psutil
+
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=10)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    left = []
+    for p in psutil.process_iter(["cmdline"]):
+        with contextlib.suppress(psutil.Error):
+            if any(str(temp_dir) in part for part in p.info["cmdline"] or ()):
+                p.kill()
+                left.append(p)
+    psutil.wait_procs(left, timeout=30)
+
+
+@pytest.fixture(scope="module")
+def cluster_runs(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("real-cluster")
+    # short: Ray's unix socket paths under the temp dir must stay below 108 characters
+    temp_dir = Path(tempfile.mkdtemp(prefix="rh-", dir="/tmp"))
+    token = uuid.uuid4().hex + uuid.uuid4().hex
+    gcs, dashboard = _free_port(), _free_port()
+    spec = root / "sweep.yaml"
+    spec.write_text(yaml.safe_dump(TINY_SWEEP))
+    head_log = root / "head.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    head_env = {
+        **env,
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",  # keeps 127.0.0.1 (RAY_NOTES)
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN": token,
+    }
+    head = [RAY, "start", "--head", "--block", "--node-ip-address=127.0.0.1"]
+    head += [f"--port={gcs}", f"--temp-dir={temp_dir}", "--num-cpus=2"]
+    head += ["--include-dashboard=true", "--dashboard-host=127.0.0.1"]
+    head += [f"--dashboard-port={dashboard}"]
+    with head_log.open("w") as log:
+        proc = subprocess.Popen(
+            head, env=head_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    client_env = {**env, "RAY_AUTH_TOKEN": token, "PYTHONUNBUFFERED": "1"}
+    cli = [sys.executable, "-m", "orchestrator.cli"]
+    try:
+        _wait_listening(gcs, proc, head_log, 120)
+        _wait_listening(dashboard, proc, head_log, 120)
+        attached = subprocess.run(
+            [
+                *cli,
+                "sweep",
+                "--config",
+                str(spec),
+                "--name",
+                "attached",
+                "--storage-path",
+                str(root / "runs"),
+                "--address",
+                f"127.0.0.1:{gcs}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            env=client_env,
+        )
+        assert attached.returncode == 0, attached.stdout[-3000:] + attached.stderr[-3000:]
+        wrong = subprocess.run(
+            [
+                *cli,
+                "sweep",
+                "--config",
+                str(spec),
+                "--name",
+                "refused",
+                "--storage-path",
+                str(root / "runs"),
+                "--address",
+                f"127.0.0.1:{gcs}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**client_env, "RAY_AUTH_TOKEN": "not" + token},
+        )
+        storage_uri = (root / "uri-runs").as_uri()  # file://: the driver's files via pyarrow.fs
+        job = subprocess.run(
+            [
+                RAY,
+                "job",
+                "submit",
+                "--address",
+                f"http://127.0.0.1:{dashboard}",
+                "--",
+                *cli,
+                "sweep",
+                "--config",
+                str(spec),
+                "--name",
+                "job",
+                "--storage-path",
+                storage_uri,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            env={**client_env, "RAY_AUTH_MODE": "token"},
+        )
+        assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
+    finally:
+        _stop(proc, temp_dir)
+        shutil.rmtree(temp_dir)  # as when the autoscaler removes a cloud node
+    return {
+        "root": root,
+        "attached": root / "runs" / "attached",
+        "job": root / "uri-runs" / "job",
+        "job_stdout": job.stdout,
+        "wrong": wrong,
+        "temp_dir": temp_dir,
+    }
+
+
+@pytest.mark.parametrize("run", ["attached", "job"])
+def test_every_output_survives_the_head_and_exports(cluster_runs, run: str, tmp_path) -> None:
+    from orchestrator.cli import main
+    from orchestrator.results import read_results
+
+    run_dir = cluster_runs[run]
+    rows = read_results(run_dir / "results.parquet")
+    assert [r["status"] for r in rows] == ["done"] * 4
+    retrained = [r for r in rows if r["kind"] == "retrain"]
+    assert len(retrained) == 2
+    assert str(cluster_runs["temp_dir"]) not in json.dumps(rows)  # nothing points at the head
+    for r in retrained:
+        assert r["weights"].endswith(f"nets/{r['trial_id']}/weights.pt")
+        assert r["hostname"] and r["time_total_s"] > 0 and r["seed"] == 0
+        out = tmp_path / f"{r['trial_id']}.onnx"
+        assert (
+            main(
+                [
+                    "export",
+                    r["architecture_path"],
+                    "--weights",
+                    r["weights"],
+                    "--format",
+                    "onnx",
+                    "--out",
+                    str(out),
+                ]
+            )
+            == 0
+        )
+        assert out.stat().st_size > 1000
+    # one Train run per search trial, named after it, in storage
+    search = [r for r in rows if r["kind"] == "search"]
+    runs = {p.name for p in (run_dir / "tune" / "train").iterdir()}
+    assert runs == {f"search-{r['trial_id']}" for r in search}
+    for name in ("sweep.yaml", "pareto.png", "summary.json", "events.jsonl"):
+        assert (run_dir / name).is_file(), name
+    # rank 0's per-epoch reports (with their Train checkpoints) reached Tune
+    for result in (run_dir / "tune" / "search").glob("*/result.json"):
+        reports = [json.loads(line) for line in result.read_text().splitlines()]
+        epochs = [r["epoch"] for r in reports if "valid/accuracy" in r]
+        assert epochs == [0] and "checkpoint_path" in reports[-2]
+
+
+def test_the_job_ran_on_the_cluster_and_wrote_through_pyarrow(cluster_runs) -> None:
+    out = cluster_runs["job_stdout"]
+    assert "Pareto front" in out and "succeeded" in out
+    rows_uri = [line for line in out.splitlines() if line.startswith("results: ")]
+    assert rows_uri and rows_uri[0].split()[1].startswith("file://")
+
+
+def test_a_refused_token_is_one_line_and_exit_2(cluster_runs) -> None:
+    wrong = cluster_runs["wrong"]
+    assert wrong.returncode == 2
+    assert (
+        wrong.stderr.strip()
+        .splitlines()[-1]
+        .startswith("proxyless: error: cannot attach to the Ray cluster at 127.0.0.1:")
+    )
+    assert "token" in wrong.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in wrong.stderr
