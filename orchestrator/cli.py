@@ -376,6 +376,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Search trials, retrain trials and the Pareto front, as two Ray Tune runs."""
+    from cluster.search import cluster_address
     from orchestrator.report import front_text
     from orchestrator.storage import RunStorage, split_run_location
     from orchestrator.sweep import run_sweep
@@ -393,6 +394,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     else:
         spec = load_sweep_spec(args.config) if args.config else demo_spec()
         spec = spec.with_name(args.name, args.storage_path)
+    if cluster_address(args.address) is not None:  # named in the file's terms, before Ray
+        try:
+            spec.resources.require_concurrency()
+        except ProxylessError as e:
+            where = args.config or (f"{args.resume}/sweep.yaml" if args.resume else "demo spec")
+            raise ProxylessError(f"{where}: {e}") from None
     say = (lambda text: None) if args.json else (lambda text: print(text, flush=True))
     outcome = run_sweep(
         spec, address=args.address, resume=bool(args.resume), echo=say, verbose=args.verbose

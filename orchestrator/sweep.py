@@ -286,6 +286,7 @@ def _run_sweep(
     address = cluster_address(address)
     if address is not None:  # before anything is written: the user will edit the spec
         spec.resources.require_concurrency()
+        ensure_ray(address, log_to_driver=verbose)  # a cluster that is not there, likewise
     run_dir = store.work_dir
     spec = prepare_run_dir(spec, resume, run_dir)
     tables = prepare_tables(spec, run_dir, echo)

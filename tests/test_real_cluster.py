@@ -262,3 +262,19 @@ def test_a_refused_token_is_one_line_and_exit_2(cluster_runs) -> None:
     )
     assert "token" in wrong.stderr.strip().splitlines()[-1]
     assert "Traceback" not in wrong.stderr
+
+
+def test_a_cluster_that_does_not_answer_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    spec = tmp_path / "sweep.yaml"
+    spec.write_text(yaml.safe_dump(TINY_SWEEP))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    argv = [sys.executable, "-m", "orchestrator.cli", "sweep", "--config", str(spec)]
+    argv += ["--storage-path", str(tmp_path / "runs"), "--address", f"127.0.0.1:{_free_port()}"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"proxyless: error: cannot attach to the Ray cluster at {argv[-1]}: nothing answered "
+        "(Connection refused); check the address (host:port of the head's GCS, e.g. "
+        "10.0.0.10:6379) and that the cluster is up (`ray status` on the head)"
+    ]
+    assert not (tmp_path / "runs").exists()  # nothing written for a run that never started

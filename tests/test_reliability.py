@@ -177,6 +177,25 @@ CASES: list[Case] = [
     Case(SWEEP, "unknown precision", lambda t: _sweep(t, {"amp": "fp8"}), "amp must be one of"),
     Case(
         SWEEP,
+        "no checkpoint kept",
+        lambda t: _sweep(t, {"resources": {"checkpoints_to_keep": 0}}),
+        "resources.checkpoints_to_keep",
+    ),
+    Case(
+        SWEEP,
+        "cluster without a trial limit",
+        lambda t: [*_sweep(t, {}), "--address", "127.0.0.1:1"],
+        "max_concurrent_trials: required when attaching",
+    ),
+    Case(
+        ARGS,
+        "storage URI pyarrow cannot open",
+        lambda t: [*_sweep(t, {}), "--storage-path", "nosuch://bucket/runs"],
+        "not a storage URI pyarrow can open",
+        names_file=False,
+    ),
+    Case(
+        SWEEP,
         "Python tag",
         lambda t: _sweep(t, _write(t, "s.yaml", "name: !!python/object/apply:os.getcwd []\n")),
         "invalid YAML",
