@@ -3,7 +3,8 @@
 Run folder `storage_path/name/` (a path or a `pyarrow.fs` URI, see `orchestrator.storage`):
   sweep.yaml            the resolved spec (what --resume reads)
   latency.parquet       the table profiled on this machine (when the grid has lut null)
-  tune/search, tune/retrain   the two Tune experiments (restorable), tune/train the Train runs
+  tune/<name>-search, tune/<name>-retrain   the two Tune experiments (restorable)
+  tune/train/search-<trial>   the Ray Train run of each search trial (resources.workers >= 1)
   architectures/<trial>.json  every derived architecture
   nets/<retrain trial>/       weights.pt, architecture.json, retrain.json of every retrained net
   results.parquet       one row per trial, with the `pareto` flag and the paths above
@@ -203,7 +204,8 @@ def _run_phase(
     import ray
     from ray import tune
 
-    path = store.url(f"tune/{phase}")
+    experiment = experiment_name(spec, phase)
+    path = store.url(f"tune/{experiment}")
     res = spec.resources
     cpu, gpu = res.trial_resources(phase)
     if phase == "search" and res.workers >= 1:
@@ -226,7 +228,7 @@ def _run_phase(
                 reuse_actors=True,  # one torch import per trial slot, not per trial
             ),
             run_config=tune.RunConfig(
-                name=phase,
+                name=experiment,
                 storage_path=store.url("tune"),
                 callbacks=[SweepLog(str(store.work_dir), phase)],
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=res.checkpoints_to_keep),
@@ -235,6 +237,14 @@ def _run_phase(
             ),
         )
     return tuner.fit()
+
+
+def experiment_name(spec: SweepSpec, phase: str) -> str:
+    """The Tune experiment of one phase, named for the sweep too: Ray stages a driver's
+    experiment files in `<session>/artifacts/<start second>/<experiment name>/`, so two sweeps
+    on one cluster whose same-named experiments start in the same second would share (and
+    overwrite) each other's experiment state."""
+    return f"{spec.name}-{phase}"
 
 
 def _trial_id(result: Any, index: int) -> str:
@@ -296,7 +306,9 @@ def _run_sweep(
     # per-epoch checkpoints of short trials trip Tune's "snapshotting too often" warning
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
-    echo(f"sweep {spec.name}: search trials → {store.url('tune/search')}")
+    echo(
+        f"sweep {spec.name}: search trials → {store.url('tune/' + experiment_name(spec, 'search'))}"
+    )
     grid = _run_phase(
         spec,
         store,
@@ -327,7 +339,8 @@ def _run_sweep(
             jobs[r["trial_id"]] = {"architecture": arch, "table": table.to_yaml_dict()}
 
     if jobs and not interrupted:
-        echo(f"retrain trials ({len(jobs)} architectures) → {store.url('tune/retrain')}")
+        where = store.url("tune/" + experiment_name(spec, "retrain"))
+        echo(f"retrain trials ({len(jobs)} architectures) → {where}")
         by_id = {r["trial_id"]: r for r in rows}
         retrain_grid = _run_phase(
             spec,

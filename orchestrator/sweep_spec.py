@@ -199,7 +199,8 @@ class SweepSpec:
     """A whole sweep: base search, the axes to vary, retraining, resources and where results go."""
 
     name: str = "demo"
-    storage_path: str = "runs"  # run folder = storage_path/name (shared storage on a cluster)
+    # run folder = storage_path/name: a path (shared on a cluster) or s3://, gs://, file:// URI
+    storage_path: str = "runs"
     seed: int = 0
     device: str = "cpu"  # cpu or cuda (every trial uses the GPU Ray assigns it)
     amp: str = "off"  # weight steps of searches and retrains: off | bf16 | fp16
@@ -317,10 +318,6 @@ class SweepSpec:
         if storage_path is not None:
             changes["storage_path"] = storage_path
         return replace(self, **changes) if changes else self
-
-    @property
-    def run_dir(self) -> Path:
-        return Path(self.storage_path).resolve() / self.name
 
     # ---- round trip ----
 

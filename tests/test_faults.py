@@ -75,7 +75,7 @@ def test_a_killed_retrain_resumes_at_the_next_epoch_and_reports_once(faulty_swee
 
     run_dir = faulty_sweep["outcome"].run_dir
     (retrain,) = [r for r in faulty_sweep["rows"] if r["kind"] == "retrain"]
-    (trial_dir,) = (run_dir / "tune" / "retrain").glob(f"*{retrain['trial_id']}*")
+    (trial_dir,) = (run_dir / "tune" / "faults-retrain").glob(f"*{retrain['trial_id']}*")
     reports = [json.loads(line) for line in (trial_dir / "result.json").read_text().splitlines()]
     # killed after epoch 0's checkpoint: epoch 1 comes next, never epoch 0 again
     assert [r["epoch"] for r in reports if "valid/accuracy" in r] == [0, 1]

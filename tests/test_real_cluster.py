@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -31,17 +32,13 @@ TINY_SWEEP = {
     "space": {"name": "mobilenet", "F": 0.25, "resolution": 16, "transition_op": "3x3_MBConv6"},
     "strategy": {"arch_lr": 0.05},
     "weights": {"lr": 0.1, "batch_size": 32},
-    "search": {"epochs": 1, "warmup_epochs": 0, "arch_every": 2},
+    "search": {"epochs": 1, "warmup_epochs": 1, "arch_every": 2},
     "retrain": {"epochs": 1},
     "grid": {"lambda2": [0.0, 1.0], "B": [1]},
-    # the Train path; an attached cluster must say how many trials run at once
-    "resources": {"workers": 1, "max_concurrent_trials": 2},
+    # the Train path; an attached cluster must say how many trials run at once; 2 search
+    # epochs and 1 checkpoint kept show Train's own checkpoints being pruned
+    "resources": {"workers": 1, "max_concurrent_trials": 2, "checkpoints_to_keep": 1},
 }
-
-
-def _t(what, t0):
-    with open("/tmp/trc-times.txt", "a") as f:
-        f.write(f"{what} {time.time() - t0:.1f}\n")
 
 
 def _free_port() -> int:
@@ -60,19 +57,17 @@ def _wait_listening(port: int, proc: subprocess.Popen, log: Path, timeout_s: flo
         time.sleep(0.5)
 
 
+def _run(argv: list[str], env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, capture_output=True, text=True, timeout=900, env=env)
+
+
 def _submit(address: str, entrypoint: list[str], env: dict) -> subprocess.CompletedProcess:
-    """`ray job submit` and wait; the head's job agent may take a while to come up."""
-    submit = [RAY, "job", "submit", "--address", address, "--", *entrypoint]
+    """`ray job submit` and wait; the head learns of its job agent a little after it listens."""
+    env = {**env, "RAY_AUTH_MODE": "token"}  # `ray job` presents the token only then
     for _ in range(60):
-        job = subprocess.run(
-            submit,
-            capture_output=True,
-            text=True,
-            timeout=900,
-            env={**env, "RAY_AUTH_MODE": "token"},  # `ray job` presents the token only then
-        )
+        job = _run([RAY, "job", "submit", "--address", address, "--", *entrypoint], env)
         if "No available agent to submit job" not in job.stderr:
-            return job
+            break
         time.sleep(2)
     return job
 
@@ -99,11 +94,12 @@ def _stop(proc: subprocess.Popen, temp_dir: Path) -> None:
 
 @pytest.fixture(scope="module")
 def cluster_runs(tmp_path_factory) -> dict:
+    """Start a head; run the attached sweep, the job and a refused client side by side."""
     root = tmp_path_factory.mktemp("real-cluster")
     # short: Ray's unix socket paths under the temp dir must stay below 108 characters
     temp_dir = Path(tempfile.mkdtemp(prefix="rh-", dir="/tmp"))
     token = uuid.uuid4().hex + uuid.uuid4().hex
-    gcs, dashboard = _free_port(), _free_port()
+    gcs, dashboard, agent = _free_port(), _free_port(), _free_port()
     spec = root / "sweep.yaml"
     spec.write_text(yaml.safe_dump(TINY_SWEEP))
     head_log = root / "head.log"
@@ -115,88 +111,46 @@ def cluster_runs(tmp_path_factory) -> dict:
         "RAY_AUTH_TOKEN": token,
     }
     head = [RAY, "start", "--head", "--block", "--node-ip-address=127.0.0.1"]
-    head += [f"--port={gcs}", f"--temp-dir={temp_dir}", "--num-cpus=2"]
+    # 4 logical CPUs on 2 cores: both sweeps' Train workers start side by side
+    head += [f"--port={gcs}", f"--temp-dir={temp_dir}", "--num-cpus=4"]
     head += ["--include-dashboard=true", "--dashboard-host=127.0.0.1"]
-    head += [f"--dashboard-port={dashboard}"]
+    # the job agent's own port: the session's local Ray may hold the default one
+    head += [f"--dashboard-port={dashboard}", f"--dashboard-agent-listen-port={agent}"]
     with head_log.open("w") as log:
         proc = subprocess.Popen(
             head, env=head_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
     client_env = {**env, "RAY_AUTH_TOKEN": token, "PYTHONUNBUFFERED": "1"}
-    cli = [sys.executable, "-m", "orchestrator.cli"]
+    sweep = [sys.executable, "-m", "orchestrator.cli", "sweep", "--config", str(spec)]
+    attach = ["--storage-path", str(root / "runs"), "--address", f"127.0.0.1:{gcs}"]
+    storage_uri = (root / "uri-runs").as_uri()  # file://: the driver's files via pyarrow.fs
     try:
-        _wait_listening(gcs, proc, head_log, 120)
-        _wait_listening(dashboard, proc, head_log, 120)
-        attached = subprocess.run(
-            [
-                *cli,
-                "sweep",
-                "--config",
-                str(spec),
-                "--name",
-                "attached",
-                "--storage-path",
-                str(root / "runs"),
-                "--address",
-                f"127.0.0.1:{gcs}",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=900,
-            env=client_env,
-        )
-        assert attached.returncode == 0, attached.stdout[-3000:] + attached.stderr[-3000:]
-        wrong = subprocess.run(
-            [
-                *cli,
-                "sweep",
-                "--config",
-                str(spec),
-                "--name",
-                "refused",
-                "--storage-path",
-                str(root / "runs"),
-                "--address",
-                f"127.0.0.1:{gcs}",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            env={**client_env, "RAY_AUTH_TOKEN": "not" + token},
-        )
-        storage_uri = (root / "uri-runs").as_uri()  # file://: the driver's files via pyarrow.fs
-        job = subprocess.run(
-            [
-                RAY,
-                "job",
-                "submit",
-                "--address",
+        for port in (gcs, dashboard, agent):
+            _wait_listening(port, proc, head_log, 120)
+        with ThreadPoolExecutor(3) as pool:
+            attached = pool.submit(_run, [*sweep, "--name", "attached", *attach], client_env)
+            refused = pool.submit(
+                _run,
+                [*sweep, "--name", "refused", *attach],
+                {**client_env, "RAY_AUTH_TOKEN": "not" + token},
+            )
+            job = pool.submit(
+                _submit,
                 f"http://127.0.0.1:{dashboard}",
-                "--",
-                *cli,
-                "sweep",
-                "--config",
-                str(spec),
-                "--name",
-                "job",
-                "--storage-path",
-                storage_uri,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=900,
-            env={**client_env, "RAY_AUTH_MODE": "token"},
-        )
+                [*sweep, "--name", "job", "--storage-path", storage_uri],
+                client_env,
+            )
+        attached, refused, job = attached.result(), refused.result(), job.result()
+        assert attached.returncode == 0, attached.stdout[-3000:] + attached.stderr[-3000:]
         assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
     finally:
         _stop(proc, temp_dir)
         shutil.rmtree(temp_dir)  # as when the autoscaler removes a cloud node
     return {
-        "root": root,
         "attached": root / "runs" / "attached",
         "job": root / "uri-runs" / "job",
         "job_stdout": job.stdout,
-        "wrong": wrong,
+        "refused": refused,
         "temp_dir": temp_dir,
     }
 
@@ -234,15 +188,18 @@ def test_every_output_survives_the_head_and_exports(cluster_runs, run: str, tmp_
         assert out.stat().st_size > 1000
     # one Train run per search trial, named after it, in storage
     search = [r for r in rows if r["kind"] == "search"]
-    runs = {p.name for p in (run_dir / "tune" / "train").iterdir()}
-    assert runs == {f"search-{r['trial_id']}" for r in search}
+    runs = {p.name: p for p in (run_dir / "tune" / "train").iterdir()}
+    assert set(runs) == {f"search-{r['trial_id']}" for r in search}
+    for train_run in runs.values():  # 2 epochs, checkpoints_to_keep 1
+        kept = [p for p in train_run.glob("checkpoint_*") if p.is_dir()]
+        assert len(kept) == 1, list(train_run.iterdir())
     for name in ("sweep.yaml", "pareto.png", "summary.json", "events.jsonl"):
         assert (run_dir / name).is_file(), name
     # rank 0's per-epoch reports (with their Train checkpoints) reached Tune
-    for result in (run_dir / "tune" / "search").glob("*/result.json"):
+    for result in (run_dir / "tune" / f"{run}-search").glob("*/result.json"):
         reports = [json.loads(line) for line in result.read_text().splitlines()]
         epochs = [r["epoch"] for r in reports if "valid/accuracy" in r]
-        assert epochs == [0] and "checkpoint_path" in reports[-2]
+        assert epochs == [0, 1] and "checkpoint_path" in reports[-2]
 
 
 def test_the_job_ran_on_the_cluster_and_wrote_through_pyarrow(cluster_runs) -> None:
@@ -253,7 +210,7 @@ def test_the_job_ran_on_the_cluster_and_wrote_through_pyarrow(cluster_runs) -> N
 
 
 def test_a_refused_token_is_one_line_and_exit_2(cluster_runs) -> None:
-    wrong = cluster_runs["wrong"]
+    wrong = cluster_runs["refused"]
     assert wrong.returncode == 2
     assert (
         wrong.stderr.strip()
