@@ -246,15 +246,18 @@ def ensure_ray(
     maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
     try:
         ray.init(address=address, log_to_driver=log_to_driver)
-    except (ConnectionError, AuthenticationError) as e:
+    # ValueError: an address Ray cannot use (e.g. the dashboard's http://…:8265);
+    # RuntimeError: a cluster on another Ray version
+    except (ConnectionError, AuthenticationError, ValueError, RuntimeError) as e:
         # Ray wraps the GCS's refusal of the token in a ConnectionError
         refused = isinstance(e, AuthenticationError) or "InvalidAuthToken" in str(e.__cause__)
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         what = (
             "the cluster refused this client's token: put the cluster's token in RAY_AUTH_TOKEN "
             "or ~/.ray/auth_token"
             if refused
-            else f"{str(e).splitlines()[0] if str(e) else type(e).__name__}; check the address "
-            "and that the cluster is up (`ray status` on the head)"
+            else f"{first}; check the address (the head's GCS host:port, not the dashboard's "
+            "URL) and that the cluster is up (`ray status` on the head)"
         )
         raise ProxylessError(f"cannot attach to the Ray cluster at {address}: {what}") from None
 

@@ -1,38 +1,64 @@
 """Where a sweep's run folder lives: a local or NFS folder, or a `pyarrow.fs` URI.
 
-`storage_path` may be a path (`runs`, `/mnt/efs/runs`) or a URI that `pyarrow.fs` understands
-(`s3://bucket/runs`, `gs://…`, `file:///…`). Tune and Train write their experiments and
-checkpoints straight into it. The driver's own files (sweep.yaml, results, figure, TensorBoard,
-architectures, events) are written into a local working folder: for a path that folder *is* the
-run folder; for a URI it is a temporary copy pulled from storage at the start and pushed back with
-`pyarrow.fs.copy_files` after each phase, so an S3-only cluster needs no shared disk.
+`storage_path` may be a path (`runs`, `/shared/runs`) or a URI that `pyarrow.fs` understands
+(`s3://bucket/runs`, `gs://…`, `file:///…`, with a query such as `?endpoint_override=…`).
+Tune and Train write their experiments and checkpoints straight into it. The driver's own files
+(sweep.yaml, results, figure, TensorBoard, architectures, events) are written into a local
+working folder: for a path that folder *is* the run folder; for a URI it is a temporary copy
+pulled from storage at the start and pushed back with `pyarrow.fs.copy_files` after each step of
+the sweep, so an S3-only cluster needs no shared disk.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import shutil
 import tempfile
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from nas_core.errors import ProxylessError
 
 
 def is_uri(path: str) -> bool:
+    """A storage URI (`scheme://…`) rather than a local path."""
     return "://" in path
+
+
+def join_uri(base: str, relative: str) -> str:
+    """`base/relative` for a path or URI; a URI's query (`?endpoint_override=…`) stays last."""
+    if not relative:
+        return base
+    if not is_uri(base):
+        return f"{base.rstrip('/')}/{relative}"
+    parts = urlsplit(base)
+    return urlunsplit(parts._replace(path=f"{parts.path.rstrip('/')}/{relative}"))
 
 
 def split_run_location(location: str) -> tuple[str, str]:
     """`storage_path/name` (a path or URI) → (storage_path, name)."""
     if is_uri(location):
-        base, _, name = location.rstrip("/").rpartition("/")
-        if not name or base.endswith(":/"):
+        parts = urlsplit(location)
+        base, _, name = parts.path.rstrip("/").rpartition("/")
+        if not name:
             raise ProxylessError(f"{location}: expected STORAGE_URI/NAME")
-        return base, name
+        return urlunsplit(parts._replace(path=base)), name
     p = Path(location).expanduser().resolve()
     return str(p.parent), p.name
+
+
+@contextlib.contextmanager
+def storage_errors(what: str) -> Iterator[None]:
+    """pyarrow's I/O errors (no bucket, no access, no credentials) as one line naming `what`."""
+    try:
+        yield
+    except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid/ArrowIOError subclass these
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ProxylessError(f"{what}: {first}") from None
 
 
 @dataclass
@@ -41,26 +67,20 @@ class RunStorage:
 
     storage_path: str
     name: str
-    _work: Path | None = field(default=None, repr=False)
+    fs: Any = field(init=False, repr=False)  # a pyarrow.fs.FileSystem
+    path: str = field(init=False)  # the run folder on `fs`
+    _work: Path | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if is_uri(self.storage_path):
-            from pyarrow import fs
+        from pyarrow import fs
 
-            try:
-                self.fs, base = fs.FileSystem.from_uri(self.storage_path)
-            except Exception as e:  # pyarrow raises ArrowInvalid/OSError for unknown schemes
-                first = str(e).splitlines()[0] if str(e) else type(e).__name__
-                raise ProxylessError(
-                    f"storage_path {self.storage_path}: not a storage URI pyarrow can open "
-                    f"({first})"
-                ) from None
-            self.path = f"{base.rstrip('/')}/{self.name}"
-        else:
-            from pyarrow import fs
-
+        if not self.remote:
             self.fs = fs.LocalFileSystem()
             self.path = str(Path(self.storage_path).expanduser().resolve() / self.name)
+            return
+        with storage_errors(f"storage_path {self.storage_path}: not a storage URI pyarrow opens"):
+            self.fs, base = fs.FileSystem.from_uri(self.storage_path)
+        self.path = f"{base.rstrip('/')}/{self.name}"
 
     @property
     def remote(self) -> bool:
@@ -68,8 +88,9 @@ class RunStorage:
 
     def url(self, relative: str = "") -> str:
         """What to show a user or hand to Tune: a local path, or the URI of `relative`."""
-        base = f"{self.storage_path.rstrip('/')}/{self.name}" if self.remote else self.path
-        return f"{base}/{relative}" if relative else base
+        if not self.remote:
+            return join_uri(self.path, relative)
+        return join_uri(join_uri(self.storage_path, self.name), relative)
 
     @property
     def work_dir(self) -> Path:
@@ -86,7 +107,8 @@ class RunStorage:
     def exists(self, relative: str) -> bool:
         from pyarrow import fs
 
-        info = self.fs.get_file_info(f"{self.path}/{relative}")
+        with storage_errors(self.url(relative)):
+            info = self.fs.get_file_info(f"{self.path}/{relative}")
         return info.type != fs.FileType.NotFound
 
     def pull(self, *relative: str) -> None:
@@ -96,18 +118,22 @@ class RunStorage:
         from pyarrow import fs
 
         for rel in relative:
-            source = f"{self.path}/{rel}"
-            info = self.fs.get_file_info(source)
-            if info.type == fs.FileType.NotFound:
+            with storage_errors(self.url(rel)):
+                kind = self.fs.get_file_info(f"{self.path}/{rel}").type
+            if kind == fs.FileType.NotFound:
                 continue
             target = self.work_dir / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fs.copy_files(
-                source,
-                str(target),
-                source_filesystem=self.fs,
-                destination_filesystem=fs.LocalFileSystem(),
+            # copy_files writes a folder's files into an existing folder
+            (target if kind == fs.FileType.Directory else target.parent).mkdir(
+                parents=True, exist_ok=True
             )
+            with storage_errors(self.url(rel)):
+                fs.copy_files(
+                    f"{self.path}/{rel}",
+                    str(target),
+                    source_filesystem=self.fs,
+                    destination_filesystem=fs.LocalFileSystem(),
+                )
 
     def push(self) -> None:
         """Copy the working copy's files into a URI run folder (no-op for a path)."""
@@ -115,24 +141,28 @@ class RunStorage:
             return
         from pyarrow import fs
 
-        fs.copy_files(
-            str(self.work_dir),
-            self.path,
-            source_filesystem=fs.LocalFileSystem(),
-            destination_filesystem=self.fs,
-        )
+        with storage_errors(self.url()):
+            fs.copy_files(
+                str(self.work_dir),
+                self.path,
+                source_filesystem=fs.LocalFileSystem(),
+                destination_filesystem=self.fs,
+            )
 
-    def copy_in(self, source_fs: Any, source: str, relative: str) -> str:
-        """Copy a folder (a trial's checkpoint) into the run folder; returns its url."""
+    def copy_in(self, source_fs: Any, source: str, names: Sequence[str], relative: str) -> str:
+        """Copy files `names` of a folder (a trial's checkpoint) into the run folder's
+        `relative` folder; returns its url."""
         from pyarrow import fs
 
-        self.fs.create_dir(f"{self.path}/{relative}", recursive=True)
-        fs.copy_files(
-            source,
-            f"{self.path}/{relative}",
-            source_filesystem=source_fs,
-            destination_filesystem=self.fs,
-        )
+        with storage_errors(self.url(relative)):
+            self.fs.create_dir(f"{self.path}/{relative}", recursive=True)
+            for name in names:
+                fs.copy_files(
+                    f"{source}/{name}",
+                    f"{self.path}/{relative}/{name}",
+                    source_filesystem=source_fs,
+                    destination_filesystem=self.fs,
+                )
         return self.url(relative)
 
     def close(self) -> None:
@@ -148,7 +178,7 @@ def fetch_to_local(location: str, into: Path) -> Path:
         return Path(location)
     from pyarrow import fs
 
-    try:
+    with storage_errors(f"{location}: cannot read"):
         source_fs, path = fs.FileSystem.from_uri(location)
         into.mkdir(parents=True, exist_ok=True)
         target = into / Path(path).name
@@ -158,7 +188,4 @@ def fetch_to_local(location: str, into: Path) -> Path:
             source_filesystem=source_fs,
             destination_filesystem=fs.LocalFileSystem(),
         )
-    except (OSError, ValueError) as e:  # pyarrow's errors subclass these
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise ProxylessError(f"{location}: cannot read ({first})") from None
     return target

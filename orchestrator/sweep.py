@@ -15,6 +15,7 @@ Tune checkpoints, which Tune stores under `storage_path`, and the driver copies 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -113,22 +114,23 @@ class SweepLog(Callback):
 # ---- set-up ----
 
 
-def prepare_run_dir(spec: SweepSpec, resume: bool, run_dir: Path | None = None) -> SweepSpec:
+def prepare_run_dir(spec: SweepSpec, resume: bool, store: RunStorage | None = None) -> SweepSpec:
     """Create the run folder or check it holds this same sweep; `sweep.yaml` records the spec."""
     import yaml
 
-    run_dir = run_dir or RunStorage(spec.storage_path, spec.name).work_dir
+    store = store or RunStorage(spec.storage_path, spec.name)
+    run_dir, where = store.work_dir, store.url()
     saved_path = run_dir / "sweep.yaml"
     if saved_path.exists():
         saved = load_sweep_spec(saved_path).with_name(spec.name, spec.storage_path)
         if not resume and saved.to_config() != spec.to_config():
             raise ProxylessError(
-                f"{run_dir} holds a different sweep: resume it with --resume {run_dir} "
+                f"{where} holds a different sweep: resume it with --resume {where} "
                 "or choose another --name"
             )
         spec = saved
     elif resume:
-        raise ProxylessError(f"{run_dir}: no sweep to resume (no sweep.yaml)")
+        raise ProxylessError(f"{where}: no sweep to resume (no sweep.yaml)")
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(saved_path, yaml.safe_dump(spec.to_config(), sort_keys=False))
     return spec
@@ -206,6 +208,8 @@ def _run_phase(
 
     experiment = experiment_name(spec, phase)
     path = store.url(f"tune/{experiment}")
+    if not tune.Tuner.can_restore(path) and tune.Tuner.can_restore(store.url(f"tune/{phase}")):
+        path = store.url(f"tune/{phase}")  # a run started before experiments named the sweep
     res = spec.resources
     cpu, gpu = res.trial_resources(phase)
     if phase == "search" and res.workers >= 1:
@@ -253,10 +257,14 @@ def _trial_id(result: Any, index: int) -> str:
 
 def _save_net(store: RunStorage, result: Any, row: dict[str, Any]) -> None:
     """Copy a finished retrain trial's final checkpoint (its net) to nets/<trial>/."""
+    from orchestrator.trials import NET_FILES
+
     checkpoint = result.checkpoint
     if row["status"] != "done" or checkpoint is None:
         return
-    folder = store.copy_in(checkpoint.filesystem, checkpoint.path, f"nets/{row['trial_id']}")
+    folder = store.copy_in(
+        checkpoint.filesystem, checkpoint.path, NET_FILES, f"nets/{row['trial_id']}"
+    )
     row["weights"] = f"{folder}/weights.pt"
 
 
@@ -270,11 +278,17 @@ def run_sweep(
 ) -> SweepOutcome:
     """Run (or continue) a whole sweep and write its outputs; see the module docstring."""
     store = RunStorage(spec.storage_path, spec.name)
-    store.pull(*DRIVER_FILES)
     try:
-        return _run_sweep(spec, store, address, resume, echo, verbose, debug)
+        store.pull(*DRIVER_FILES)
+        try:
+            outcome = _run_sweep(spec, store, address, resume, echo, verbose, debug)
+        except BaseException:  # Ctrl-C or an error: keep what the driver wrote, if storage can
+            with contextlib.suppress(ProxylessError):
+                store.push()
+            raise
+        store.push()
+        return outcome
     finally:
-        store.push()  # a URI run folder gets the driver's files even after Ctrl-C or an error
         store.close()
 
 
@@ -298,10 +312,11 @@ def _run_sweep(
         spec.resources.require_concurrency()
         ensure_ray(address, log_to_driver=verbose)  # a cluster that is not there, likewise
     run_dir = store.work_dir
-    spec = prepare_run_dir(spec, resume, run_dir)
+    spec = prepare_run_dir(spec, resume, store)
     tables = prepare_tables(spec, run_dir, echo)
     ensure_ray(address, log_to_driver=verbose)
     tables = profile_gpu_table(spec, run_dir, tables, echo)
+    store.push()  # a URI run is resumable from here on, even if this driver is killed
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our own progress lines, not Tune's boxes
     # per-epoch checkpoints of short trials trip Tune's "snapshotting too often" warning
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
@@ -337,6 +352,7 @@ def _run_sweep(
             r["architecture_path"] = store.url(relative)
             table = tables[r["lut"] or ""]
             jobs[r["trial_id"]] = {"architecture": arch, "table": table.to_yaml_dict()}
+    store.push()
 
     if jobs and not interrupted:
         where = store.url("tune/" + experiment_name(spec, "retrain"))

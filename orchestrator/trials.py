@@ -52,8 +52,17 @@ def _threads(spec: SweepSpec) -> None:
     torch.set_num_threads(max(1, int(spec.resources.cpus_per_worker)))
 
 
-# what a search leaves besides its checkpoints: the final Tune checkpoint carries these
-SEARCH_OUTPUTS = ("architecture.json", "summary.json", "arch_state.json", "config.json")
+# the final Tune checkpoint of a search: what it leaves, and its last state (checkpoint.pt, in
+# process) so that a trial restarted after that report derives again instead of failing
+SEARCH_OUTPUTS = (
+    "architecture.json",
+    "summary.json",
+    "arch_state.json",
+    "config.json",
+    "checkpoint.pt",
+)
+# what the driver copies from a retrain trial's final checkpoint into nets/<trial>/
+NET_FILES = ("weights.pt", "architecture.json", "retrain.json")
 
 
 def search_trial(
@@ -174,13 +183,10 @@ def retrain_trial(
     sweep = SweepSpec.from_config(spec)
     _threads(sweep)
     job = jobs[params["search_trial"]]
-    resume = None
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as d:
-            resume = load_checkpoint(Path(d) / "state.pt")
+    latest: dict[str, Any] = {}  # the state of the last finished epoch
 
     def report(epoch: int, metrics: dict[str, float], state: dict[str, Any]) -> None:
+        latest["state"] = state
         with tempfile.TemporaryDirectory() as tmp:
             save_checkpoint(Path(tmp) / "state.pt", state)
             tune.report(_numbers(metrics), checkpoint=tune.Checkpoint.from_directory(tmp))
@@ -188,6 +194,11 @@ def retrain_trial(
 
     with tempfile.TemporaryDirectory() as out:
         try:
+            resume = None
+            checkpoint = tune.get_checkpoint()
+            if checkpoint is not None:  # an epoch's state, or the final one (then only testing)
+                with checkpoint.as_directory() as d:
+                    resume = latest["state"] = load_checkpoint(Path(d) / "state.pt")
             arch = Architecture.from_config(job["architecture"])
             table = LatencyTable.from_yaml_dict(job["table"], "latency table")
             result = retrain(
@@ -214,4 +225,6 @@ def retrain_trial(
             "params": result.params,
             "macs": result.macs,
         }
+        # the last state too: a trial restarted after this report only re-runs the test
+        save_checkpoint(Path(out) / "state.pt", latest["state"])
         tune.report(_present(metrics), checkpoint=tune.Checkpoint.from_directory(out))

@@ -168,6 +168,8 @@ def test_every_output_survives_the_head_and_exports(cluster_runs, run: str, tmp_
     assert str(cluster_runs["temp_dir"]) not in json.dumps(rows)  # nothing points at the head
     for r in retrained:
         assert r["weights"].endswith(f"nets/{r['trial_id']}/weights.pt")
+        net = sorted(p.name for p in (run_dir / "nets" / r["trial_id"]).iterdir())
+        assert net == ["architecture.json", "retrain.json", "weights.pt"]
         assert r["hostname"] and r["time_total_s"] > 0 and r["seed"] == 0
         out = tmp_path / f"{r['trial_id']}.onnx"
         assert (
@@ -196,7 +198,9 @@ def test_every_output_survives_the_head_and_exports(cluster_runs, run: str, tmp_
     for name in ("sweep.yaml", "pareto.png", "summary.json", "events.jsonl"):
         assert (run_dir / name).is_file(), name
     # rank 0's per-epoch reports (with their Train checkpoints) reached Tune
-    for result in (run_dir / "tune" / f"{run}-search").glob("*/result.json"):
+    results = list((run_dir / "tune" / f"{run}-search").glob("*/result.json"))
+    assert len(results) == 2
+    for result in results:
         reports = [json.loads(line) for line in result.read_text().splitlines()]
         epochs = [r["epoch"] for r in reports if "valid/accuracy" in r]
         assert epochs == [0, 1] and "checkpoint_path" in reports[-2]
@@ -219,6 +223,7 @@ def test_a_refused_token_is_one_line_and_exit_2(cluster_runs) -> None:
     )
     assert "token" in wrong.stderr.strip().splitlines()[-1]
     assert "Traceback" not in wrong.stderr
+    assert not cluster_runs["attached"].with_name("refused").exists()  # nothing written
 
 
 def test_a_cluster_that_does_not_answer_is_one_line_and_exit_2(tmp_path: Path) -> None:

@@ -191,7 +191,7 @@ CASES: list[Case] = [
         ARGS,
         "storage URI pyarrow cannot open",
         lambda t: [*_sweep(t, {}), "--storage-path", "nosuch://bucket/runs"],
-        "not a storage URI pyarrow can open",
+        "not a storage URI pyarrow opens",
         names_file=False,
     ),
     Case(
