@@ -142,6 +142,7 @@ class RunStorage:
         from pyarrow import fs
 
         with storage_errors(self.url()):
+            self.fs.create_dir(self.path, recursive=True)  # copy_files makes only subfolders
             fs.copy_files(
                 str(self.work_dir),
                 self.path,

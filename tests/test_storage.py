@@ -29,9 +29,11 @@ def test_a_uri_run_folder_gets_the_drivers_files_back_and_forth(tmp_path: Path) 
     uri = (tmp_path / "bucket").as_uri()
     store = RunStorage(uri, "demo")
     assert store.work_dir != tmp_path / "bucket" / "demo"  # a local copy, not the folder
+    (store.work_dir / "sweep.yaml").write_text("name: demo\n")
+    store.push()  # files only, into a folder that does not exist yet
+    assert (tmp_path / "bucket" / "demo" / "sweep.yaml").is_file()
     (store.work_dir / "tensorboard").mkdir()
     (store.work_dir / "tensorboard" / "events").write_text("scalars")
-    (store.work_dir / "sweep.yaml").write_text("name: demo\n")
     store.push()
     store.close()
     assert (tmp_path / "bucket" / "demo" / "tensorboard" / "events").read_text() == "scalars"
