@@ -36,7 +36,7 @@ from nas_core.arch_state import ArchState
 from nas_core.architecture import Architecture, build_net
 from nas_core.checkpoint import load_checkpoint, save_checkpoint
 from nas_core.data import build_datasets
-from nas_core.errors import ProxylessError
+from nas_core.errors import ProxylessError, first_line
 from nas_core.io import atomic_write_text
 from nas_core.latency.predictor import architecture_latency
 from nas_core.latency.table import LatencyTable
@@ -251,7 +251,7 @@ def ensure_ray(
     except (ConnectionError, AuthenticationError, ValueError, RuntimeError) as e:
         # Ray wraps the GCS's refusal of the token in a ConnectionError
         refused = isinstance(e, AuthenticationError) or "InvalidAuthToken" in str(e.__cause__)
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         what = (
             "the cluster refused this client's token: put the cluster's token in RAY_AUTH_TOKEN "
             "or ~/.ray/auth_token"

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from nas_core.errors import ProxylessError
+from nas_core.errors import ProxylessError, first_line
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
@@ -38,7 +38,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         state = torch.load(p, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         raise ProxylessError(f"{p}: not a loadable checkpoint ({first[:200]})") from None
     if not isinstance(state, dict):
         raise ProxylessError(f"{p}: not a proxyless-tune checkpoint")

@@ -12,3 +12,9 @@ class ProxylessError(ValueError):
         # a value echoed from user data may hold line breaks; the message stays one line
         text = str(message)
         super().__init__(text.replace("\r", "\\r").replace("\n", "\\n"))
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of a library's (often multi-line) error, or its type when it is empty."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

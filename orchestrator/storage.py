@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from nas_core.errors import ProxylessError
+from nas_core.errors import ProxylessError, first_line
 
 
 def is_uri(path: str) -> bool:
@@ -57,7 +57,7 @@ def storage_errors(what: str) -> Iterator[None]:
     try:
         yield
     except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid/ArrowIOError subclass these
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         raise ProxylessError(f"{what}: {first}") from None
 
 

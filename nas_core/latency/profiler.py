@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from nas_core.device import resolve_device
-from nas_core.errors import ProxylessError
+from nas_core.errors import ProxylessError, first_line
 from nas_core.latency.modules import module_for_key
 from nas_core.latency.table import DeviceMeta, LatencyEntry, LatencyTable
 
@@ -191,7 +191,7 @@ def _cuda_timer(module: nn.Module, shape: Sequence[int], config: ProfileConfig):
             graph = capture_graph(module, x, GRAPH_FORWARDS)
             run, forwards = graph.replay, GRAPH_FORWARDS
         except RuntimeError as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            first = first_line(e)
             log.warning(
                 "CUDA graph capture of %s failed (%s); timing eager forwards with events, "
                 "which measures kernel launches more than the GPU for small modules",
