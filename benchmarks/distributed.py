@@ -54,14 +54,8 @@ from nas_core.checkpoint import load_checkpoint  # noqa: E402
 from nas_core.data import DataConfig  # noqa: E402
 from nas_core.latency.predictor import LatencyModel  # noqa: E402
 from nas_core.latency.synthetic import synthetic_table  # noqa: E402
-from nas_core.sampling import sample_paths, step_generator  # noqa: E402
-from nas_core.search import (  # noqa: E402
-    ARCH_STREAM,
-    WEIGHT_STREAM,
-    SearchConfig,
-    WeightConfig,
-    weight_step,
-)
+from nas_core.sampling import Stream, sample_paths, step_generator  # noqa: E402
+from nas_core.search import SearchConfig, WeightConfig, weight_step  # noqa: E402
 from nas_core.spaces import SearchSpace  # noqa: E402
 from nas_core.stats import count_params  # noqa: E402
 from nas_core.strategy import StrategyConfig, create_strategy  # noqa: E402
@@ -73,7 +67,6 @@ TRANSITION_OP = "3x3_MBConv6"
 NUM_CLASSES = 10
 LAMBDA2 = 0.1
 TARGET_ROUNDTRIP_RATIO = 0.1
-ALPHA_STREAM = 9  # the searcher's α-init stream
 ASSUMED_LINK_GBPS = 10.0  # for the all-reduce estimate in scaling_note
 
 
@@ -112,7 +105,7 @@ def measure_actor(
     w = WeightConfig()
     torch.manual_seed(seed)
     net = SuperNet(space)
-    net.arch.init_normal_(step_generator(seed, 0, stream=ALPHA_STREAM), 1e-3)
+    net.arch.init_normal_(step_generator(seed, 0, Stream.ALPHA_INIT), 1e-3)
     net.zero_init_residual_()
     net.train()
     strategy = create_strategy(strategy_config, LatencyModel(space, table))  # as a worker
@@ -160,7 +153,7 @@ def measure_actor(
     signal_bytes = alpha_bytes = 0
     for r in range(warmup + rounds):
         row: dict[str, float] = {}
-        path = sample_paths(net.arch, step_generator(seed, r, stream=WEIGHT_STREAM))
+        path = sample_paths(net.arch, step_generator(seed, r, Stream.WEIGHT_PATHS))
         t0 = time.perf_counter()
         net.set_paths(path)
         weight_step(net, opt, x, y, w.lr, w.label_smoothing)
@@ -171,7 +164,7 @@ def measure_actor(
         )
 
         t0 = time.perf_counter()
-        signal = strategy.signal(net, vx, vy, step_generator(seed, r, stream=ARCH_STREAM))
+        signal = strategy.signal(net, vx, vy, step_generator(seed, r, Stream.ARCH))
         row["signal"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()

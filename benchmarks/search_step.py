@@ -53,7 +53,7 @@ if str(REPO_ROOT) not in sys.path:
 
 from nas_core.architecture import Architecture, build_net, ops_of  # noqa: E402
 from nas_core.precision import Amp  # noqa: E402
-from nas_core.sampling import sample_gates, sample_paths, step_generator  # noqa: E402
+from nas_core.sampling import Stream, sample_gates, sample_paths, step_generator  # noqa: E402
 from nas_core.search import weight_step  # noqa: E402
 from nas_core.spaces import create_space  # noqa: E402
 from nas_core.stats import count_macs, count_params  # noqa: E402
@@ -63,7 +63,7 @@ from nas_core.supernet import SuperNet  # noqa: E402
 SPACE, BLOCKS, WIDTH, NUM_CLASSES = "mobilenet", 4, 1.0, 10
 LR, MOMENTUM, WEIGHT_DECAY, LABEL_SMOOTHING = 0.025, 0.9, 4e-5, 0.1  # WeightConfig defaults
 ALPHA_INIT_STD = 1e-3
-WEIGHT_STREAM, ARCH_STREAM, PICK_STREAM, ALPHA_STREAM = 0, 1, 2, 9
+PICK_STREAM = 2  # this benchmark's own draws of the fixed path (not a search stream)
 ZERO = "zero"
 TARGET_WEIGHT_STEP_RATIO = 1.2
 MAIN = ("supernet_sampled", "supernet_fixed", "standalone", "arch_step")
@@ -155,7 +155,7 @@ class Bench:
             SPACE, B=BLOCKS, F=WIDTH, resolution=args.resolution, num_classes=NUM_CLASSES
         )
         net = SuperNet(self.space)
-        net.arch.init_normal_(step_generator(args.seed, 0, stream=ALPHA_STREAM), ALPHA_INIT_STD)
+        net.arch.init_normal_(step_generator(args.seed, 0, Stream.ALPHA_INIT), ALPHA_INIT_STD)
         self.macs_table = layer_macs(net)
         self.fixed, self.fixed_how = choose_fixed_path(net, self.macs_table, args)
         self.arch = Architecture(self.space, ops_of(self.space, self.fixed))
@@ -177,7 +177,7 @@ class Bench:
         net, seed = self.net, self.seed
 
         def supernet_sampled() -> None:
-            path = sample_paths(net.arch, step_generator(seed, step, stream=WEIGHT_STREAM))
+            path = sample_paths(net.arch, step_generator(seed, step, Stream.WEIGHT_PATHS))
             net.set_paths(path)
             weight_step(net, self.opt, self.x, self.y, LR, LABEL_SMOOTHING, self.amp)
             self.sampled_paths.append(path)
@@ -191,12 +191,12 @@ class Bench:
             weight_step(self.standalone, opt, x, y, LR, LABEL_SMOOTHING, self.amp)
 
         def arch_step() -> None:
-            gen = step_generator(seed, step, stream=ARCH_STREAM)
+            gen = step_generator(seed, step, Stream.ARCH)
             signal = self.strategy.signal(net, self.vx, self.vy, gen)
             self.strategy.apply([signal], net.arch, self.arch_opt)
 
         def gates() -> list[Any]:
-            gen = step_generator(seed, step, stream=ARCH_STREAM)
+            gen = step_generator(seed, step, Stream.ARCH)
             return sample_gates(net.arch, gen, self.strategy.config.grad_mode)
 
         def arch_forward() -> None:  # what signal() does before autograd.grad

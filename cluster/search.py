@@ -40,8 +40,8 @@ from nas_core.errors import ProxylessError, first_line
 from nas_core.io import atomic_write_text
 from nas_core.latency.predictor import architecture_latency
 from nas_core.latency.table import LatencyTable
-from nas_core.sampling import step_generator
-from nas_core.search import ARCH_STREAM, SearchConfig, Searcher, SearchResult, resolve_latency_table
+from nas_core.sampling import Stream, step_generator
+from nas_core.search import SearchConfig, Searcher, SearchResult, resolve_latency_table
 from nas_core.stats import net_stats
 
 
@@ -69,8 +69,6 @@ class WorkerSearcher(Searcher):
                 find_unused_parameters=True,
             )
         self.version = self._copy_alphas(0)
-        self.check_sync = False
-        self._shadow: tuple[Any, ArchState, torch.optim.Optimizer] | None = None
 
     def _copy_alphas(self, at_least: int) -> int:
         import ray
@@ -85,10 +83,16 @@ class WorkerSearcher(Searcher):
                 a.copy_(b)
         return version
 
-    def after_step(self) -> dict[str, float]:
-        """With `check_sync`: the largest difference between ranks' weights and α this step."""
-        if not self.check_sync or self.world_size == 1:
-            return {}
+    def run_epoch(self) -> dict[str, float]:
+        metrics = super().run_epoch()
+        if self.world_size > 1:  # every rank takes part in the gather
+            metrics.update(self.rank_spread())
+        return metrics
+
+    def rank_spread(self) -> dict[str, float]:
+        """How far the ranks' weights and α are apart (0 when in sync): one all_gather of two
+        sums per epoch, so a rank that drifted (a collective skipped, a non-deterministic op)
+        shows in every epoch's metrics instead of in a worse architecture."""
         local = torch.stack(
             [
                 sum(p.detach().double().abs().sum() for p in self.net.parameters()),
@@ -97,42 +101,19 @@ class WorkerSearcher(Searcher):
         )
         gathered = [torch.zeros_like(local) for _ in range(self.world_size)]
         torch.distributed.all_gather(gathered, local)
-        spread = torch.stack(gathered).max(0).values - torch.stack(gathered).min(0).values
-        return {"sync/weights_spread": float(spread[0]), "sync/alpha_spread": float(spread[1])}
+        stacked = torch.stack(gathered)
+        spread = (stacked.max(0).values - stacked.min(0).values).tolist()
+        return {"sync/weights_spread": spread[0], "sync/alpha_spread": spread[1]}
 
     def arch_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
         import ray
 
-        gen = step_generator(self.config.seed, self.step, stream=ARCH_STREAM)
+        gen = step_generator(self.config.seed, self.step, Stream.ARCH)
         signal = self.strategy.signal(self.net, x, y, gen)
         ray.get(self.actor.submit.remote(self.step, self.rank, signal))
         self.version = self._copy_alphas(self.version + 1)
         self.net.arch.check_finite(self.step)
-        metrics = ray.get(self.actor.last_metrics.remote())
-        if self.check_sync and self.world_size > 1:
-            metrics["sync/actor_mean_error"] = self._check_actor_applied_the_mean(signal)
-        return metrics
-
-    def _check_actor_applied_the_mean(self, signal: Any) -> float:
-        """Apply every rank's signal to a local shadow of α and compare with the actor's α."""
-        gathered: list[Any] = [None] * self.world_size
-        torch.distributed.all_gather_object(gathered, signal)
-        if self._shadow is None:
-            raise RuntimeError("check_sync needs the shadow α made in restore()")
-        strategy, arch, optimizer = self._shadow
-        strategy.apply(gathered, arch, optimizer)
-        return max(
-            float((a.detach() - b.detach()).abs().max())
-            for a, b in zip(arch.alphas, self.net.arch.alphas, strict=True)
-        )
-
-    def _make_shadow(self) -> None:
-        """A copy of the actor's α, optimiser and strategy that replays each update locally."""
-        from nas_core.strategy import create_strategy, make_arch_optimizer
-
-        arch = ArchState(self.net.arch.layer_names, self.net.arch.candidates, self.net.arch.alphas)
-        strategy = create_strategy(self.config.strategy, self.latency)
-        self._shadow = (strategy, arch, make_arch_optimizer(arch, self.config.strategy))
+        return ray.get(self.actor.last_metrics.remote())
 
     def end_epoch(self, metrics: Mapping[str, float]) -> None:
         import ray.train
@@ -163,8 +144,6 @@ class WorkerSearcher(Searcher):
         if self.world_size > 1:
             torch.distributed.barrier()
         self.version = self._copy_alphas(ray.get(self.actor.alphas.remote())[0])
-        if self.check_sync:
-            self._make_shadow()
 
 
 def _worker_loop(loop_config: dict[str, Any]) -> None:
@@ -179,16 +158,8 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
     # the GPU Ray assigned this rank (every rank on cuda:0 is NCCL's "Duplicate GPU detected")
     device = ray.train.torch.get_device() if config.device != "cpu" else torch.device("cpu")
     searcher = WorkerSearcher(config, loop_config["actor"], table, rank, world, device)
-    searcher.check_sync = bool(loop_config.get("check_sync"))
     searcher.restore()
-    crash = loop_config.get("crash_once_at_epoch")  # fault injection for tests
     while searcher.epoch < searcher.total_epochs:
-        if crash is not None and searcher.epoch == crash and rank == world - 1:
-            marker = Path(config.out_dir).resolve() / "crashed-once"
-            if not marker.exists():
-                marker.parent.mkdir(parents=True, exist_ok=True)
-                marker.write_text("worker killed on purpose\n")
-                os._exit(1)  # like a killed process: no cleanup, no exception
         metrics = searcher.run_epoch()
         searcher.history.append(metrics)
         searcher.epoch += 1
@@ -296,7 +267,6 @@ def run_search(
     address: str | None = None,
     max_failures: int = 2,
     gpus_per_worker: float = 1.0,
-    debug: Mapping[str, Any] | None = None,
     run_name: str = "search",
     storage_path: str | Path | None = None,
     callbacks: Sequence[Any] = (),
@@ -336,7 +306,7 @@ def run_search(
     arch = ArchState(
         [s.name for s in space.layer_specs()], [s.candidates for s in space.layer_specs()]
     )
-    arch.init_normal_(step_generator(config.seed, 0, stream=9), config.alpha_init_std)
+    arch.init_normal_(step_generator(config.seed, 0, Stream.ALPHA_INIT), config.alpha_init_std)
     actor_cls = ray.remote(num_cpus=0, max_restarts=0)(ArchitectureService)
     actor = actor_cls.remote(
         space.to_config(),
@@ -351,7 +321,6 @@ def run_search(
             "search": config.to_config(),
             "actor": actor,
             "table": table.to_yaml_dict(),
-            **(debug or {}),  # test hooks: check_sync, crash_once_at_epoch
         },
         scaling_config=ScalingConfig(
             num_workers=num_workers,

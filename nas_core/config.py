@@ -1,7 +1,11 @@
-"""Config round-trip helpers shared by every buildable thing.
+"""Typed configs: the one base model, its field types, and the one way a bad value is reported.
 
-Each layer records its constructor arguments as attributes of the same name (the once-for-all
-convention), so `to_config()` can be derived from the signature instead of written by hand.
+Every config is a frozen pydantic model with strict types (YAML's `"4"` is not an int, `true`
+is not a number), unknown keys refused, ranges on the fields and defaults declared once. A
+`ValidationError` becomes one `ProxylessError` line naming the dotted field (`retrain.momentum:
+should be >= 0, got -1`); the reader of a file prefixes its name. Layers and nets (which are
+`nn.Module`s, not configs) round-trip through their constructor arguments instead
+(`init_kwargs` / `checked_kwargs`, the once-for-all convention).
 """
 
 from __future__ import annotations
@@ -9,9 +13,102 @@ from __future__ import annotations
 import copy
 import inspect
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any, Literal, Self, get_args
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from nas_core.errors import ProxylessError
+
+AmpMode = Literal["off", "bf16", "fp16"]  # weight-step precision (nas_core.precision.Amp)
+AMP_MODES: tuple[str, ...] = get_args(AmpMode)
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+
+
+def _device_name(name: str) -> str:
+    """Syntax only: a config may be written on a machine without the device."""
+    if name in ("cpu", "cuda") or (name.startswith("cuda:") and name[5:].isdigit()):
+        return name
+    raise ValueError("must be cpu, cuda or cuda:N")
+
+
+DeviceName = Annotated[str, AfterValidator(_device_name)]
+
+
+class ConfigModel(BaseModel):
+    """Base of every config: frozen, strict, unknown keys refused, `to_config`/`from_config`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    def to_config(self) -> dict[str, Any]:
+        """A JSON-safe dict that `from_config` reads back into an equal model."""
+        return self.model_dump(mode="json")
+
+    @classmethod
+    def from_config(cls, config: Any) -> Self:
+        """Validate `config` (not mutated); a bad value is one `ProxylessError` line."""
+        return cls._validated(config)
+
+    def replace(self, **changes: Any) -> Self:
+        """A copy with `changes`, validated like a config read from a file."""
+        return self._validated({**self.model_dump(), **changes})
+
+    @classmethod
+    def _validated(cls, config: Any) -> Self:
+        try:
+            return cls.model_validate(config)
+        except ValidationError as e:
+            raise config_error(e) from None
+
+
+class RunSettings(ConfigModel):
+    """Seed, device and precision: shared by searches, retrains and the sweeps that run both."""
+
+    seed: int = Field(0, ge=0)
+    device: DeviceName = "cpu"  # cpu, cuda or cuda:N; a Ray worker uses the GPU Ray assigns it
+    amp: AmpMode = "off"  # weight steps in off (fp32) | bf16 | fp16; arch steps are always fp32
+    channels_last: bool = False  # NHWC weights and inputs (tensor-core convolutions on CUDA)
+
+
+def config_error(error: ValidationError) -> ProxylessError:
+    """The first of pydantic's errors as `dotted.field: what is wrong, got <value>`."""
+    errors = error.errors(include_url=False)
+    first = errors[0]
+    field = ".".join(str(p) for p in first["loc"] if p != "[key]")  # a dict key's own error
+    kind, value = first["type"], first.get("input")
+    if kind == "extra_forbidden":
+        text = "unknown key"
+    elif kind == "missing":
+        text = "required"
+    else:
+        text = first["msg"].removeprefix("Value error, ").removeprefix("Input ")
+        if kind in _SHORT:
+            text = _SHORT[kind].format(**first.get("ctx", {}))
+        if not isinstance(value, Mapping) and "got " not in text:
+            text = f"{text}, got {value!r}"
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return ProxylessError(f"{field}: {text}{more}" if field else f"{text}{more}")
+
+
+# pydantic's wording, shortened to what a config reader needs
+_SHORT = {
+    "greater_than": "must be > {gt}",
+    "greater_than_equal": "must be >= {ge}",
+    "less_than": "must be < {lt}",
+    "less_than_equal": "must be <= {le}",
+    "multiple_of": "must be a multiple of {multiple_of}",
+    "literal_error": "must be one of {expected}",
+    "finite_number": "must be a finite number",
+    "int_type": "must be an integer",
+    "float_type": "must be a number",
+    "bool_type": "must be true or false",
+    "string_type": "must be a string",
+    "dict_type": "must be a mapping",
+    "model_type": "must be a mapping",
+    "tuple_type": "must be a list",
+    "string_too_short": "must not be empty",
+    "too_short": "needs at least {min_length} item(s)",
+    "too_long": "takes at most {max_length} item(s)",
+}
 
 
 def init_kwargs(obj: object) -> dict[str, Any]:
@@ -37,19 +134,3 @@ def checked_kwargs(cls: type, config: Mapping[str, Any], where: str) -> dict[str
     if missing:
         raise ProxylessError(f"{where}: missing key(s) {', '.join(missing)} for {cls.__name__}")
     return kwargs
-
-
-def require_int(value: Any, field: str, minimum: int = 0) -> int:
-    """`value` as an int ≥ `minimum`, or a ProxylessError naming `field`."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ProxylessError(f"{field} must be an integer >= {minimum}, got {value!r}")
-    return value
-
-
-AMP_MODES = ("off", "bf16", "fp16")  # weight-step precision (nas_core.precision.Amp)
-
-
-def check_amp(mode: Any, field: str) -> None:
-    """One line naming `field` when `mode` is not one of `AMP_MODES`."""
-    if not isinstance(mode, str) or mode not in AMP_MODES:
-        raise ProxylessError(f"{field} must be one of {', '.join(AMP_MODES)}, got {mode!r}")

@@ -30,22 +30,21 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
+from pydantic import Field, field_validator, model_validator
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset, TensorDataset
 from torchvision import transforms as T
 from torchvision.datasets import CIFAR10, ImageFolder
 
-from nas_core.config import require_int
+from nas_core.config import ConfigModel
 from nas_core.errors import ProxylessError
-from nas_core.sampling import step_generator
-
-DATASETS = ("digits", "cifar10", "imagefolder")
+from nas_core.sampling import SplitStream, Stream, step_generator
 
 # Digits pixel statistics after scaling to [0, 1]: the mean is that of the raw 8×8 images (bilinear
 # resizing keeps it); the std is that of the upsampled images (0.319–0.325 from 16 px up; 0.376
@@ -57,64 +56,33 @@ CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-_TEST_STREAM = 1  # split_seed stream of digits' test split
-_VALID_STREAM = 2  # split_seed stream of the train/valid split
-_SHUFFLE_STREAM = 11  # step_generator stream of the loader's permutation
-_WORKER_STREAM = 12  # step_generator stream of the loader's worker seeds (+ rank)
 
-
-@dataclass(frozen=True)
-class DataConfig:
+class DataConfig(ConfigModel):
     """Which dataset, where it lives, the input resolution and how the splits are drawn."""
 
-    dataset: str = "digits"  # digits | cifar10 | imagefolder
-    data_dir: str | None = None  # root for cifar10 / imagefolder (digits ships with sklearn)
+    dataset: Literal["digits", "cifar10", "imagefolder"] = "digits"
+    # root for cifar10 / imagefolder (digits ships with sklearn)
+    data_dir: Annotated[str, Field(min_length=1)] | None = None
     download: bool = False  # cifar10 only: allow torchvision to download (explicit opt-in)
-    resolution: int = 32  # images are resized to resolution x resolution
-    valid_fraction: float = 0.2  # share of the training split held out for architecture steps
-    split_seed: int = 0  # fixes the train/valid split (and digits' test split)
+    resolution: int = Field(32, ge=8)  # images are resized to resolution x resolution
+    # share of the training split held out for architecture steps
+    valid_fraction: float = Field(0.2, gt=0, lt=1)
+    split_seed: int = Field(0, ge=0)  # fixes the train/valid split (and digits' test split)
 
-    def __post_init__(self) -> None:
-        if self.dataset not in DATASETS:
-            raise ProxylessError(
-                f"data.dataset must be one of {', '.join(DATASETS)}, got {self.dataset!r}"
-            )
-        if isinstance(self.data_dir, os.PathLike):
-            object.__setattr__(self, "data_dir", os.fspath(self.data_dir))
-        if self.data_dir is not None and (not isinstance(self.data_dir, str) or not self.data_dir):
-            raise ProxylessError(f"data.data_dir must be a non-empty path, got {self.data_dir!r}")
-        if self.dataset == "digits" and self.data_dir is not None:
-            raise ProxylessError(
-                "data.data_dir: digits ships with scikit-learn and takes no folder"
-            )
-        if self.dataset != "digits" and self.data_dir is None:
-            raise ProxylessError(f"data.data_dir is required for dataset {self.dataset}")
-        if not isinstance(self.download, bool):
-            raise ProxylessError(f"data.download must be true or false, got {self.download!r}")
-        if self.download and self.dataset != "cifar10":
-            raise ProxylessError(f"data.download applies to cifar10 only, not {self.dataset}")
-        require_int(self.resolution, "data.resolution", 8)
-        v = self.valid_fraction
-        if (
-            isinstance(v, bool)
-            or not isinstance(v, int | float)
-            or not math.isfinite(v)
-            or not 0 < v < 1
-        ):
-            raise ProxylessError(f"data.valid_fraction must be a number in (0, 1), got {v!r}")
-        require_int(self.split_seed, "data.split_seed", 0)
-
-    def to_config(self) -> dict[str, Any]:
-        return asdict(self)
-
+    @field_validator("data_dir", mode="before")
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> DataConfig:
-        if not isinstance(config, Mapping):
-            raise ProxylessError(f"data config must be a mapping, got {type(config).__name__}")
-        unknown = sorted(set(config) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ProxylessError(f"data config: unknown key(s) {', '.join(map(str, unknown))}")
-        return cls(**config)
+    def _path_as_text(cls, value: Any) -> Any:
+        return os.fspath(value) if isinstance(value, os.PathLike) else value
+
+    @model_validator(mode="after")
+    def _source_fits_dataset(self) -> DataConfig:
+        if self.dataset == "digits" and self.data_dir is not None:
+            raise ValueError("data_dir: digits ships with scikit-learn and takes no folder")
+        if self.dataset != "digits" and self.data_dir is None:
+            raise ValueError(f"data_dir is required for dataset {self.dataset}")
+        if self.download and self.dataset != "cifar10":
+            raise ValueError(f"download applies to cifar10 only, not {self.dataset}")
+        return self
 
 
 @dataclass(frozen=True)
@@ -181,7 +149,7 @@ def _train_valid(
     targets: Sequence[int] | np.ndarray, config: DataConfig, where: str
 ) -> tuple[np.ndarray, np.ndarray]:
     train_idx, valid_idx = stratified_split(
-        targets, config.valid_fraction, config.split_seed, _VALID_STREAM
+        targets, config.valid_fraction, config.split_seed, SplitStream.VALID
     )
     if not len(train_idx) or not len(valid_idx):
         raise ProxylessError(
@@ -202,7 +170,7 @@ def _digits(config: DataConfig) -> DataSplits:
         )
     grey = (grey - DIGITS_MEAN) / DIGITS_STD
     labels = torch.as_tensor(digits.target, dtype=torch.int64)
-    rest, test = stratified_split(labels.numpy(), 0.2, config.split_seed, _TEST_STREAM)
+    rest, test = stratified_split(labels.numpy(), 0.2, config.split_seed, SplitStream.TEST)
     train, valid = (rest[i] for i in _train_valid(labels[rest].numpy(), config, "digits"))
 
     def part(idx: np.ndarray) -> TensorDataset:
@@ -306,7 +274,7 @@ class ShardSampler(Sampler[int]):
 
     def _order(self) -> list[int]:
         if self.shuffle:
-            g = step_generator(self.seed, self.epoch, stream=_SHUFFLE_STREAM)
+            g = step_generator(self.seed, self.epoch, Stream.SHUFFLE)
             order = torch.randperm(self.n, generator=g).tolist()
         else:
             order = list(range(self.n))
@@ -348,14 +316,8 @@ def make_loader(
     augmentation in workers repeats; with `num_workers=0` it draws from torch's global RNG.
     `pin_memory` (for a CUDA consumer) lets `.to(device, non_blocking=True)` copy without a wait.
     """
-    require_int(batch_size, "batch_size", 1)
-    require_int(num_workers, "num_workers", 0)
-    require_int(world_size, "world_size", 1)
-    require_int(rank, "rank", 0)
-    require_int(seed, "seed", 0)
-    require_int(epoch, "epoch", 0)
-    if rank >= world_size:
-        raise ProxylessError(f"rank must be below world_size {world_size}, got {rank}")
+    if batch_size < 1 or num_workers < 0 or not 0 <= rank < world_size:  # a caller's bug
+        raise ValueError(f"make_loader({batch_size=}, {num_workers=}, {rank=}, {world_size=})")
     sampler = ShardSampler(len(dataset), shuffle, seed, epoch, drop_last, rank, world_size)
     return DataLoader(
         dataset,
@@ -363,6 +325,6 @@ def make_loader(
         sampler=sampler,
         drop_last=drop_last,
         num_workers=num_workers,
-        generator=step_generator(seed, epoch, stream=_WORKER_STREAM + rank),
+        generator=step_generator(seed, epoch, Stream.LOADER_WORKERS + rank),
         pin_memory=pin_memory,
     )

@@ -65,15 +65,18 @@ def load_yaml_config(path: str | Path, build: Callable[[Mapping[str, Any]], T], 
         raise ProxylessError(f"{path}: {e}") from None
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write through a temp file in the same folder and rename: readers never see half a file."""
+@contextlib.contextmanager
+def atomic_output(path: str | Path) -> Iterator[Path]:
+    """The one atomic write: a temp path beside `path` to write to, flushed to disk and renamed
+    over `path` only if the block succeeds, so readers (and a crash) see the old or the new file,
+    never half of one."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
+        yield Path(tmp)
+        with open(tmp, "rb") as f:  # the data on disk before the name points at it
             os.fsync(f.fileno())
         os.replace(tmp, p)
     except BaseException:
@@ -81,16 +84,7 @@ def atomic_write_text(path: str | Path, text: str) -> None:
         raise
 
 
-@contextlib.contextmanager
-def atomic_output(path: str | Path) -> Iterator[Path]:
-    """A temp path beside `path` to write to; renamed over `path` only if the block succeeds."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """`text` written to `path` through `atomic_output`."""
+    with atomic_output(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")

@@ -11,17 +11,18 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import torch
+from pydantic import Field
 
 from nas_core.architecture import Architecture, build_net
 from nas_core.checkpoint import save_checkpoint
-from nas_core.config import check_amp
+from nas_core.config import ConfigModel, FiniteFloat, RunSettings
 from nas_core.data import DataConfig, build_datasets, make_loader
-from nas_core.device import check_device_name, resolve_device
+from nas_core.device import resolve_device
 from nas_core.errors import ProxylessError
 from nas_core.io import atomic_write_text
 from nas_core.latency.predictor import architecture_latency
@@ -33,37 +34,27 @@ from nas_core.search import cosine_lr, evaluate, to_device, weight_step
 from nas_core.stats import net_stats
 
 
-@dataclass(frozen=True)
-class RetrainConfig:
-    """Retraining recipe (official: 300 epochs, lr 0.05 cosine, wd 4e-5 not on BN)."""
+class RetrainRecipe(ConfigModel):
+    """How a derived net retrains (a sweep's `retrain` section is exactly this).
 
-    data: DataConfig = field(default_factory=DataConfig)
-    epochs: int = 10
-    lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 4e-5
-    label_smoothing: float = 0.1
-    batch_size: int = 64
-    seed: int = 0
-    device: str = "cpu"  # cpu, cuda or cuda:N: where it trains and where latency is measured
-    amp: str = "off"  # off (fp32) | bf16 | fp16 (with a GradScaler)
-    channels_last: bool = False  # NHWC weights and inputs (tensor-core convolutions on CUDA)
+    Official: 300 epochs, lr 0.05 cosine, weight decay 4e-5 (not on BN).
+    """
+
+    epochs: int = Field(10, ge=1)
+    lr: FiniteFloat = Field(0.05, gt=0)
+    momentum: FiniteFloat = Field(0.9, ge=0, lt=1)
+    weight_decay: FiniteFloat = Field(4e-5, ge=0)
+    label_smoothing: FiniteFloat = Field(0.1, ge=0, lt=1)
+    batch_size: int = Field(64, ge=1)
     compile: bool = False  # torch.compile the standalone net for training
-    lut: str | None = None
-    measure_latency: bool = True
+    measure_latency: bool = True  # time the net here after training
 
-    def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ProxylessError(f"{name} must be an integer >= 1, got {v!r}")
-        if not (isinstance(self.lr, int | float) and self.lr > 0):
-            raise ProxylessError(f"lr must be a number > 0, got {self.lr!r}")
-        check_device_name(self.device)
-        check_amp(self.amp, "amp")
-        for name in ("channels_last", "compile", "measure_latency"):
-            if not isinstance(getattr(self, name), bool):
-                raise ProxylessError(f"{name} must be true or false, got {getattr(self, name)!r}")
+
+class RetrainConfig(RetrainRecipe, RunSettings):
+    """A retrain run: the recipe, the data, where it trains and the table that prices the net."""
+
+    data: DataConfig = DataConfig()
+    lut: Annotated[str, Field(min_length=1)] | None = None
 
 
 @dataclass(frozen=True)
@@ -130,7 +121,7 @@ def retrain(
     `resume` continues with the next epoch exactly where it stopped.
     """
     device = resolve_device(config.device)  # before any data is read
-    data_config = replace(config.data, resolution=arch.space.resolution)
+    data_config = config.data.replace(resolution=arch.space.resolution)
     data = build_datasets(data_config)
     classes = arch.space.config.num_classes
     if classes != data.num_classes:

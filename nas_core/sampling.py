@@ -7,6 +7,7 @@ resumed run) draws the same paths without talking to the others.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import IntEnum
 
 import numpy as np
 import torch
@@ -14,7 +15,29 @@ import torch
 from nas_core.arch_state import ArchState
 
 
-def step_generator(seed: int, step: int, stream: int = 0) -> torch.Generator:
+class Stream(IntEnum):
+    """Every random stream of a run, named once: generator = f(seed, step, stream).
+
+    The numbers are part of every saved run's trajectory: changing one changes what a seed
+    means, so a new stream takes a new number.
+    """
+
+    WEIGHT_PATHS = 0  # the path each weight step trains
+    ARCH = 1  # an arch step's gate samples or REINFORCE draws
+    LATENCY_SAMPLES = 7  # architectures drawn to validate a latency table
+    ALPHA_INIT = 9  # α ~ N(0, std²) at the start of a search
+    SHUFFLE = 11  # a loader's permutation of each epoch
+    LOADER_WORKERS = 12  # a loader's worker seeds (+ rank)
+
+
+class SplitStream(IntEnum):
+    """Streams of a dataset's `split_seed` (a seed of its own, so numbers may repeat Stream's)."""
+
+    TEST = 1  # digits' test split
+    VALID = 2  # the train/valid split
+
+
+def step_generator(seed: int, step: int, stream: int = Stream.WEIGHT_PATHS) -> torch.Generator:
     """A CPU generator seeded from (seed, step, stream) by NumPy's SeedSequence."""
     state = np.random.SeedSequence([int(seed), int(step), int(stream)]).generate_state(1, np.uint64)
     g = torch.Generator()

@@ -19,78 +19,43 @@ import json
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field, field_validator
 from torch import nn
 
 from nas_core.architecture import Architecture, build_net
 from nas_core.checkpoint import load_checkpoint, save_checkpoint
-from nas_core.config import check_amp, require_int
+from nas_core.config import ConfigModel, FiniteFloat, RunSettings
 from nas_core.data import DataConfig, DataSplits, build_datasets, make_loader
-from nas_core.device import check_device_name, host_floats, resolve_device
+from nas_core.device import host_floats, resolve_device
 from nas_core.errors import ProxylessError
 from nas_core.io import atomic_write_text, load_yaml_config
 from nas_core.latency.predictor import LatencyModel, architecture_latency
 from nas_core.latency.table import LatencyTable
 from nas_core.metrics import NONFINITE_CHECK_EVERY, StepMetrics
 from nas_core.precision import Amp, to_memory_format, training_speedups
-from nas_core.sampling import sample_paths, step_generator
+from nas_core.sampling import Stream, sample_paths, step_generator
 from nas_core.spaces import SearchSpace
-from nas_core.spaces.base import config_from_mapping
 from nas_core.stats import net_stats
 from nas_core.strategy import StrategyConfig, create_strategy, make_arch_optimizer
 from nas_core.supernet import SuperNet
 
-WEIGHT_STREAM, ARCH_STREAM = 0, 1
 
-
-@dataclass(frozen=True)
-class WeightConfig:
+class WeightConfig(ConfigModel):
     """Weight optimiser: SGD Nesterov, cosine lr per batch, label smoothing (official)."""
 
-    lr: float = 0.025
-    momentum: float = 0.9
+    lr: FiniteFloat = Field(0.025, gt=0)
+    momentum: FiniteFloat = Field(0.9, ge=0, lt=1)
     nesterov: bool = True
-    weight_decay: float = 4e-5
-    label_smoothing: float = 0.1
-    batch_size: int = 64
+    weight_decay: FiniteFloat = Field(4e-5, ge=0)
+    label_smoothing: FiniteFloat = Field(0.1, ge=0, lt=1)
+    batch_size: int = Field(64, ge=1)
     zero_init_residual: bool = True  # residual candidates start as identity (see SuperNet)
-
-    def __post_init__(self) -> None:
-        _positive(self, "weights", ("lr", "batch_size"))
-        _nonnegative(self, "weights", ("momentum", "weight_decay", "label_smoothing"))
-        if self.label_smoothing >= 1 or self.momentum >= 1:
-            raise ProxylessError("weights.momentum and weights.label_smoothing must be < 1")
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> WeightConfig:
-        return config_from_mapping(cls, config, "weights")
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _positive(obj: Any, where: str, names: tuple[str, ...]) -> None:
-    for n in names:
-        v = getattr(obj, n)
-        if not _is_number(v) or v <= 0:
-            raise ProxylessError(f"{where}.{n} must be a finite number > 0, got {v!r}")
-
-
-def _nonnegative(obj: Any, where: str, names: tuple[str, ...]) -> None:
-    for n in names:
-        v = getattr(obj, n)
-        if not _is_number(v) or v < 0:
-            raise ProxylessError(f"{where}.{n} must be a finite number >= 0, got {v!r}")
-
-
-def _int_at_least(obj: Any, where: str, name: str, low: int) -> None:
-    require_int(getattr(obj, name), f"{where}.{name}", low)
 
 
 DEFAULT_SPACE = {
@@ -102,40 +67,33 @@ DEFAULT_SPACE = {
 }
 
 
-@dataclass(frozen=True)
-class SearchConfig:
+class SearchSchedule(ConfigModel):
+    """Length and rhythm of a search (a sweep's `search` section is exactly this)."""
+
+    epochs: int = Field(10, ge=1)  # search epochs after warm-up
+    warmup_epochs: int = Field(2, ge=0)  # weight-only epochs on uniform paths (official: 40)
+    arch_every: int = Field(5, ge=1)  # one arch step per this many weight batches
+    arch_batch_size: int = Field(64, ge=1)
+    alpha_init_std: FiniteFloat = Field(1e-3, ge=0)  # α ~ N(0, std²), official
+
+
+class SearchConfig(SearchSchedule, RunSettings):
     """Everything one search needs; YAML maps onto it key for key (nested sections)."""
 
-    space: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_SPACE))
-    data: DataConfig = field(default_factory=DataConfig)
-    strategy: StrategyConfig = field(default_factory=StrategyConfig)
-    weights: WeightConfig = field(default_factory=WeightConfig)
-    lut: str | None = None  # latency table; None = profile this CPU into out_dir/latency.parquet
-    epochs: int = 10  # search epochs after warm-up
-    warmup_epochs: int = 2  # weight-only epochs on uniformly sampled paths (official: 40)
-    arch_every: int = 5  # one arch step per this many weight batches
-    arch_batch_size: int = 64
-    alpha_init_std: float = 1e-3  # α ~ N(0, std²), official
-    seed: int = 0
-    device: str = "cpu"  # cpu, cuda or cuda:N; a Ray Train worker uses the GPU Ray assigns it
-    amp: str = "off"  # weight steps in off (fp32) | bf16 | fp16; arch steps are always fp32
-    channels_last: bool = False  # NHWC weights and inputs (tensor-core convolutions on CUDA)
+    space: dict[str, Any] = Field(default_factory=lambda: dict(DEFAULT_SPACE))
+    data: DataConfig = DataConfig()
+    strategy: StrategyConfig = StrategyConfig()
+    weights: WeightConfig = WeightConfig()
+    # latency table; None = profile this CPU into out_dir/latency.parquet
+    lut: Annotated[str, Field(min_length=1)] | None = None
     out_dir: str = "runs/search"
     tensorboard: bool = True
 
-    def __post_init__(self) -> None:
-        _int_at_least(self, "search", "epochs", 1)
-        _int_at_least(self, "search", "warmup_epochs", 0)
-        _int_at_least(self, "search", "arch_every", 1)
-        _int_at_least(self, "search", "arch_batch_size", 1)
-        _int_at_least(self, "search", "seed", 0)
-        _nonnegative(self, "search", ("alpha_init_std",))
-        check_device_name(self.device)
-        check_amp(self.amp, "amp")
-        if not isinstance(self.channels_last, bool):
-            raise ProxylessError(f"channels_last must be true or false, got {self.channels_last!r}")
-        if not isinstance(self.space, Mapping) or "name" not in self.space:
-            raise ProxylessError("space must be a mapping with a 'name'")
+    @field_validator("space")
+    @classmethod
+    def _known_space(cls, space: dict[str, Any]) -> dict[str, Any]:
+        SearchSpace.from_config({"num_classes": 10, **space})  # the dataset sets num_classes
+        return space
 
     def build_space(self, num_classes: int) -> SearchSpace:
         """The space with the dataset's class count (an explicit, different count is an error)."""
@@ -146,32 +104,6 @@ class SearchConfig:
                 f"space.num_classes is {given} but dataset {self.data.dataset} has {num_classes}"
             )
         return SearchSpace.from_config(config)
-
-    def to_config(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["data"] = self.data.to_config()
-        d["strategy"] = self.strategy.to_config()
-        d["space"] = dict(self.space)
-        return d
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> SearchConfig:
-        if not isinstance(config, Mapping):
-            raise ProxylessError("a search config must be a mapping")
-        d = dict(config)
-        nested = {"data": DataConfig, "strategy": StrategyConfig, "weights": WeightConfig}
-        for key, sub in nested.items():
-            if key in d:
-                if not isinstance(d[key], Mapping):
-                    raise ProxylessError(f"{key} must be a mapping")
-                d[key] = sub.from_config(d[key])
-        if "space" in d and isinstance(d["space"], Mapping):
-            d["space"] = dict(d["space"])
-            SearchSpace.from_config({"num_classes": 10, **d["space"]})  # validate early
-        try:
-            return config_from_mapping(cls, d, "search config")
-        except TypeError as e:
-            raise ProxylessError(f"search config: {e}") from None
 
 
 def load_search_config(path: str | Path) -> SearchConfig:
@@ -313,7 +245,9 @@ class Searcher:
         self.space = config.build_space(self.data.num_classes)
         torch.manual_seed(config.seed)
         self.net = to_memory_format(SuperNet(self.space), config.channels_last).to(self.device)
-        self.net.arch.init_normal_(step_generator(config.seed, 0, stream=9), config.alpha_init_std)
+        self.net.arch.init_normal_(
+            step_generator(config.seed, 0, Stream.ALPHA_INIT), config.alpha_init_std
+        )
         if config.weights.zero_init_residual:
             self.net.zero_init_residual_()
         if table is None:
@@ -420,15 +354,11 @@ class Searcher:
 
     def arch_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
         """One α update (local: this process computes the signal and applies it)."""
-        gen = step_generator(self.config.seed, self.step, stream=ARCH_STREAM)
+        gen = step_generator(self.config.seed, self.step, Stream.ARCH)
         signal = self.strategy.signal(self.net, x, y, gen)
         metrics = self.strategy.apply([signal], self.net.arch, self.arch_opt)
         self.net.arch.check_finite(self.step)
         return metrics
-
-    def after_step(self) -> dict[str, float]:
-        """Hook after each (weight and maybe arch) step; metrics to average over the epoch."""
-        return {}
 
     def train_step(
         self,
@@ -445,7 +375,7 @@ class Searcher:
         are added on the device and read once per epoch (see `nas_core.device`).
         """
         c = self.config
-        gen = step_generator(c.seed, self.step, stream=WEIGHT_STREAM)
+        gen = step_generator(c.seed, self.step, Stream.WEIGHT_PATHS)
         self.net.set_paths(sample_paths(self.net.arch, gen, uniform=warm))
         x = to_device(x, self.device, c.channels_last)
         y = y.to(self.device, non_blocking=True)
@@ -457,7 +387,6 @@ class Searcher:
         if arch_batch is not None:
             vx = to_device(arch_batch[0], self.device, c.channels_last)
             metrics.add(self.arch_step(vx, arch_batch[1].to(self.device, non_blocking=True)))
-        metrics.add(self.after_step())
 
     def run_epoch(self) -> dict[str, float]:
         c, epoch = self.config, self.epoch

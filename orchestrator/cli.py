@@ -12,8 +12,9 @@ import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
-from nas_core.config import AMP_MODES
+from nas_core.config import AMP_MODES, ConfigModel
 from nas_core.errors import ProxylessError
 
 EXIT_USER_ERROR = 2
@@ -28,6 +29,16 @@ class _Parser(argparse.ArgumentParser):
 
 def _format_int(n: int) -> str:
     return f"{n:,}"
+
+
+def _given(**flags: Any) -> dict[str, Any]:
+    """The flags the user set: their argparse default is None, the config models hold the rest."""
+    return {k: v for k, v in flags.items() if v is not None}
+
+
+def _default(model: type[ConfigModel], field: str) -> str:
+    """`default <value>` for a flag's help, read from the model that holds the default."""
+    return f"default {model.model_fields[field].default}"
 
 
 def cmd_arch_stats(args: argparse.Namespace) -> int:
@@ -63,13 +74,13 @@ def cmd_arch_stats(args: argparse.Namespace) -> int:
 def cmd_arch_derive(args: argparse.Namespace) -> int:
     """Build a space's super-net, initialise α as the official code does, derive by argmax."""
     from nas_core.architecture import build_net
-    from nas_core.sampling import step_generator
+    from nas_core.sampling import Stream, step_generator
     from nas_core.stats import count_params, net_stats
     from nas_core.supernet import SuperNet
 
     space = _space_from_args(args)
     supernet = SuperNet(space)
-    supernet.arch.init_normal_(step_generator(args.seed, 0))
+    supernet.arch.init_normal_(step_generator(args.seed, 0, Stream.ALPHA_INIT))
     arch = supernet.derive()
     stats = net_stats(build_net(arch), space.resolution)
     if args.out:
@@ -130,15 +141,17 @@ def _add_space_args(parser: argparse.ArgumentParser, default: str | None = "mobi
 def _profile_config(args: argparse.Namespace, meta=None):
     from nas_core.latency.profiler import ProfileConfig
 
+    measure = _given(warmup=args.warmup, repeats=args.repeats)
     if meta is not None:  # validate: measure exactly as the table was measured
-        return ProfileConfig.matching(meta, args.warmup, args.repeats)
-    return ProfileConfig(
-        device=args.device,
-        threads=args.threads,
-        batch_size=args.batch_size,
-        warmup=args.warmup,
-        repeats=args.repeats,
-        cuda_timing=args.cuda_timing,
+        return ProfileConfig.matching(meta, **measure)
+    return ProfileConfig.from_config(
+        _given(
+            device=args.device,
+            threads=args.threads,
+            batch_size=args.batch_size,
+            cuda_timing=args.cuda_timing,
+            **measure,
+        )
     )
 
 
@@ -336,34 +349,35 @@ def cmd_search(args: argparse.Namespace) -> int:
 def cmd_retrain(args: argparse.Namespace) -> int:
     """Train a derived architecture from scratch and report what it costs and scores."""
     from nas_core.architecture import Architecture
-    from nas_core.data import DataConfig
     from nas_core.retrain import RetrainConfig, retrain
 
     arch = Architecture.load(args.arch)
-    data = DataConfig(
+    data = _given(
         dataset=args.dataset,
         data_dir=args.data_dir,
         download=args.download,
         resolution=arch.space.resolution,
     )
-    config = RetrainConfig(
-        data=data,
-        epochs=args.epochs,
-        lr=args.lr,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        device=args.device,
-        amp=args.amp,
-        channels_last=args.channels_last,
-        compile=args.compile,
-        lut=args.lut,
+    config = RetrainConfig.from_config(
+        _given(
+            data=data,
+            epochs=args.epochs,
+            lr=args.lr,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            device=args.device,
+            amp=args.amp,
+            channels_last=args.channels_last,
+            compile=args.compile,
+            lut=args.lut,
+        )
     )
     result = retrain(arch, config, out_dir=args.out)
     summary = result.summary()
     if args.json:
         print(json.dumps(summary))
     else:
-        print(f"{args.arch} retrained {args.epochs} epochs on {args.dataset}")
+        print(f"{args.arch} retrained {config.epochs} epochs on {config.data.dataset}")
         print(f"  test accuracy   {result.test_accuracy:.4f}")
         print(f"  params          {_format_int(result.params)}   MACs {_format_int(result.macs)}")
         if result.latency_table_ms is not None:
@@ -509,6 +523,10 @@ def _number(text: str) -> int | float:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from nas_core.data import DataConfig  # flags' defaults come from the models
+    from nas_core.latency.profiler import ProfileConfig
+    from nas_core.retrain import RetrainConfig
+
     parser = _Parser(prog="proxyless", description="ProxylessNAS architecture search on Ray.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -551,15 +569,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     re = sub.add_parser("retrain", help="train a derived architecture from scratch")
     re.add_argument("arch", help="architecture JSON")
-    re.add_argument("--dataset", default="digits", help="digits, cifar10 or imagefolder")
+    re.add_argument(
+        "--dataset",
+        default=None,
+        help=f"digits, cifar10 or imagefolder ({_default(DataConfig, 'dataset')})",
+    )
     re.add_argument("--data-dir", default=None)
     re.add_argument("--download", action="store_true", help="cifar10: allow downloading")
-    re.add_argument("--epochs", type=int, default=10)
-    re.add_argument("--lr", type=float, default=0.05)
-    re.add_argument("--batch-size", type=int, default=64)
-    re.add_argument("--seed", type=int, default=0)
-    re.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (trains and times)")
-    re.add_argument("--amp", choices=AMP_MODES, default="off", help="mixed precision")
+    re.add_argument("--epochs", type=int, default=None, help=_default(RetrainConfig, "epochs"))
+    re.add_argument("--lr", type=float, default=None, help=_default(RetrainConfig, "lr"))
+    re.add_argument(
+        "--batch-size", type=int, default=None, help=_default(RetrainConfig, "batch_size")
+    )
+    re.add_argument("--seed", type=int, default=None, help=_default(RetrainConfig, "seed"))
+    re.add_argument(
+        "--device",
+        default=None,
+        help=f"cpu, cuda or cuda:N: trains and times ({_default(RetrainConfig, 'device')})",
+    )
+    re.add_argument(
+        "--amp",
+        choices=AMP_MODES,
+        default=None,
+        help=f"mixed precision ({_default(RetrainConfig, 'amp')})",
+    )
     re.add_argument("--channels-last", action="store_true", help="NHWC memory format")
     re.add_argument("--compile", action="store_true", help="torch.compile the net for training")
     re.add_argument("--lut", default=None, help="latency table to price the net")
@@ -602,12 +635,24 @@ def build_parser() -> argparse.ArgumentParser:
     lat_sub = latency.add_subparsers(dest="latency_command", required=True, parser_class=_Parser)
 
     def measure_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--warmup", type=int, default=5, help="untimed runs per entry")
-        p.add_argument("--repeats", type=int, default=40, help="timed runs per entry")
+        p.add_argument(
+            "--warmup",
+            type=int,
+            default=None,
+            help=f"untimed runs per entry ({_default(ProfileConfig, 'warmup')})",
+        )
+        p.add_argument(
+            "--repeats",
+            type=int,
+            default=None,
+            help=f"timed runs per entry ({_default(ProfileConfig, 'repeats')})",
+        )
 
     profile = lat_sub.add_parser("profile", help="measure a space's table on this device")
     _add_space_args(profile)
-    profile.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    profile.add_argument(
+        "--device", default=None, help=f"cpu, cuda or cuda:N ({_default(ProfileConfig, 'device')})"
+    )
     profile.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
     profile.add_argument(
         "--batch-size", type=int, default=None, help="default 8 on CUDA (the paper's), 1 on CPU"
@@ -615,7 +660,7 @@ def build_parser() -> argparse.ArgumentParser:
     profile.add_argument(
         "--cuda-timing",
         choices=["graph", "events"],
-        default="graph",
+        default=None,
         help="CUDA: replayed CUDA graphs (the GPU's time) or eager forwards between events",
     )
     measure_args(profile)

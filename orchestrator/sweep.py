@@ -86,6 +86,14 @@ class SweepLog(Callback):
     ) -> None:
         tid = trial.trial_id
         if "/" in "".join(result) and "epoch" in result:
+            # which process on which node ran it: to find a trial's logs, or to stop it
+            self._event(
+                "epoch",
+                trial,
+                epoch=result["epoch"],
+                pid=result.get("pid"),
+                node=result.get("hostname"),
+            )
             writer, step = self._writer(tid), int(result["epoch"])
             for k, v in result.items():
                 if "/" in k and isinstance(v, int | float) and not isinstance(v, bool):
@@ -274,14 +282,13 @@ def run_sweep(
     resume: bool = False,
     echo: Callable[[str], None] = print,
     verbose: bool = False,
-    debug: Mapping[str, Any] | None = None,
 ) -> SweepOutcome:
     """Run (or continue) a whole sweep and write its outputs; see the module docstring."""
     store = RunStorage(spec.storage_path, spec.name)
     try:
         store.pull(*DRIVER_FILES)
         try:
-            outcome = _run_sweep(spec, store, address, resume, echo, verbose, debug)
+            outcome = _run_sweep(spec, store, address, resume, echo, verbose)
         except BaseException:  # Ctrl-C or an error: keep what the driver wrote, if storage can
             with contextlib.suppress(ProxylessError):
                 store.push()
@@ -299,7 +306,6 @@ def _run_sweep(
     resume: bool,
     echo: Callable[[str], None],
     verbose: bool,
-    debug: Mapping[str, Any] | None,
 ) -> SweepOutcome:
     from ray import tune
 
@@ -333,7 +339,6 @@ def _run_sweep(
             spec=spec.to_config(),
             tables={k: t.to_yaml_dict() for k, t in tables.items()},
             train_storage=store.url("tune/train"),
-            faults=dict(debug or {}),  # test hooks (kill a trial once)
         ),
         spec.param_space(),
         spec.num_samples,
@@ -362,9 +367,7 @@ def _run_sweep(
             spec,
             store,
             "retrain",
-            tune.with_parameters(
-                retrain_trial, spec=spec.to_config(), jobs=jobs, faults=dict(debug or {})
-            ),
+            tune.with_parameters(retrain_trial, spec=spec.to_config(), jobs=jobs),
             {"search_trial": tune.grid_search(sorted(jobs))},
             1,
         )

@@ -12,33 +12,76 @@ import itertools
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
+
+from pydantic import Field, field_validator, model_serializer, model_validator
 
 from cluster.resources import check_gpu_request
-from nas_core.config import require_int
+from nas_core.config import ConfigModel, FiniteFloat, RunSettings
 from nas_core.data import DataConfig
-from nas_core.device import check_device_name
 from nas_core.errors import ProxylessError
 from nas_core.io import load_yaml_config
-from nas_core.retrain import RetrainConfig
-from nas_core.search import DEFAULT_SPACE, SearchConfig, WeightConfig
-from nas_core.spaces.base import config_from_mapping
+from nas_core.retrain import RetrainConfig, RetrainRecipe
+from nas_core.search import DEFAULT_SPACE, SearchConfig, SearchSchedule, WeightConfig
 from nas_core.strategy import StrategyConfig
 
-AXES = ("lambda2", "B", "F", "target_ms", "lut")
-DISTRIBUTIONS = {"uniform": 2, "loguniform": 2, "choice": None, "randint": 2}
+AxisName = Literal["lambda2", "B", "F", "target_ms", "lut"]
+AXES: tuple[str, ...] = get_args(AxisName)
+DISTRIBUTIONS = {"uniform": 2, "loguniform": 2, "choice": None, "randint": 2}  # name: arg count
 CONTINUOUS_AXES = ("lambda2", "target_ms")  # B, F and tables must be grids (tables are profiled)
 
 
-@dataclass(frozen=True)
-class Axis:
-    """One swept knob: a grid of values, or a Tune distribution sampled `num_samples` times."""
+class Axis(ConfigModel):
+    """One swept knob: a grid of values, or a Tune distribution sampled `num_samples` times.
 
-    values: tuple[Any, ...] = ()
-    distribution: str | None = None
-    args: tuple[Any, ...] = ()
+    In YAML a list (or one value) is a grid, a one-key mapping a distribution:
+    `{loguniform: [0.01, 3]}`; `to_config` writes that same form back.
+    """
+
+    values: tuple[Any, ...] = Field((), strict=False)
+    distribution: Literal["uniform", "loguniform", "choice", "randint"] | None = None
+    args: tuple[Any, ...] = Field((), strict=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_yaml(cls, config: Any) -> Any:
+        if isinstance(config, list | tuple):
+            if not config:
+                raise ValueError("needs at least one value")
+            return {"values": tuple(config)}
+        if isinstance(config, Mapping):
+            if len(config) != 1:
+                raise ValueError("a distribution is one key, e.g. {uniform: [0, 1]}")
+            ((dist, args),) = config.items()
+            if dist not in DISTRIBUTIONS:
+                raise ValueError(f"unknown distribution {dist!r} (use {', '.join(DISTRIBUTIONS)})")
+            if not isinstance(args, list | tuple) or not args:
+                raise ValueError(f"{dist}: expected a list of arguments")
+            return {"distribution": dist, "args": tuple(args)}
+        return {"values": (config,)}  # a single value is a one-point grid
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Axis:
+        want = DISTRIBUTIONS.get(self.distribution or "")
+        if want is None:
+            return self
+        args, dist = self.args, self.distribution
+        if len(args) != want:
+            raise ValueError(f"{dist}: expected [low, high], got {list(args)!r}")
+        if not all(_finite(a) for a in args):
+            raise ValueError(f"{dist}: bounds must be finite numbers")
+        if not args[0] < args[1]:
+            raise ValueError(f"{dist}: low must be < high, got {list(args)!r}")
+        if dist == "loguniform" and args[0] <= 0:
+            raise ValueError(f"loguniform: low must be > 0, got {args[0]!r}")
+        return self
+
+    @model_serializer
+    def _to_yaml(self) -> Any:
+        if self.distribution is None:
+            return list(self.values)
+        return {self.distribution: list(self.args)}
 
     def to_tune(self) -> Any:
         from ray import tune
@@ -57,100 +100,24 @@ class Axis:
             return [self.args[0], self.args[1] - 1]
         return list(self.args)
 
-    def to_config(self) -> Any:
-        if self.distribution is None:
-            return list(self.values)
-        return {self.distribution: list(self.args)}
-
-    @classmethod
-    def from_config(cls, name: str, config: Any) -> Axis:
-        where = f"grid.{name}"
-        if isinstance(config, list | tuple):
-            if not config:
-                raise ProxylessError(f"{where}: needs at least one value")
-            return cls(values=tuple(config))
-        if isinstance(config, Mapping):
-            if len(config) != 1:
-                raise ProxylessError(
-                    f"{where}: a distribution is one key, e.g. {{uniform: [0, 1]}}"
-                )
-            ((dist, args),) = config.items()
-            if dist not in DISTRIBUTIONS:
-                raise ProxylessError(
-                    f"{where}: unknown distribution {dist!r} (use {', '.join(DISTRIBUTIONS)})"
-                )
-            if name not in CONTINUOUS_AXES:
-                raise ProxylessError(f"{where}: only lambda2 and target_ms take a distribution")
-            if not isinstance(args, list | tuple) or not args:
-                raise ProxylessError(f"{where}.{dist}: expected a list of arguments")
-            want = DISTRIBUTIONS[dist]
-            if want is not None and len(args) != want:
-                raise ProxylessError(f"{where}.{dist}: expected [low, high], got {list(args)!r}")
-            if want is not None and not all(_finite(a) for a in args):
-                raise ProxylessError(f"{where}.{dist}: bounds must be finite numbers")
-            if want is not None and not args[0] < args[1]:
-                raise ProxylessError(f"{where}.{dist}: low must be < high, got {list(args)!r}")
-            if dist == "loguniform" and args[0] <= 0:
-                raise ProxylessError(f"{where}.loguniform: low must be > 0, got {args[0]!r}")
-            return cls(distribution=dist, args=tuple(args))
-        return cls(values=(config,))  # a single value is a one-point grid
-
 
 def _finite(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
-@dataclass(frozen=True)
-class SearchPhase:
-    """Length and rhythm of every search trial (the rest comes from the other sections)."""
-
-    epochs: int = 4
-    warmup_epochs: int = 2
-    arch_every: int = 2
-    arch_batch_size: int = 64
-    alpha_init_std: float = 1e-3
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> SearchPhase:
-        return config_from_mapping(cls, config, "search")
-
-
-@dataclass(frozen=True)
-class ResourceConfig:
+class ResourceConfig(ConfigModel):
     """Per-trial resources. workers 0 runs the search inside the trial process (no Ray Train)."""
 
-    workers: int = 1
-    cpus_per_worker: float = 1.0
-    gpus_per_worker: float = 0.0
+    workers: int = Field(1, ge=0)
+    cpus_per_worker: FiniteFloat = Field(1.0, gt=0)
+    gpus_per_worker: FiniteFloat = Field(0.0, ge=0)
     # None: as many as this machine's CPUs/GPUs allow; required on a cluster (it can grow)
-    max_concurrent_trials: int | None = None
-    max_failures: int = 2
-    checkpoints_to_keep: int = 2  # per Tune trial and per Train run (the latest always stays)
-    placement_timeout_s: float = 300.0  # a Train worker group not placed by then fails the trial
-
-    def __post_init__(self) -> None:
-        require_int(self.workers, "resources.workers", 0)
-        require_int(self.max_failures, "resources.max_failures", 0)
-        require_int(self.checkpoints_to_keep, "resources.checkpoints_to_keep", 1)
-        if self.max_concurrent_trials is not None:
-            require_int(self.max_concurrent_trials, "resources.max_concurrent_trials", 1)
-        if not _finite(self.cpus_per_worker) or self.cpus_per_worker <= 0:
-            raise ProxylessError(
-                f"resources.cpus_per_worker must be a number > 0, got {self.cpus_per_worker!r}"
-            )
-        if not _finite(self.gpus_per_worker) or self.gpus_per_worker < 0:
-            raise ProxylessError(
-                f"resources.gpus_per_worker must be a number >= 0, got {self.gpus_per_worker!r}"
-            )
-        if not _finite(self.placement_timeout_s) or self.placement_timeout_s <= 0:
-            raise ProxylessError(
-                "resources.placement_timeout_s must be a number > 0, "
-                f"got {self.placement_timeout_s!r}"
-            )
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> ResourceConfig:
-        return config_from_mapping(cls, config, "resources")
+    max_concurrent_trials: int | None = Field(None, ge=1)
+    max_failures: int = Field(2, ge=0)
+    # per Tune trial and per Train run (the latest always stays)
+    checkpoints_to_keep: int = Field(2, ge=1)
+    # a Train worker group not placed by then fails the trial
+    placement_timeout_s: FiniteFloat = Field(300.0, gt=0)
 
     @property
     def use_gpu(self) -> bool:
@@ -183,65 +150,60 @@ class ResourceConfig:
         return self.cpus_per_worker * k, self.gpus_per_worker * k
 
 
-RETRAIN_KEYS = (
-    "epochs",
-    "lr",
-    "momentum",
-    "weight_decay",
-    "label_smoothing",
-    "batch_size",
-    "compile",
-)
+class SweepSpec(RunSettings):
+    """A whole sweep: base search, the axes to vary, retraining, resources and where results go.
 
+    `search` and `retrain` are the same models a single search or retrain reads; `seed`,
+    `device`, `amp` and `channels_last` (from `RunSettings`) apply to both phases.
+    """
 
-@dataclass(frozen=True)
-class SweepSpec:
-    """A whole sweep: base search, the axes to vary, retraining, resources and where results go."""
-
-    name: str = "demo"
+    name: str = Field("demo", min_length=1)  # the run folder's name
     # run folder = storage_path/name: a path (shared on a cluster) or s3://, gs://, file:// URI
-    storage_path: str = "runs"
-    seed: int = 0
-    device: str = "cpu"  # cpu or cuda (every trial uses the GPU Ray assigns it)
-    amp: str = "off"  # weight steps of searches and retrains: off | bf16 | fp16
-    channels_last: bool = False  # NHWC weights and inputs in searches and retrains
-    data: DataConfig = field(default_factory=DataConfig)
-    space: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_SPACE))
-    strategy: StrategyConfig = field(default_factory=StrategyConfig)
-    weights: WeightConfig = field(default_factory=WeightConfig)
-    search: SearchPhase = field(default_factory=SearchPhase)
-    retrain: dict[str, Any] = field(default_factory=lambda: {"epochs": 8})
-    grid: dict[str, Axis] = field(default_factory=dict)
-    num_samples: int = 1  # repeats of the grid (draws, when an axis is a distribution)
-    resources: ResourceConfig = field(default_factory=ResourceConfig)
-    pareto_latency: str = "table"  # the front's latency: table (target device) or measured (here)
+    storage_path: str = Field("runs", min_length=1)
+    data: DataConfig = DataConfig()
+    space: dict[str, Any] = Field(default_factory=lambda: dict(DEFAULT_SPACE))
+    strategy: StrategyConfig = StrategyConfig()
+    weights: WeightConfig = WeightConfig()
+    search: SearchSchedule = SearchSchedule()
+    retrain: RetrainRecipe = RetrainRecipe()
+    grid: dict[AxisName, Axis] = Field(default_factory=dict)
+    num_samples: int = Field(1, ge=1)  # repeats of the grid (draws, where an axis samples)
+    resources: ResourceConfig = ResourceConfig()
+    # the front's latency: table (target device) or measured (here)
+    pareto_latency: Literal["table", "measured"] = "table"
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name or "/" in self.name:
-            raise ProxylessError(f"name must be a non-empty folder name, got {self.name!r}")
-        if not isinstance(self.storage_path, str) or not self.storage_path:
-            raise ProxylessError(f"storage_path must be a path, got {self.storage_path!r}")
-        require_int(self.seed, "seed", 0)
-        require_int(self.num_samples, "num_samples", 1)
-        check_device_name(self.device)
+    @field_validator("name")
+    @classmethod
+    def _folder_name(cls, name: str) -> str:
+        if "/" in name or name in (".", ".."):
+            raise ValueError("must be a folder name, not a path")
+        return name
+
+    @field_validator("grid")
+    @classmethod
+    def _sampled_axes(cls, grid: dict[str, Axis]) -> dict[str, Axis]:
+        for name, axis in grid.items():
+            if axis.distribution is not None and name not in CONTINUOUS_AXES:
+                raise ValueError(f"{name}: only lambda2 and target_ms take a distribution")
+            if name == "lut" and not all(
+                v is None or (isinstance(v, str) and v) for v in axis.values
+            ):
+                raise ValueError(f"lut: expected table paths or null, got {list(axis.values)!r}")
+        return grid
+
+    @model_validator(mode="after")
+    def _every_point_runs(self) -> SweepSpec:
         check_gpu_request(
             self.device,
             self.resources.workers,
             self.resources.gpus_per_worker,
             "resources.gpus_per_worker",
         )
-        if self.pareto_latency not in ("table", "measured"):
-            raise ProxylessError(
-                f"pareto_latency must be table or measured, got {self.pareto_latency!r}"
-            )
-        unknown = sorted(set(self.retrain) - set(RETRAIN_KEYS) - {"measure_latency"})
-        if unknown:
-            raise ProxylessError(f"retrain: unknown key(s) {', '.join(unknown)}")
-        self.retrain_config()  # validates epochs, lr, batch size
-        if self.pareto_latency == "measured" and self.retrain.get("measure_latency") is False:
-            raise ProxylessError("pareto_latency: measured needs retrain.measure_latency true")
-        for point in self.grid_points():
+        if self.pareto_latency == "measured" and not self.retrain.measure_latency:
+            raise ValueError("pareto_latency: measured needs retrain.measure_latency true")
+        for point in self.grid_points():  # a bad value fails here, before Ray starts
             self.search_config(point, out_dir="unused")
+        return self
 
     # ---- what the trials run ----
 
@@ -254,36 +216,30 @@ class SweepSpec:
     def param_space(self) -> dict[str, Any]:
         return {name: axis.to_tune() for name, axis in self.grid.items()}
 
+    def run_settings(self) -> dict[str, Any]:
+        """Seed, device and precision, as both phases' configs take them."""
+        return {name: getattr(self, name) for name in RunSettings.model_fields}
+
     def search_config(self, params: Mapping[str, Any], out_dir: str) -> SearchConfig:
         """The SearchConfig of one trial: the base with the trial's λ₂, B, F, target and table."""
-        space = dict(self.space)
-        for knob in ("B", "F"):
-            if knob in params:
-                space[knob] = params[knob]
-        strategy = self.strategy
-        if "lambda2" in params:
-            strategy = _replace(strategy, "grid.lambda2", lambda2=params["lambda2"])
-        if "target_ms" in params:
-            strategy = _replace(strategy, "grid.target_ms", target_ms=params["target_ms"])
-        data = self.data
+        space = {**self.space, **{k: params[k] for k in ("B", "F") if k in params}}
+        strategy = {
+            **self.strategy.to_config(),
+            **{k: params[k] for k in ("lambda2", "target_ms") if k in params},
+        }
+        data = self.data.to_config()
         if isinstance(space.get("resolution"), int):  # images come at the space's input size
-            data = replace(data, resolution=space["resolution"])
-        lut = params.get("lut")
-        if lut is not None and (not isinstance(lut, str) or not lut):
-            raise ProxylessError(f"grid.lut: expected a table path or null, got {lut!r}")
+            data["resolution"] = space["resolution"]
         try:
             return SearchConfig.from_config(
                 {
-                    **asdict(self.search),
+                    **self.search.to_config(),
+                    **self.run_settings(),
                     "space": space,
-                    "data": data.to_config(),
-                    "strategy": strategy.to_config(),
-                    "weights": asdict(self.weights),
-                    "lut": lut,
-                    "seed": self.seed,
-                    "device": self.device,
-                    "amp": self.amp,
-                    "channels_last": self.channels_last,
+                    "data": data,
+                    "strategy": strategy,
+                    "weights": self.weights.to_config(),
+                    "lut": params.get("lut"),
                     "out_dir": out_dir,
                     "tensorboard": False,  # the sweep writes every trial's scalars itself
                 }
@@ -293,109 +249,39 @@ class SweepSpec:
             raise ProxylessError(f"{e} (grid point {shown})" if shown else str(e)) from None
 
     def retrain_config(self, lut: str | None = None) -> RetrainConfig:
-        fields = {k: v for k, v in self.retrain.items() if k in (*RETRAIN_KEYS, "measure_latency")}
-        try:
-            return RetrainConfig(
-                data=self.data,
-                seed=self.seed,
-                device=self.device,
-                amp=self.amp,
-                channels_last=self.channels_last,
-                lut=lut,
-                **fields,
-            )
-        except ProxylessError as e:
-            raise ProxylessError(f"retrain.{e}") from None
+        return RetrainConfig.from_config(
+            {
+                **self.retrain.to_config(),
+                **self.run_settings(),
+                "data": self.data.to_config(),
+                "lut": lut,
+            }
+        )
 
     def tables(self) -> list[str | None]:
         axis = self.grid.get("lut")
         return list(axis.values) if axis is not None else [None]
 
     def with_name(self, name: str | None, storage_path: str | None = None) -> SweepSpec:
-        changes: dict[str, Any] = {}
-        if name is not None:
-            changes["name"] = name
-        if storage_path is not None:
-            changes["storage_path"] = storage_path
-        return replace(self, **changes) if changes else self
-
-    # ---- round trip ----
-
-    def to_config(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "storage_path": self.storage_path,
-            "seed": self.seed,
-            "device": self.device,
-            "amp": self.amp,
-            "channels_last": self.channels_last,
-            "data": self.data.to_config(),
-            "space": dict(self.space),
-            "strategy": self.strategy.to_config(),
-            "weights": asdict(self.weights),
-            "search": asdict(self.search),
-            "retrain": dict(self.retrain),
-            "grid": {k: a.to_config() for k, a in self.grid.items()},
-            "num_samples": self.num_samples,
-            "resources": asdict(self.resources),
-            "pareto_latency": self.pareto_latency,
-        }
+        changes = {"name": name, "storage_path": storage_path}
+        return self.replace(**{k: v for k, v in changes.items() if v is not None})
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any], base_dir: str | Path = ".") -> SweepSpec:
+    def from_config(cls, config: Any, base_dir: str | Path = ".") -> SweepSpec:
         """Build and validate; relative data and table paths resolve against `base_dir`."""
-        if not isinstance(config, Mapping):
-            raise ProxylessError("a sweep spec must be a mapping")
-        d = dict(config)
-        nested = {
-            "data": DataConfig,
-            "strategy": StrategyConfig,
-            "weights": WeightConfig,
-            "search": SearchPhase,
-            "resources": ResourceConfig,
-        }
-        for key, sub in nested.items():
-            if key in d:
-                if not isinstance(d[key], Mapping):
-                    raise ProxylessError(f"{key} must be a mapping")
-                d[key] = sub.from_config(d[key])
-        for key in ("space", "retrain"):
-            if key in d and not isinstance(d[key], Mapping):
-                raise ProxylessError(f"{key} must be a mapping")
-            if key in d:
-                d[key] = dict(d[key])
-        if "data" in d and d["data"].data_dir is not None:
-            d["data"] = replace(d["data"], data_dir=_absolute(d["data"].data_dir, base_dir))
-        if "grid" in d:
-            grid = d["grid"] if d["grid"] is not None else {}
-            if not isinstance(grid, Mapping):
-                raise ProxylessError("grid must be a mapping of axis → values")
-            unknown = sorted(set(grid) - set(AXES))
-            if unknown:
-                raise ProxylessError(
-                    f"grid: unknown axis {', '.join(map(str, unknown))} (use {', '.join(AXES)})"
-                )
-            axes = {name: Axis.from_config(name, grid[name]) for name in AXES if name in grid}
-            if "lut" in axes:
-                tables = [None if v is None else _absolute(v, base_dir) for v in axes["lut"].values]
-                axes["lut"] = Axis(values=tuple(tables))
-            d["grid"] = axes
-        try:
-            return config_from_mapping(cls, d, "sweep spec")
-        except TypeError as e:
-            raise ProxylessError(f"sweep spec: {e}") from None
+        spec = super().from_config(config)
+        changes: dict[str, Any] = {}
+        if spec.data.data_dir is not None:
+            changes["data"] = spec.data.replace(data_dir=_absolute(spec.data.data_dir, base_dir))
+        if "lut" in spec.grid:
+            tables = [
+                None if v is None else _absolute(v, base_dir) for v in spec.grid["lut"].values
+            ]
+            changes["grid"] = {**spec.grid, "lut": tables}
+        return spec.replace(**changes) if changes else spec
 
 
-def _replace(strategy: StrategyConfig, where: str, **changes: Any) -> StrategyConfig:
-    try:
-        return replace(strategy, **changes)
-    except ProxylessError as e:
-        raise ProxylessError(f"{where}: {e}") from None
-
-
-def _absolute(path: Any, base_dir: str | Path) -> str:
-    if not isinstance(path, str) or not path:
-        raise ProxylessError(f"expected a path, got {path!r}")
+def _absolute(path: str, base_dir: str | Path) -> str:
     p = Path(os.path.expanduser(path))
     return str(p if p.is_absolute() else (Path(base_dir) / p).resolve())
 

@@ -12,7 +12,6 @@ with `failed` and the message in its last report instead of a crash Tune would r
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -37,17 +36,6 @@ def _present(metrics: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in metrics.items() if v is not None}
 
 
-def _kill_once(faults: dict[str, Any] | None, phase: str, epoch: int) -> None:
-    """Test hook: end this trial's process abruptly once, after `epoch` was reported."""
-    if not faults or epoch != faults.get("kill_once_after_epoch"):
-        return
-    marker = Path(faults["marker_dir"]) / phase
-    if not marker.exists():
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.write_text("killed on purpose\n")
-        os._exit(1)  # like a killed process: no cleanup, no exception
-
-
 def _threads(spec: SweepSpec) -> None:
     torch.set_num_threads(max(1, int(spec.resources.cpus_per_worker)))
 
@@ -70,7 +58,6 @@ def search_trial(
     spec: dict[str, Any],
     tables: dict[str, dict[str, Any]],
     train_storage: str,
-    faults: dict[str, Any] | None = None,
 ) -> None:
     """Tune trainable: one search at the trial's λ₂ / B / F / target / table.
 
@@ -87,7 +74,7 @@ def search_trial(
             config = sweep.search_config(params, out_dir=str(out))
             table = LatencyTable.from_yaml_dict(tables[params.get("lut") or ""], "latency table")
             if sweep.resources.workers == 0:
-                result = _search_in_process(sweep, config, table, faults)
+                result = _search_in_process(sweep, config, table)
             else:
                 result = _search_on_train(sweep, config, table, trial_id, train_storage)
         except ProxylessError as e:
@@ -113,9 +100,7 @@ def search_trial(
         tune.report(_present(metrics), checkpoint=tune.Checkpoint.from_directory(final))
 
 
-def _search_in_process(
-    sweep: SweepSpec, config: Any, table: LatencyTable, faults: dict[str, Any] | None
-) -> SearchResult:
+def _search_in_process(sweep: SweepSpec, config: Any, table: LatencyTable) -> SearchResult:
     from ray import tune
 
     _threads(sweep)
@@ -129,7 +114,6 @@ def _search_in_process(
         with tempfile.TemporaryDirectory() as tmp:
             shutil.copy2(searcher.checkpoint_path, Path(tmp) / "checkpoint.pt")
             tune.report(_numbers(metrics), checkpoint=tune.Checkpoint.from_directory(tmp))
-        _kill_once(faults, "search", epoch)
 
     return searcher.run(on_epoch_end=report)
 
@@ -168,7 +152,6 @@ def retrain_trial(
     params: dict[str, Any],
     spec: dict[str, Any],
     jobs: dict[str, dict[str, Any]],
-    faults: dict[str, Any] | None = None,
 ) -> None:
     """Tune trainable: train one derived architecture from scratch and measure it.
 
@@ -190,7 +173,6 @@ def retrain_trial(
         with tempfile.TemporaryDirectory() as tmp:
             save_checkpoint(Path(tmp) / "state.pt", state)
             tune.report(_numbers(metrics), checkpoint=tune.Checkpoint.from_directory(tmp))
-        _kill_once(faults, "retrain", epoch)
 
     with tempfile.TemporaryDirectory() as out:
         try:

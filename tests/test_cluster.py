@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -36,62 +37,83 @@ def _config(tmp_path: Path, out: str, epochs: int = 1, **strategy) -> SearchConf
     )
 
 
-@pytest.mark.slow
-def test_one_worker_reproduces_the_single_process_search(tmp_path: Path, local_ray) -> None:
+def _train_worker(storage: Path, since: float) -> int | None:
+    """A Ray Train worker started after `since`, once the run's first checkpoint is in `storage`."""
+    import psutil
+
+    if not any(storage.glob("checkpoint_*")):
+        return None
+    for p in psutil.process_iter(["cmdline", "create_time"]):
+        title = (p.info["cmdline"] or [""])[0]
+        if title.startswith("ray::RayTrainWorker") and p.info["create_time"] >= since:
+            return p.pid
+    return None
+
+
+def _last_checkpoint(out: Path) -> dict:
+    from nas_core.checkpoint import load_checkpoint
+
+    checkpoints = sorted(p for p in (out / "ray" / "search").glob("checkpoint_*") if p.is_dir())
+    return load_checkpoint(checkpoints[-1] / "checkpoint.pt")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, local_ray) -> dict:
+    """The single-process search, the same on 1 Train worker, and 2 workers, one killed."""
     from cluster.search import run_search
+    from tests.outside import Killer
 
-    def config(out: str) -> SearchConfig:
-        return _config(tmp_path, out)
-
+    tmp_path = tmp_path_factory.mktemp("cluster")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # Ray workers run one thread; float sums must match exactly
     try:
-        local = Searcher(config("local"))
+        local = Searcher(_config(tmp_path, "local"))
         expected = local.run()
     finally:
         torch.set_num_threads(threads)
-    result = run_search(config("ray"), num_workers=1)
+    one = run_search(_config(tmp_path, "one"), num_workers=1)
+    two_config = _config(tmp_path, "two", epochs=2)
+    storage = Path(two_config.out_dir) / "ray" / "search"
+    since = time.time()
+    with Killer({"worker": lambda: _train_worker(storage, since)}) as killer:
+        two = run_search(two_config, num_workers=2)
+    return {
+        "tmp": tmp_path,
+        "local": local,
+        "expected": expected,
+        "one": one,
+        "two": two,
+        "killed": killer.killed,
+    }
+
+
+@pytest.mark.slow
+def test_one_worker_reproduces_the_single_process_search(runs) -> None:
+    expected, result = runs["expected"], runs["one"]
     assert result.architecture == expected.architecture
-    alphas = ArchState.from_config(json.loads((tmp_path / "ray" / "arch_state.json").read_text()))
-    for a, b in zip(alphas.alphas, local.net.arch.alphas, strict=True):
+    state = json.loads((runs["tmp"] / "one" / "arch_state.json").read_text())
+    for a, b in zip(
+        ArchState.from_config(state).alphas, runs["local"].net.arch.alphas, strict=True
+    ):
         torch.testing.assert_close(a.detach(), b.detach(), rtol=1e-5, atol=1e-6)
     assert result.valid_accuracy == pytest.approx(expected.valid_accuracy)
 
 
 @pytest.mark.slow
-def test_two_workers_stay_identical_every_step(tmp_path: Path, local_ray) -> None:
-    from cluster.search import run_search
-
-    result = run_search(_config(tmp_path, "two"), num_workers=2, debug={"check_sync": True})
-    metrics = result.history[-1]
-    assert metrics["sync/weights_spread"] == 0.0  # averaged over steps, all spreads are >= 0
-    assert metrics["sync/alpha_spread"] == 0.0
-    assert metrics["sync/actor_mean_error"] < 1e-6  # the actor applied the mean of both signals
-    assert result.epochs == 2
-    # each rank trained on its own half of the data: half the steps of one worker
-    from nas_core.checkpoint import load_checkpoint
-
-    run_search(_config(tmp_path, "one"), num_workers=1)
-
-    def steps(out: str) -> int:
-        ckpts = sorted(
-            p for p in (tmp_path / out / "ray" / "search").glob("checkpoint_*") if p.is_dir()
-        )
-        return load_checkpoint(ckpts[-1] / "checkpoint.pt")["step"]
-
-    assert steps("two") * 2 == pytest.approx(steps("one"), abs=2)
+def test_two_workers_stay_identical_and_share_the_data(runs) -> None:
+    history = _last_checkpoint(runs["tmp"] / "two")["history"]
+    assert len(history) == 3
+    for epoch in history:  # the ranks' weights and α agree at the end of every epoch
+        assert epoch["sync/weights_spread"] == 0.0 and epoch["sync/alpha_spread"] == 0.0
+    # each rank trained on its own half of the data: half the steps per epoch of one worker
+    per_epoch_two = _last_checkpoint(runs["tmp"] / "two")["step"] / 3
+    per_epoch_one = _last_checkpoint(runs["tmp"] / "one")["step"] / 2
+    assert per_epoch_two * 2 == pytest.approx(per_epoch_one, abs=2)
 
 
 @pytest.mark.slow
-def test_a_killed_worker_restarts_from_the_last_checkpoint(tmp_path: Path, local_ray) -> None:
-    from cluster.search import run_search
-    from nas_core.checkpoint import load_checkpoint
-
-    config = _config(tmp_path, "crash", epochs=2)
-    result = run_search(config, num_workers=2, debug={"crash_once_at_epoch": 1})
-    out = Path(config.out_dir)
-    assert (out / "crashed-once").exists()  # the fault really happened
-    checkpoints = sorted(p for p in (out / "ray" / "search").glob("checkpoint_*") if p.is_dir())
-    last = load_checkpoint(checkpoints[-1] / "checkpoint.pt")
+def test_a_killed_worker_restarts_from_the_last_checkpoint(runs) -> None:
+    assert set(runs["killed"]) == {"worker"}  # the fault really happened, mid-run
+    last = _last_checkpoint(runs["tmp"] / "two")
     assert [h["epoch"] for h in last["history"]] == [0, 1, 2]  # no epoch lost or repeated
-    assert result.epochs == 3 and (out / "architecture.json").exists()
+    assert runs["two"].epochs == 3 and (runs["tmp"] / "two" / "architecture.json").exists()

@@ -45,7 +45,7 @@ def _one_line_error(capsys: pytest.CaptureFixture[str], argv: list[str], needle:
     [
         (["search", "--device", "cuda", "--epochs", "1"], "no CUDA device"),
         (["search", "--device", "cuda:1", "--epochs", "1"], "no CUDA device"),
-        (["search", "--device", "tpu"], "device must be cpu, cuda or cuda:N"),
+        (["search", "--device", "tpu"], "device: must be cpu, cuda or cuda:N"),
         (["search", "--gpus-per-worker", "1"], "applies to --workers"),
         (["search", "--workers", "2", "--gpus-per-worker", "0.5", "--device", "cuda"], "whole"),
         (["search", "--workers", "1", "--gpus-per-worker", "1"], "but device is cpu"),

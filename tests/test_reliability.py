@@ -134,13 +134,13 @@ CASES: list[Case] = [
         "invalid YAML",
     ),
     Case(SWEEP, "not a mapping", lambda t: _sweep(t, [1, 2]), "must be a mapping"),
-    Case(SWEEP, "unknown key", lambda t: _sweep(t, {"epochs": 3}), "unknown key(s) epochs"),
+    Case(SWEEP, "unknown key", lambda t: _sweep(t, {"epochs": 3}), "epochs: unknown key"),
     Case(SWEEP, "unknown grid axis", lambda t: _sweep(t, {"grid": {"depth": [1]}}), "depth"),
     Case(
         SWEEP,
         "wrong type",
         lambda t: _sweep(t, {"search": {"epochs": "four"}}),
-        "epochs must be an integer",
+        "search.epochs: must be an integer",
     ),
     Case(
         SWEEP,
@@ -174,7 +174,7 @@ CASES: list[Case] = [
         ),
         "whole number of GPUs",
     ),
-    Case(SWEEP, "unknown precision", lambda t: _sweep(t, {"amp": "fp8"}), "amp must be one of"),
+    Case(SWEEP, "unknown precision", lambda t: _sweep(t, {"amp": "fp8"}), "amp: must be one of"),
     Case(
         SWEEP,
         "no checkpoint kept",
@@ -219,9 +219,48 @@ CASES: list[Case] = [
         "nope/train: no such folder",
         names_file=False,
     ),
+    # ---- every field of the sections that used to go unchecked ----
+    *(
+        Case(
+            SWEEP,
+            f"{section}.{field}: {value!r}",
+            lambda t, s=section, f=field, v=value: _sweep(t, {s: {f: v}}),
+            f"{section}.{field}: {expect}",
+        )
+        for section, field, value, expect in [
+            ("retrain", "epochs", 0, "must be >= 1"),
+            ("retrain", "lr", 0, "must be > 0"),
+            ("retrain", "momentum", -1, "must be >= 0"),
+            ("retrain", "weight_decay", -0.1, "must be >= 0"),
+            ("retrain", "label_smoothing", 1.0, "must be < 1"),
+            ("retrain", "batch_size", "64", "must be an integer"),
+            ("retrain", "compile", "yes", "must be true or false"),
+            ("retrain", "measure_latency", 1, "must be true or false"),
+            ("resources", "workers", -1, "must be >= 0"),
+            ("resources", "cpus_per_worker", 0, "must be > 0"),
+            ("resources", "gpus_per_worker", -1, "must be >= 0"),
+            ("resources", "max_concurrent_trials", 0, "must be >= 1"),
+            ("resources", "max_failures", 1.5, "must be an integer"),
+            ("resources", "placement_timeout_s", float("nan"), "must be a finite number"),
+            ("weights", "nesterov", "no", "must be true or false"),
+            ("weights", "zero_init_residual", 0, "must be true or false"),
+        ]
+    ),
+    Case(
+        SWEEP,
+        "space.zero: 'no'",
+        lambda t: _sweep(t, {"space": {"name": "mobilenet", "zero": "no"}}),
+        "space: zero: must be true or false",
+    ),
+    Case(
+        SWEEP,
+        "space.kernels: [4]",
+        lambda t: _sweep(t, {"space": {"name": "mobilenet", "kernels": [4]}}),
+        "space: kernels.0: must be one of 3, 5 or 7",
+    ),
     # ---- search YAML ----
     Case(SEARCH, "missing file", lambda t: ["search", "--config", str(t / "no.yaml")], "no such"),
-    Case(SEARCH, "unknown key", lambda t: _search(t, {"epoch": 3}), "unknown key(s) epoch"),
+    Case(SEARCH, "unknown key", lambda t: _search(t, {"epoch": 3}), "epoch: unknown key"),
     Case(
         SEARCH,
         "wrong type",
@@ -229,8 +268,8 @@ CASES: list[Case] = [
         "weights.lr",
     ),
     Case(SEARCH, "out of range", lambda t: _search(t, {"arch_every": 0}), "arch_every"),
-    Case(SEARCH, "unknown device", lambda t: _search(t, {"device": "gpu0"}), "device must be"),
-    Case(SEARCH, "unknown precision", lambda t: _search(t, {"amp": "half"}), "amp must be one"),
+    Case(SEARCH, "unknown device", lambda t: _search(t, {"device": "gpu0"}), "device: must be"),
+    Case(SEARCH, "unknown precision", lambda t: _search(t, {"amp": "half"}), "amp: must be one"),
     Case(
         SEARCH,
         "NaN",
@@ -247,7 +286,7 @@ CASES: list[Case] = [
         SEARCH,
         "section of the wrong type",
         lambda t: _search(t, {"strategy": [1]}),
-        "strategy must be a mapping",
+        "strategy: must be a mapping",
     ),
     # ---- architecture JSON ----
     Case(ARCH, "missing file", lambda t: ["arch", "stats", str(t / "a.json")], "no such file"),

@@ -21,14 +21,16 @@ import math
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
+from typing import Any, Literal
 
 import torch
+from pydantic import Field, field_validator, model_validator
 from torch import nn
 
+from nas_core.config import ConfigModel, DeviceName
 from nas_core.device import resolve_device
 from nas_core.errors import ProxylessError, first_line
 from nas_core.latency.modules import module_for_key
@@ -37,33 +39,32 @@ from nas_core.latency.table import DeviceMeta, LatencyEntry, LatencyTable
 log = logging.getLogger(__name__)
 
 GRAPH_FORWARDS = 10  # forwards per captured CUDA graph: the GPU never waits for the CPU
-TIMINGS = ("graph", "events")
 DEFAULT_BATCH = {"cuda": 8, "cpu": 1}
 
 
-@dataclass(frozen=True)
-class ProfileConfig:
+class ProfileConfig(ConfigModel):
     """How to measure: device, threads, batch size, warm-up, repeats and the CUDA timer."""
 
-    device: str = "cpu"  # cpu, cuda or cuda:N
-    threads: int | None = None  # CPU threads; None = torch's current setting
-    batch_size: int | None = None  # None: 8 on CUDA (the paper's GPU setting), 1 on CPU
-    warmup: int = 10
-    repeats: int = 50
-    cuda_timing: str = "graph"  # graph (replayed CUDA graphs) or events (eager forwards)
+    device: DeviceName = "cpu"  # cpu, cuda or cuda:N (this machine must have it)
+    threads: int | None = Field(None, ge=1)  # CPU threads; None = torch's current setting
+    batch_size: int = Field(None, ge=1)  # unset: 8 on CUDA (the paper's GPU setting), 1 on CPU
+    warmup: int = Field(10, ge=0)
+    repeats: int = Field(50, ge=3)
+    cuda_timing: Literal["graph", "events"] = "graph"  # replayed CUDA graphs or eager forwards
 
-    def __post_init__(self) -> None:
-        resolve_device(self.device)  # one line when it is malformed or this machine lacks it
-        if self.batch_size is None:
-            object.__setattr__(self, "batch_size", DEFAULT_BATCH[self.kind])
-        for name, low in (("batch_size", 1), ("warmup", 0), ("repeats", 3)):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < low:
-                raise ProxylessError(f"{name} must be an integer >= {low}, got {v!r}")
-        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
-            raise ProxylessError(f"threads must be an integer >= 1, got {self.threads!r}")
-        if self.cuda_timing not in TIMINGS:
-            raise ProxylessError(f"cuda_timing must be graph or events, got {self.cuda_timing!r}")
+    @model_validator(mode="before")
+    @classmethod
+    def _batch_for_device(cls, values: Any) -> Any:
+        if isinstance(values, Mapping) and values.get("batch_size") is None:
+            cuda = str(values.get("device", "cpu")).startswith("cuda")
+            values = {**values, "batch_size": DEFAULT_BATCH["cuda" if cuda else "cpu"]}
+        return values
+
+    @field_validator("device")
+    @classmethod
+    def _present(cls, device: str) -> str:
+        resolve_device(device)  # one line when this machine lacks it
+        return device
 
     @classmethod
     def for_search(cls, device: str) -> ProfileConfig:
@@ -124,19 +125,28 @@ def robust_entry(samples_ms: Sequence[float], keep: float = 0.25) -> LatencyEntr
     return LatencyEntry(len(kept), mean, var)
 
 
-def quiet_allocator() -> None:
-    """Keep freed blocks in glibc's heap (no mmap / trim per call).
+@contextmanager
+def quiet_allocator() -> Iterator[None]:
+    """Inside: glibc keeps freed blocks in its heap (no mmap / trim per call).
 
     Otherwise every large activation is a fresh mmap whose page faults cost more than the
-    conv itself, and glibc's adaptive threshold makes that cost depend on history.
+    conv itself, and glibc's adaptive threshold makes that cost depend on history. glibc cannot
+    report its settings, so on exit they return to its documented defaults (128 KiB each); the
+    adaptive growth of the mmap threshold stays off after the first profile in a process.
     """
     try:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:  # not glibc: nothing to tune
+        yield
         return
-    m_trim_threshold, m_mmap_threshold = -1, -3
+    m_trim_threshold, m_mmap_threshold, glibc_default = -1, -3, 128 * 1024
     libc.mallopt(m_mmap_threshold, 32 * 1024 * 1024)
     libc.mallopt(m_trim_threshold, 1 << 30)
+    try:
+        yield
+    finally:
+        libc.mallopt(m_mmap_threshold, glibc_default)
+        libc.mallopt(m_trim_threshold, glibc_default)
 
 
 def time_modules(
@@ -164,8 +174,7 @@ def time_modules(
 
         return sample
 
-    quiet_allocator()
-    with torch.inference_mode(), cpu_threads(config.resolved_threads()):
+    with quiet_allocator(), torch.inference_mode(), cpu_threads(config.resolved_threads()):
         return _round_robin([cpu_timer(m, x) for m, x in zip(mods, inputs, strict=True)], config)
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from nas_core.errors import ProxylessError
-from nas_core.io import atomic_write_text, read_yaml
+from nas_core.io import atomic_output, atomic_write_text, read_yaml
 from nas_core.latency.keys import parse_key, parse_shape
 
 META_KEY = "_meta"
@@ -237,11 +237,8 @@ class LatencyTable:
         )
         meta = json.dumps(self.meta.to_config()).encode()
         table = table.replace_schema_metadata({_PARQUET_META: meta})
-        p = Path(path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_name(f".{p.name}.tmp")
-        pq.write_table(table, tmp)
-        tmp.replace(p)
+        with atomic_output(path) as tmp:
+            pq.write_table(table, tmp)
 
     @classmethod
     def load_parquet(cls, path: str | Path) -> LatencyTable:

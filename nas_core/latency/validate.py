@@ -14,10 +14,11 @@ from pathlib import Path
 import torch
 
 from nas_core.architecture import Architecture, build_net
+from nas_core.io import atomic_output
 from nas_core.latency.predictor import architecture_latency
 from nas_core.latency.profiler import ProfileConfig, time_modules
 from nas_core.latency.table import LatencyTable
-from nas_core.sampling import step_generator
+from nas_core.sampling import Stream, step_generator
 from nas_core.spaces import SearchSpace
 
 
@@ -39,7 +40,7 @@ class ValidationResult:
 
 def random_architectures(space: SearchSpace, n: int, seed: int) -> list[Architecture]:
     """`n` architectures with every layer's op drawn uniformly."""
-    g = step_generator(seed, 0, stream=7)
+    g = step_generator(seed, 0, Stream.LATENCY_SAMPLES)
     out = []
     for _ in range(n):
         ops = tuple(
@@ -101,6 +102,6 @@ def save_figure(result: ValidationResult, path: str | Path, title: str) -> None:
     ax.set_title(f"{title}\nMAPE {result.mape:.1f} %, Spearman {result.spearman:.3f}", fontsize=9)
     ax.legend(loc="upper left")
     fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=120, format=Path(path).suffix.lstrip(".") or "png")
     plt.close(fig)

@@ -8,11 +8,12 @@ multiples of 8 as in the official `make_divisible`). Each stage block chooses am
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Literal
 
+from pydantic import Field, field_validator
 from torch import nn
 
-from nas_core.errors import ProxylessError
+from nas_core.config import ConfigModel, FiniteFloat
 from nas_core.latency.keys import conv_key, logits_key, mbconv_key
 from nas_core.nets.mobilenet import MobileInvertedResidualBlock, ProxylessNASNets
 from nas_core.ops import OPS, ConvLayer, IdentityLayer, LinearLayer, MBInvertedConvLayer
@@ -22,8 +23,6 @@ from nas_core.spaces.base import (
     LayerSpec,
     MakeLayer,
     SearchSpace,
-    check_positive_float,
-    check_positive_int,
 )
 
 # (width, blocks (None = B), stride) of the searchable stages.
@@ -54,16 +53,19 @@ def feature_mix(cin: int, cout: int) -> ConvLayer:
     return ConvLayer(cin, cout, 1, use_bn=True, act_func="relu6")
 
 
-@dataclass(frozen=True)
-class MobileNetSpaceConfig:
-    """Hyperparameters of the mobilenet space (paper defaults)."""
+class MobileNetSpaceConfig(ConfigModel):
+    """Hyperparameters of the mobilenet space (paper defaults).
 
-    B: int = 4  # blocks in each of the first five stages
-    F: float = 1.0  # width multiplier
-    resolution: int = 224  # input H = W
-    num_classes: int = 1000
-    kernels: tuple[int, ...] = (3, 5, 7)  # MBConv kernel sizes searched
-    expands: tuple[int, ...] = (3, 6)  # MBConv expand ratios searched
+    Upper bounds keep a typo (F: 100) from building a net no machine can hold.
+    """
+
+    B: int = Field(4, ge=1, le=32)  # blocks in each of the first five stages
+    F: FiniteFloat = Field(1.0, gt=0, le=8.0)  # width multiplier
+    resolution: int = Field(224, ge=8, le=2048)  # input H = W
+    num_classes: int = Field(1000, ge=2, le=100_000)
+    # MBConv kernel sizes and expand ratios searched
+    kernels: tuple[Literal[3, 5, 7], ...] = Field((3, 5, 7), strict=False, min_length=1)
+    expands: tuple[Literal[1, 3, 6], ...] = Field((3, 6), strict=False, min_length=1)
     zero: bool = True  # offer Zero where stride 1 and in = out
     # None: search every block (the paper). An op name fixes the first block of each stage (no
     # shortcut) to that op: switching those among independently initialised candidates
@@ -71,28 +73,12 @@ class MobileNetSpaceConfig:
     # with a long warm-up (the paper's 40 ImageNet epochs); small budgets need them fixed.
     transition_op: str | None = None
 
-    def __post_init__(self) -> None:
-        # upper bounds keep a typo (F: 100) from building a net no machine can hold
-        check_positive_int(self.B, "B", maximum=32)
-        check_positive_float(self.F, "F", maximum=8.0)
-        check_positive_int(self.resolution, "resolution", 8, maximum=2048)
-        check_positive_int(self.num_classes, "num_classes", 2, maximum=100_000)
-        for k in self.kernels:
-            if k not in (3, 5, 7):
-                raise ProxylessError(f"kernels must be among 3, 5, 7, got {k!r}")
-        for e in self.expands:
-            if e not in (1, 3, 6):
-                raise ProxylessError(f"expands must be among 1, 3, 6, got {e!r}")
-        if not self.kernels or not self.expands:
-            raise ProxylessError("kernels and expands must not be empty")
-        if self.transition_op is not None and (
-            not isinstance(self.transition_op, str)
-            or "MBConv" not in self.transition_op
-            or self.transition_op not in OPS
-        ):
-            raise ProxylessError(
-                f"transition_op must be an MBConv op name, got {self.transition_op!r}"
-            )
+    @field_validator("transition_op")
+    @classmethod
+    def _mbconv(cls, op: str | None) -> str | None:
+        if op is not None and ("MBConv" not in op or op not in OPS):
+            raise ValueError("must be an MBConv op name")
+        return op
 
 
 @SPACES.register("mobilenet")

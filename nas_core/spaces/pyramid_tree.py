@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from typing import Literal
 
+from pydantic import Field
 from torch import nn
 
-from nas_core.errors import ProxylessError
+from nas_core.config import ConfigModel
 from nas_core.latency.keys import tree_block_key, tree_edge_key, tree_head_key, tree_stem_key
 from nas_core.nets.pyramid_tree import PyramidTreeNet, ResidualTreeBlock, TransitionBlock, TreeNode
 from nas_core.ops import ConvLayer, IdentityLayer, LinearLayer, PoolingLayer
@@ -26,7 +27,6 @@ from nas_core.spaces.base import (
     LayerSpec,
     MakeLayer,
     SearchSpace,
-    check_positive_int,
 )
 
 CANDIDATES = (
@@ -42,32 +42,15 @@ STEM_WIDTH = 16
 ORDER = "bn_act_weight"
 
 
-@dataclass(frozen=True)
-class PyramidTreeSpaceConfig:
+class PyramidTreeSpaceConfig(ConfigModel):
     """Hyperparameters of the pyramid_tree space (official CIFAR net: B=18, F=400)."""
 
-    B: int = 18  # residual blocks per stage
-    F: int = 400  # output width of the last block (4 × its bottleneck width)
-    resolution: int = 32
-    num_classes: int = 10
-    candidates: tuple[str, ...] = CANDIDATES
-
-    def __post_init__(self) -> None:
-        check_positive_int(self.B, "B", maximum=64)
-        check_positive_int(self.F, "F", 4 * STEM_WIDTH, maximum=4096)
-        if self.F % 8:
-            raise ProxylessError(
-                f"F must be a multiple of 8 (even group-conv halves), got {self.F}"
-            )
-        check_positive_int(self.resolution, "resolution", 4, maximum=2048)
-        if self.resolution % 4:
-            raise ProxylessError(f"resolution must be a multiple of 4, got {self.resolution}")
-        check_positive_int(self.num_classes, "num_classes", 2, maximum=100_000)
-        unknown = [c for c in self.candidates if c not in CANDIDATES]
-        if unknown or not self.candidates:
-            raise ProxylessError(
-                f"candidates must be a non-empty subset of {', '.join(CANDIDATES)}"
-            )
+    B: int = Field(18, ge=1, le=64)  # residual blocks per stage
+    # output width of the last block (4 × its bottleneck width); even group-conv halves
+    F: int = Field(400, ge=4 * STEM_WIDTH, le=4096, multiple_of=8)
+    resolution: int = Field(32, ge=4, le=2048, multiple_of=4)
+    num_classes: int = Field(10, ge=2, le=100_000)
+    candidates: tuple[Literal[CANDIDATES], ...] = Field(CANDIDATES, strict=False, min_length=1)
 
 
 def tree_stem() -> TransitionBlock:
