@@ -1,7 +1,8 @@
-"""The main job end to end: `proxyless sweep` (the embedded demo), interrupted and resumed.
+"""The main job end to end: `proxyless sweep`, interrupted and resumed.
 
-The demo runs once per module in a subprocess: it is interrupted with SIGINT right after its first
-search trial finishes, then continued with `--resume`; the tests below read what it left behind.
+The embedded demo's spec, cut to two grid points (one depth, λ₂ 0 and 1) to fit the suite's time,
+runs once per module in a subprocess: it is interrupted with SIGINT right after its first search
+trial finishes, then continued with `--resume`; the tests below read what it left behind.
 Search trials on Ray Train inside Tune (workers: 1) run in test_real_cluster, on a real head.
 """
 
@@ -19,10 +20,14 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
+import yaml
 
 from orchestrator.results import read_results
+from orchestrator.sweep_spec import DEMO_SPEC
 
 pytestmark = pytest.mark.slow
+SPEC = {**DEMO_SPEC, "grid": {"lambda2": [0.0, 1.0], "B": [2], "F": [0.5]}}
+POINTS = 2
 
 
 def _events(run_dir: Path) -> list[dict]:
@@ -36,11 +41,16 @@ def _events(run_dir: Path) -> list[dict]:
 def demo(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("sweeps")
     run_dir = root / "demo"
+    spec = root / "sweep.yaml"
+    spec.write_text(yaml.safe_dump(SPEC))
     cli = [sys.executable, "-m", "orchestrator.cli", "sweep"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with (root / "first.log").open("w") as log:
         proc = subprocess.Popen(
-            [*cli, "--storage-path", str(root)], stdout=log, stderr=subprocess.STDOUT, env=env
+            [*cli, "--config", str(spec), "--storage-path", str(root)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
         )
         deadline = time.time() + 400
         while not any(e["event"] == "complete" for e in _events(run_dir)):
@@ -80,7 +90,7 @@ def test_results_hold_every_search_and_retrain_trial(demo) -> None:
     rows = demo["rows"]
     search = [r for r in rows if r["kind"] == "search"]
     retrain = [r for r in rows if r["kind"] == "retrain"]
-    assert len(search) == 6 and len(retrain) == 6
+    assert len(search) == POINTS and len(retrain) == POINTS
     assert all(r["status"] == "done" for r in rows)
     assert {r["search_trial_id"] for r in retrain} == {r["trial_id"] for r in search}
     assert any(r["pareto"] for r in retrain) and not any(r["pareto"] for r in search)
@@ -137,14 +147,14 @@ def test_tensorboard_has_hparams_the_front_figure_and_scalars(demo) -> None:
     hparams = _tensorboard(tb / "hparams")
     assert "_hparams_/experiment" in hparams["hparams"]
     runs = [p for p in (tb / "hparams").iterdir() if p.is_dir()]
-    assert len(runs) == 6  # one HParams run per retrained net
+    assert len(runs) == POINTS  # one HParams run per retrained net
     assert {"hparam/test_accuracy", "hparam/latency_table_ms"} <= hparams["scalars"]
     front = _tensorboard(tb / "pareto")
     assert "pareto/front" in front["images"] and front["text"]
     search = _tensorboard(tb / "search")
     assert {"valid/accuracy", "latency/expected_ms", "arch/entropy_mean"} <= search["scalars"]
     assert "valid/accuracy" in _tensorboard(tb / "retrain")["scalars"]
-    assert len(list((tb / "search").iterdir())) == 6
+    assert len(list((tb / "search").iterdir())) == POINTS
 
 
 def test_the_run_ends_by_printing_the_front_and_the_tensorboard_command(demo) -> None:
