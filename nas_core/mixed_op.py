@@ -67,7 +67,7 @@ class _BinaryGateFn(torch.autograd.Function):
         return grad_x, gate_grad, None, None, None
 
 
-@LAYERS.register("MixedOp")
+@LAYERS.register()
 class MixedOp(Layer):
     """The candidates of one searchable layer and the path(s) that run this step."""
 

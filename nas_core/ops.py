@@ -110,7 +110,7 @@ class _OrderedLayer(Layer):
         return x
 
 
-@LAYERS.register("ConvLayer")
+@LAYERS.register()
 class ConvLayer(_OrderedLayer):
     """Plain (group) convolution with same padding and optional channel shuffle."""
 
@@ -144,7 +144,7 @@ class ConvLayer(_OrderedLayer):
         return channel_shuffle(x, self.groups) if self.has_shuffle and self.groups > 1 else x
 
 
-@LAYERS.register("DepthConvLayer")
+@LAYERS.register()
 class DepthConvLayer(_OrderedLayer):
     """Separable convolution: depthwise k×k (optionally dilated) then pointwise 1×1."""
 
@@ -186,7 +186,7 @@ class DepthConvLayer(_OrderedLayer):
         return channel_shuffle(x, self.groups) if self.has_shuffle and self.groups > 1 else x
 
 
-@LAYERS.register("PoolingLayer")
+@LAYERS.register()
 class PoolingLayer(_OrderedLayer):
     """Average or max pooling; same padding when stride is 1."""
 
@@ -218,7 +218,7 @@ class PoolingLayer(_OrderedLayer):
         return self.pool(x)
 
 
-@LAYERS.register("IdentityLayer")
+@LAYERS.register()
 class IdentityLayer(_OrderedLayer):
     """Identity, optionally with BN / activation around it."""
 
@@ -239,7 +239,7 @@ class IdentityLayer(_OrderedLayer):
         return x
 
 
-@LAYERS.register("LinearLayer")
+@LAYERS.register()
 class LinearLayer(_OrderedLayer):
     """Fully connected classifier layer (BN1d / dropout as configured)."""
 
@@ -277,7 +277,7 @@ def _conv_bn_relu6(cin: int, cout: int, k: int, stride: int, groups: int) -> nn.
     )
 
 
-@LAYERS.register("MBInvertedConvLayer")
+@LAYERS.register()
 class MBInvertedConvLayer(Layer):
     """MobileNetV2 inverted bottleneck: 1×1 expand, k×k depthwise, 1×1 linear; BN + ReLU6.
 
@@ -313,7 +313,7 @@ class MBInvertedConvLayer(Layer):
         return self.point_linear(self.depth_conv(x))
 
 
-@LAYERS.register("ZeroLayer")
+@LAYERS.register()
 class ZeroLayer(Layer):
     """The Zero op: outputs zeros, so a residual block reduces to its identity shortcut."""
 

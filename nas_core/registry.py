@@ -1,7 +1,12 @@
-"""Name → builder registries with loud duplicates (the torchvision / timm pattern)."""
+"""Name → builder registries with loud duplicates (the torchvision / timm pattern).
+
+Every op, layer, block, net, space and strategy is found through one of these: a builder
+registers under its own name (or a given one), `names("*MBConv*")` lists with wildcards.
+"""
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
@@ -17,13 +22,14 @@ class Registry(Generic[T]):
         self.kind = kind
         self._items: dict[str, T] = {}
 
-    def register(self, name: str) -> Callable[[T], T]:
-        """Decorator: `@REG.register("name")` adds the decorated object under `name`."""
+    def register(self, name: str | None = None) -> Callable[[T], T]:
+        """Decorator: adds the decorated object under `name`, by default its own `__name__`."""
 
         def deco(obj: T) -> T:
-            if name in self._items:
-                raise KeyError(f"duplicate {self.kind} name {name!r}")
-            self._items[name] = obj
+            key = name if name is not None else obj.__name__  # type: ignore[attr-defined]
+            if key in self._items:
+                raise KeyError(f"duplicate {self.kind} name {key!r}")
+            self._items[key] = obj
             return obj
 
         return deco
@@ -41,5 +47,6 @@ class Registry(Generic[T]):
     def __iter__(self) -> Iterator[str]:
         return iter(sorted(self._items))
 
-    def names(self) -> list[str]:
-        return sorted(self._items)
+    def names(self, pattern: str = "*") -> list[str]:
+        """Registered names matching `pattern` (shell wildcards), sorted."""
+        return sorted(n for n in self._items if fnmatch.fnmatchcase(n, pattern))

@@ -129,3 +129,15 @@ def test_registry_refuses_duplicates() -> None:
     with pytest.raises(KeyError, match="duplicate"):
         reg.register("a")(2)
     assert reg.get("a") == 1 and "a" in reg and reg.names() == ["a"]
+
+
+def test_registry_names_builders_after_themselves_and_lists_by_wildcard() -> None:
+    reg: Registry[type] = Registry("thing")
+
+    @reg.register()
+    class Widget:
+        pass
+
+    assert reg.get("Widget") is Widget
+    assert OPS.names("*MBConv6") == ["3x3_MBConv6", "5x5_MBConv6", "7x7_MBConv6"]
+    assert LAYERS.names("Conv*") == ["ConvLayer"] and set(LAYERS.names()) >= {"MixedOp"}

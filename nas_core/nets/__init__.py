@@ -17,8 +17,8 @@ from nas_core.nets.pyramid_tree import PyramidTreeNet, ResidualTreeBlock, Transi
 from nas_core.registry import Registry
 
 NETS: Registry[type[nn.Module]] = Registry("network")
-NETS.register("ProxylessNASNets")(ProxylessNASNets)
-NETS.register("PyramidTreeNet")(PyramidTreeNet)
+NETS.register()(ProxylessNASNets)
+NETS.register()(PyramidTreeNet)
 
 
 def net_from_config(config: Mapping[str, Any]) -> nn.Module:

@@ -17,6 +17,7 @@ from torch import nn
 from nas_core.config import checked_kwargs
 from nas_core.errors import ProxylessError
 from nas_core.ops import layer_from_config
+from nas_core.registry import Registry
 
 
 def split_list(total: int, parts: int) -> list[int]:
@@ -189,7 +190,9 @@ class ResidualTreeBlock(nn.Module):
         return cls(**kw)
 
 
-_BLOCKS = {"TransitionBlock": TransitionBlock, "ResidualTreeBlock": ResidualTreeBlock}
+BLOCKS: Registry[type[nn.Module]] = Registry("PyramidTreeNet block")
+BLOCKS.register()(TransitionBlock)
+BLOCKS.register()(ResidualTreeBlock)
 
 
 class PyramidTreeNet(nn.Module):
@@ -227,7 +230,5 @@ class PyramidTreeNet(nn.Module):
         built = []
         for b in blocks:
             name = b.get("name") if isinstance(b, Mapping) else None
-            if name not in _BLOCKS:
-                raise ProxylessError(f"PyramidTreeNet: unknown block {name!r}")
-            built.append(_BLOCKS[name].from_config(b))
+            built.append(BLOCKS.get(name).from_config(b))
         return cls(built, layer_from_config(config["classifier"]))
