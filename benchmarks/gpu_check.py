@@ -434,7 +434,7 @@ def probe_mbconv() -> None:
         for timing in ("graph", "events"):
             module, shape = module_for_key(MBCONV_KEY)
             config = ProfileConfig(
-                "cuda", batch_size=batch, warmup=10, repeats=50, cuda_timing=timing
+                device="cuda", batch_size=batch, warmup=10, repeats=50, cuda_timing=timing
             )
             out[f"{timing}_ms_batch{batch}"] = round(time_module(module, shape, config).mean, 4)
         out[f"events_over_graph_batch{batch}"] = round(

@@ -38,7 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     space = create_space(
         "mobilenet", B=args.B, F=args.F, resolution=args.resolution, num_classes=10
     )
-    config = ProfileConfig(threads=args.threads, warmup=5, repeats=args.repeats)
+    config = ProfileConfig.from_config(
+        {"threads": args.threads, "warmup": 5, "repeats": args.repeats}
+    )
     t0 = time.perf_counter()
     table = profile_keys(space.latency_layout().all_keys(), config, progress=False)
     t1 = time.perf_counter()

@@ -63,7 +63,6 @@ from nas_core.supernet import SuperNet  # noqa: E402
 SPACE, BLOCKS, WIDTH, NUM_CLASSES = "mobilenet", 4, 1.0, 10
 LR, MOMENTUM, WEIGHT_DECAY, LABEL_SMOOTHING = 0.025, 0.9, 4e-5, 0.1  # WeightConfig defaults
 ALPHA_INIT_STD = 1e-3
-PICK_STREAM = 2  # this benchmark's own draws of the fixed path (not a search stream)
 ZERO = "zero"
 TARGET_WEIGHT_STEP_RATIO = 1.2
 MAIN = ("supernet_sampled", "supernet_fixed", "standalone", "arch_step")
@@ -119,14 +118,14 @@ def choose_fixed_path(
     pool: list[list[int]] = []
     k = 0
     while len(pool) < args.pool:
-        path = sample_paths(net.arch, step_generator(args.seed, k, stream=PICK_STREAM))
+        path = sample_paths(net.arch, step_generator(args.seed, k, Stream.FIXED_PATH))
         k += 1
         if not has_zero(net, path):
             pool.append(path)
     best = min(pool, key=lambda p: abs(path_macs(table, p) - target))
     how = (
         f"Zero-free path closest to E[MACs] of a sampled path among {args.pool} Zero-free"
-        f" paths sampled from softmax(alpha) ({k} draws, stream {PICK_STREAM})"
+        f" paths sampled from softmax(alpha) ({k} draws, stream {Stream.FIXED_PATH.value})"
     )
     return best, how
 

@@ -93,12 +93,10 @@ class WorkerSearcher(Searcher):
         """How far the ranks' weights and α are apart (0 when in sync): one all_gather of two
         sums per epoch, so a rank that drifted (a collective skipped, a non-deterministic op)
         shows in every epoch's metrics instead of in a worse architecture."""
-        local = torch.stack(
-            [
-                sum(p.detach().double().abs().sum() for p in self.net.parameters()),
-                sum(a.detach().double().abs().sum() for a in self.net.arch.alphas),
-            ]
-        )
+        # weights live on the device, α on the host; the collective needs both on the device
+        weights = sum(p.detach().double().abs().sum() for p in self.net.parameters())
+        alphas = sum(a.detach().double().abs().sum() for a in self.net.arch.alphas)
+        local = torch.stack([weights.to(self.device), alphas.to(self.device)])
         gathered = [torch.zeros_like(local) for _ in range(self.world_size)]
         torch.distributed.all_gather(gathered, local)
         stacked = torch.stack(gathered)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal, Self, get_args
 
@@ -82,7 +83,13 @@ def config_error(error: ValidationError) -> ProxylessError:
     else:
         text = first["msg"].removeprefix("Value error, ").removeprefix("Input ")
         if kind in _SHORT:
-            text = _SHORT[kind].format(**first.get("ctx", {}))
+            ctx = {
+                k: f"{v:g}" if isinstance(v, float) else v for k, v in first.get("ctx", {}).items()
+            }
+            text = _SHORT[kind].format(**ctx)
+        inner = re.match(r"([A-Za-z_][\w.]*): (.*)", text) if kind == "value_error" else None
+        if inner and field:  # a nested config's own error: `space` + `B: ...` is `space.B: ...`
+            field, text = f"{field}.{inner.group(1)}", inner.group(2)
         if not isinstance(value, Mapping) and "got " not in text:
             text = f"{text}, got {value!r}"
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""

@@ -219,8 +219,9 @@ def retrain(
     measured = None
     if config.measure_latency:  # on the device it trained on, as its table was profiled
         shape = (3, arch.space.resolution, arch.space.resolution)
-        profile = ProfileConfig(
-            device=config.device, threads=1 if device.type == "cpu" else None, warmup=5, repeats=30
+        threads = 1 if device.type == "cpu" else None
+        profile = ProfileConfig.from_config(
+            {"device": config.device, "threads": threads, "warmup": 5, "repeats": 30}
         )
         measured = time_module(net, shape, profile).mean
     result = RetrainResult(

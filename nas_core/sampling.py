@@ -24,6 +24,7 @@ class Stream(IntEnum):
 
     WEIGHT_PATHS = 0  # the path each weight step trains
     ARCH = 1  # an arch step's gate samples or REINFORCE draws
+    FIXED_PATH = 2  # benchmarks/search_step.py: the one path it times
     LATENCY_SAMPLES = 7  # architectures drawn to validate a latency table
     ALPHA_INIT = 9  # α ~ N(0, std²) at the start of a search
     SHUFFLE = 11  # a loader's permutation of each epoch

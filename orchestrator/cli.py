@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -16,8 +17,10 @@ from typing import Any
 
 from nas_core.config import AMP_MODES, ConfigModel
 from nas_core.errors import ProxylessError
+from nas_core.logs import cli_logging, get_logger
 
 EXIT_USER_ERROR = 2
+log = get_logger(__name__)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -34,6 +37,13 @@ def _format_int(n: int) -> str:
 def _given(**flags: Any) -> dict[str, Any]:
     """The flags the user set: their argparse default is None, the config models hold the rest."""
     return {k: v for k, v in flags.items() if v is not None}
+
+
+def _level(args: argparse.Namespace) -> int:
+    """--verbose: DEBUG; --quiet, or --json (stdout is the JSON): WARNING; else INFO."""
+    if args.verbose:
+        return logging.DEBUG
+    return logging.WARNING if args.quiet or getattr(args, "json", False) else logging.INFO
 
 
 def _default(model: type[ConfigModel], field: str) -> str:
@@ -297,15 +307,12 @@ def cmd_search(args: argparse.Namespace) -> int:
     total = config.warmup_epochs + config.epochs
 
     def progress(epoch: int, m: dict) -> None:
-        if args.json:
-            return
         lat = m.get("latency/expected_ms")
         lat_text = f"  E[lat] {lat:.3f} ms" if lat is not None else ""
-        print(
+        log.info(
             f"epoch {epoch + 1}/{total}{' (warm-up)' if m['warmup'] else ''}  "
             f"train acc {m['train/accuracy']:.3f}  valid acc {m['valid/accuracy']:.3f}  "
-            f"entropy {m['arch/entropy_mean']:.3f}{lat_text}",
-            flush=True,
+            f"entropy {m['arch/entropy_mean']:.3f}{lat_text}"
         )
 
     if args.workers is None and args.gpus_per_worker is not None:
@@ -414,10 +421,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         except ProxylessError as e:
             where = args.config or (f"{args.resume}/sweep.yaml" if args.resume else "demo spec")
             raise ProxylessError(f"{where}: {e}") from None
-    say = (lambda text: None) if args.json else (lambda text: print(text, flush=True))
-    outcome = run_sweep(
-        spec, address=args.address, resume=bool(args.resume), echo=say, verbose=args.verbose
-    )
+    outcome = run_sweep(spec, address=args.address, resume=bool(args.resume), verbose=args.verbose)
     run_dir, summary = outcome.location, outcome.summary
     counts = {k: sum(r["kind"] == k for r in outcome.rows) for k in ("search", "retrain")}
     failed = [r for r in outcome.rows if r["status"] in ("failed", "error")]
@@ -529,24 +533,37 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = _Parser(prog="proxyless", description="ProxylessNAS architecture search on Ray.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    # every command's own logging level (and, for a sweep, the Ray workers' output)
+    levels = argparse.ArgumentParser(add_help=False)
+    loudness = levels.add_mutually_exclusive_group()
+    loudness.add_argument(
+        "-v", "--verbose", action="store_true", help="debug lines (a sweep: Ray workers' logs)"
+    )
+    loudness.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
 
-    arch = sub.add_parser("arch", help="inspect and derive architectures")
-    arch_sub = arch.add_subparsers(dest="arch_command", required=True, parser_class=_Parser)
+    arch_cmd = sub.add_parser("arch", help="inspect and derive architectures")
+    arch_sub = arch_cmd.add_subparsers(dest="arch_command", required=True, parser_class=_Parser)
 
-    stats = arch_sub.add_parser("stats", help="params and MACs of an architecture or net.config")
+    stats = arch_sub.add_parser(
+        "stats", parents=[levels], help="params and MACs of an architecture or net.config"
+    )
     stats.add_argument("path", help="architecture JSON or official net.config")
     stats.add_argument("--resolution", type=int, default=None, help="input H = W")
     stats.add_argument("--json", action="store_true", help="one JSON object on stdout")
     stats.set_defaults(handler=cmd_arch_stats)
 
-    derive = arch_sub.add_parser("derive", help="build a super-net and derive an architecture")
+    derive = arch_sub.add_parser(
+        "derive", parents=[levels], help="build a super-net and derive an architecture"
+    )
     _add_space_args(derive)
     derive.add_argument("--seed", type=int, default=0)
     derive.add_argument("--out", default=None, help="write the architecture JSON here")
     derive.add_argument("--json", action="store_true")
     derive.set_defaults(handler=cmd_arch_derive)
 
-    search = sub.add_parser("search", help="run one architecture search (single process)")
+    search = sub.add_parser(
+        "search", parents=[levels], help="run one architecture search (single process)"
+    )
     search.add_argument("--config", default=None, help="search YAML (default: the digits demo)")
     search.add_argument("--out", default=None, help="output folder (overrides out_dir)")
     search.add_argument("--lut", default=None, help="latency table (overrides lut)")
@@ -567,40 +584,48 @@ def build_parser() -> argparse.ArgumentParser:
     )
     search.set_defaults(handler=cmd_search)
 
-    re = sub.add_parser("retrain", help="train a derived architecture from scratch")
-    re.add_argument("arch", help="architecture JSON")
-    re.add_argument(
+    retrain_cmd = sub.add_parser(
+        "retrain", parents=[levels], help="train a derived architecture from scratch"
+    )
+    retrain_cmd.add_argument("arch", help="architecture JSON")
+    retrain_cmd.add_argument(
         "--dataset",
         default=None,
         help=f"digits, cifar10 or imagefolder ({_default(DataConfig, 'dataset')})",
     )
-    re.add_argument("--data-dir", default=None)
-    re.add_argument("--download", action="store_true", help="cifar10: allow downloading")
-    re.add_argument("--epochs", type=int, default=None, help=_default(RetrainConfig, "epochs"))
-    re.add_argument("--lr", type=float, default=None, help=_default(RetrainConfig, "lr"))
-    re.add_argument(
+    retrain_cmd.add_argument("--data-dir", default=None)
+    retrain_cmd.add_argument("--download", action="store_true", help="cifar10: allow downloading")
+    retrain_cmd.add_argument(
+        "--epochs", type=int, default=None, help=_default(RetrainConfig, "epochs")
+    )
+    retrain_cmd.add_argument("--lr", type=float, default=None, help=_default(RetrainConfig, "lr"))
+    retrain_cmd.add_argument(
         "--batch-size", type=int, default=None, help=_default(RetrainConfig, "batch_size")
     )
-    re.add_argument("--seed", type=int, default=None, help=_default(RetrainConfig, "seed"))
-    re.add_argument(
+    retrain_cmd.add_argument("--seed", type=int, default=None, help=_default(RetrainConfig, "seed"))
+    retrain_cmd.add_argument(
         "--device",
         default=None,
         help=f"cpu, cuda or cuda:N: trains and times ({_default(RetrainConfig, 'device')})",
     )
-    re.add_argument(
+    retrain_cmd.add_argument(
         "--amp",
         choices=AMP_MODES,
         default=None,
         help=f"mixed precision ({_default(RetrainConfig, 'amp')})",
     )
-    re.add_argument("--channels-last", action="store_true", help="NHWC memory format")
-    re.add_argument("--compile", action="store_true", help="torch.compile the net for training")
-    re.add_argument("--lut", default=None, help="latency table to price the net")
-    re.add_argument("--out", default=None, help="folder for weights and retrain.json")
-    re.add_argument("--json", action="store_true")
-    re.set_defaults(handler=cmd_retrain)
+    retrain_cmd.add_argument("--channels-last", action="store_true", help="NHWC memory format")
+    retrain_cmd.add_argument(
+        "--compile", action="store_true", help="torch.compile the net for training"
+    )
+    retrain_cmd.add_argument("--lut", default=None, help="latency table to price the net")
+    retrain_cmd.add_argument("--out", default=None, help="folder for weights and retrain.json")
+    retrain_cmd.add_argument("--json", action="store_true")
+    retrain_cmd.set_defaults(handler=cmd_retrain)
 
-    sweep = sub.add_parser("sweep", help="sweep λ₂ and B/F, retrain, Pareto front (Ray Tune)")
+    sweep = sub.add_parser(
+        "sweep", parents=[levels], help="sweep λ₂ and B/F, retrain, Pareto front (Ray Tune)"
+    )
     sweep.add_argument("--config", default=None, help="sweep YAML (default: the digits demo)")
     sweep.add_argument("--name", default=None, help="run name (folder under storage_path)")
     sweep.add_argument(
@@ -614,17 +639,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="Ray cluster (host:port); default RAY_ADDRESS, else a new local Ray on 127.0.0.1",
     )
-    sweep.add_argument("--verbose", action="store_true", help="show the Ray workers' logs")
     sweep.add_argument("--json", action="store_true", help="one JSON summary on stdout")
     sweep.set_defaults(handler=cmd_sweep)
 
-    pareto = sub.add_parser("pareto", help="redraw the Pareto front of a sweep")
+    pareto = sub.add_parser("pareto", parents=[levels], help="redraw the Pareto front of a sweep")
     pareto.add_argument("run_dir", help="the sweep's run folder (holds results.parquet)")
     pareto.add_argument("--latency", choices=["table", "measured"], default=None)
     pareto.add_argument("--json", action="store_true")
     pareto.set_defaults(handler=cmd_pareto)
 
-    exp = sub.add_parser("export", help="ONNX, TorchScript or official net.config")
+    exp = sub.add_parser(
+        "export", parents=[levels], help="ONNX, TorchScript or official net.config"
+    )
     exp.add_argument("arch", help="architecture JSON")
     exp.add_argument("--format", required=True, choices=["onnx", "torchscript", "net-config"])
     exp.add_argument("--out", required=True, help="file to write")
@@ -648,7 +674,9 @@ def build_parser() -> argparse.ArgumentParser:
             help=f"timed runs per entry ({_default(ProfileConfig, 'repeats')})",
         )
 
-    profile = lat_sub.add_parser("profile", help="measure a space's table on this device")
+    profile = lat_sub.add_parser(
+        "profile", parents=[levels], help="measure a space's table on this device"
+    )
     _add_space_args(profile)
     profile.add_argument(
         "--device", default=None, help=f"cpu, cuda or cuda:N ({_default(ProfileConfig, 'device')})"
@@ -665,10 +693,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     measure_args(profile)
     profile.add_argument("--out", required=True, help="table to write (.parquet or .yaml)")
-    profile.add_argument("--quiet", action="store_true", help="no progress bar")
     profile.set_defaults(handler=cmd_latency_profile)
 
-    predict = lat_sub.add_parser("predict", help="latency of an architecture or a space")
+    predict = lat_sub.add_parser(
+        "predict", parents=[levels], help="latency of an architecture or a space"
+    )
     predict.add_argument("path", nargs="?", default=None, help="architecture JSON or net.config")
     predict.add_argument("--lut", required=True, help="latency table (.parquet or official .yaml)")
     _add_space_args(predict, default=None)
@@ -676,7 +705,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--json", action="store_true")
     predict.set_defaults(handler=cmd_latency_predict)
 
-    validate = lat_sub.add_parser("validate", help="table vs measured end-to-end latency")
+    validate = lat_sub.add_parser(
+        "validate", parents=[levels], help="table vs measured end-to-end latency"
+    )
     validate.add_argument("--lut", required=True)
     validate.add_argument("--samples", type=int, default=20)
     _add_space_args(validate, default=None)
@@ -692,7 +723,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         handler: Callable[[argparse.Namespace], int] = args.handler
-        return handler(args)
+        with cli_logging(_level(args)):
+            return handler(args)
     except ProxylessError as e:
         keys = getattr(e, "keys", None)
         if keys:  # missing latency entries: one per line, in the table's own key format

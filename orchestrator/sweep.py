@@ -31,9 +31,12 @@ from nas_core.errors import ProxylessError
 from nas_core.io import atomic_write_text
 from nas_core.latency.predictor import MissingLatencyError
 from nas_core.latency.table import LatencyTable
+from nas_core.logs import get_logger
 from orchestrator.results import mark_pareto, retrain_row, search_row, write_results
 from orchestrator.storage import RunStorage
 from orchestrator.sweep_spec import SweepSpec, load_sweep_spec
+
+log = get_logger(__name__)  # progress lines; the CLI decides where they go
 
 # what the driver writes into the run folder (pulled back into a URI run's working copy)
 DRIVER_FILES = ("sweep.yaml", "latency.parquet", "events.jsonl", "architectures", "tensorboard")
@@ -51,8 +54,8 @@ class SweepOutcome:
 class SweepLog(Callback):
     """Driver side: events.jsonl, per-trial TensorBoard scalars and one progress line per epoch."""
 
-    def __init__(self, run_dir: str, phase: str, echo: bool = True) -> None:
-        self.run_dir, self.phase, self.echo = run_dir, phase, echo
+    def __init__(self, run_dir: str, phase: str) -> None:
+        self.run_dir, self.phase = run_dir, phase
         self._writers: dict[str, Any] = {}
 
     def __getstate__(self) -> dict[str, Any]:  # Tune pickles callbacks with the experiment
@@ -79,7 +82,15 @@ class SweepLog(Callback):
             writer.close()
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._event("start", trial)
+        knobs = {k: v for k, v in trial.config.items() if isinstance(v, int | float | str)}
+        self._event("start", trial, params=knobs)
+
+    def on_checkpoint(
+        self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info: Any
+    ) -> None:
+        # recorded by Tune: a trial restarted from here on continues after this epoch
+        last = trial.last_result or {}
+        self._event("checkpoint", trial, epoch=last.get("epoch"), pid=last.get("pid"))
 
     def on_trial_result(
         self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
@@ -99,16 +110,14 @@ class SweepLog(Callback):
                 if "/" in k and isinstance(v, int | float) and not isinstance(v, bool):
                     writer.add_scalar(k, v, step)
             writer.flush()
-            if self.echo:
-                lat = result.get("latency/expected_ms")
-                print(
-                    f"  {self.phase} {tid} epoch {int(result['epoch']) + 1}: "
-                    f"valid acc {result.get('valid/accuracy', float('nan')):.3f}"
-                    + (f", E[latency] {lat:.3f} ms" if lat is not None else ""),
-                    flush=True,
-                )
-        if result.get("failed") and self.echo:
-            print(f"  {self.phase} {tid} failed: {result.get('error')}", flush=True)
+            lat = result.get("latency/expected_ms")
+            log.info(
+                f"  {self.phase} {tid} epoch {int(result['epoch']) + 1}: "
+                f"valid acc {result.get('valid/accuracy', float('nan')):.3f}"
+                + (f", E[latency] {lat:.3f} ms" if lat is not None else "")
+            )
+        if result.get("failed"):
+            log.warning(f"  {self.phase} {tid} failed: {result.get('error')}")
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._event("complete", trial)
@@ -144,9 +153,7 @@ def prepare_run_dir(spec: SweepSpec, resume: bool, store: RunStorage | None = No
     return spec
 
 
-def prepare_tables(
-    spec: SweepSpec, run_dir: Path, echo: Callable[[str], None]
-) -> dict[str, LatencyTable]:
+def prepare_tables(spec: SweepSpec, run_dir: Path) -> dict[str, LatencyTable]:
     """The grid's tables by path ('' = profiled here); each must price all of its spaces."""
     from nas_core.data import build_datasets
 
@@ -169,7 +176,7 @@ def prepare_tables(
             from nas_core.latency.profiler import ProfileConfig, profile_keys
 
             out = run_dir / "latency.parquet"
-            echo(f"profiling {len(keys)} latency entries on this machine → {out}")
+            log.info(f"profiling {len(keys)} latency entries on this machine → {out}")
             table = profile_keys(
                 keys,
                 ProfileConfig.for_search("cpu"),
@@ -182,7 +189,7 @@ def prepare_tables(
 
 
 def profile_gpu_table(
-    spec: SweepSpec, run_dir: Path, tables: dict[str, LatencyTable], echo: Callable[[str], None]
+    spec: SweepSpec, run_dir: Path, tables: dict[str, LatencyTable]
 ) -> dict[str, LatencyTable]:
     """The CUDA table of a `lut: null` grid point, profiled on one GPU of the cluster."""
     if spec.device != "cuda" or "" in tables or None not in spec.tables():
@@ -195,7 +202,7 @@ def profile_gpu_table(
     spaces = [spec.search_config(p, out_dir="unused").build_space(num_classes) for p in points]
     keys = list(dict.fromkeys(k for s in spaces for k in s.latency_layout().all_keys()))
     out = run_dir / "latency.parquet"
-    echo(f"profiling {len(keys)} latency entries on a cluster GPU → {out}")
+    log.info(f"profiling {len(keys)} latency entries on a cluster GPU → {out}")
     tables[""] = profile_on_gpu(keys, out, {"sweep": spec.name})
     return tables
 
@@ -280,15 +287,14 @@ def run_sweep(
     spec: SweepSpec,
     address: str | None = None,
     resume: bool = False,
-    echo: Callable[[str], None] = print,
-    verbose: bool = False,
+    verbose: bool = False,  # Ray workers' own output too
 ) -> SweepOutcome:
     """Run (or continue) a whole sweep and write its outputs; see the module docstring."""
     store = RunStorage(spec.storage_path, spec.name)
     try:
         store.pull(*DRIVER_FILES)
         try:
-            outcome = _run_sweep(spec, store, address, resume, echo, verbose)
+            outcome = _run_sweep(spec, store, address, resume, verbose)
         except BaseException:  # Ctrl-C or an error: keep what the driver wrote, if storage can
             with contextlib.suppress(ProxylessError):
                 store.push()
@@ -304,7 +310,6 @@ def _run_sweep(
     store: RunStorage,
     address: str | None,
     resume: bool,
-    echo: Callable[[str], None],
     verbose: bool,
 ) -> SweepOutcome:
     from ray import tune
@@ -319,15 +324,15 @@ def _run_sweep(
         ensure_ray(address, log_to_driver=verbose)  # a cluster that is not there, likewise
     run_dir = store.work_dir
     spec = prepare_run_dir(spec, resume, store)
-    tables = prepare_tables(spec, run_dir, echo)
+    tables = prepare_tables(spec, run_dir)
     ensure_ray(address, log_to_driver=verbose)
-    tables = profile_gpu_table(spec, run_dir, tables, echo)
+    tables = profile_gpu_table(spec, run_dir, tables)
     store.push()  # a URI run is resumable from here on, even if this driver is killed
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our own progress lines, not Tune's boxes
     # per-epoch checkpoints of short trials trip Tune's "snapshotting too often" warning
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
-    echo(
+    log.info(
         f"sweep {spec.name}: search trials → {store.url('tune/' + experiment_name(spec, 'search'))}"
     )
     grid = _run_phase(
@@ -361,7 +366,7 @@ def _run_sweep(
 
     if jobs and not interrupted:
         where = store.url("tune/" + experiment_name(spec, "retrain"))
-        echo(f"retrain trials ({len(jobs)} architectures) → {where}")
+        log.info(f"retrain trials ({len(jobs)} architectures) → {where}")
         by_id = {r["trial_id"]: r for r in rows}
         retrain_grid = _run_phase(
             spec,

@@ -189,7 +189,7 @@ class SweepSpec(RunSettings):
                 v is None or (isinstance(v, str) and v) for v in axis.values
             ):
                 raise ValueError(f"lut: expected table paths or null, got {list(axis.values)!r}")
-        return grid
+        return {name: grid[name] for name in AXES if name in grid}  # one order, however written
 
     @model_validator(mode="after")
     def _every_point_runs(self) -> SweepSpec:

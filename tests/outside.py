@@ -19,10 +19,17 @@ class Killer:
     def __init__(self, targets: dict[str, Callable[[], int | None]], every_s: float = 0.05):
         self.targets, self.every_s = targets, every_s
         self.killed: dict[str, int] = {}
+        self.error: BaseException | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
+        try:
+            self._poll()
+        except BaseException as e:  # raised again in the test's thread by __exit__
+            self.error = e
+
+    def _poll(self) -> None:
         while not self._stop.is_set() and len(self.killed) < len(self.targets):
             for name, find in self.targets.items():
                 if name in self.killed:
@@ -44,3 +51,5 @@ class Killer:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
+        if self.error is not None:
+            raise self.error

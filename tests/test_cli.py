@@ -154,3 +154,38 @@ def test_latency_fill_in_profiles_only_the_missing_entries(tmp_path: Path, capsy
     imported.write_text(text)
     code, _, err = _run(capsys, "latency", "predict", arch, "--lut", str(imported), "--fill-in")
     assert code == 2 and "profiled here" in err
+
+
+def test_progress_lines_follow_quiet(tmp_path: Path, capsys) -> None:
+    """Progress goes through the `proxyless` logger: on stdout by default, gone with --quiet
+    (and with --json, whose stdout is the JSON alone); the logger is left as it was found."""
+    import logging
+
+    import yaml
+
+    from nas_core.spaces import SearchSpace
+    from tests.conftest import toy_latency_table
+    from tests.test_search import TINY_SPACE
+
+    lut = tmp_path / "toy.parquet"
+    toy_latency_table(SearchSpace.from_config({**TINY_SPACE, "num_classes": 10})).save(lut)
+    config = tmp_path / "search.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "space": TINY_SPACE,
+                "lut": str(lut),
+                "epochs": 1,
+                "warmup_epochs": 1,
+                "tensorboard": False,
+            }
+        )
+    )
+    logger = logging.getLogger("proxyless")
+    before = (logger.level, list(logger.handlers), logger.propagate)
+    search = ["search", "--config", str(config)]
+    code, out, _ = _run(capsys, *search, "--out", str(tmp_path / "a"))
+    assert code == 0 and "epoch 1/2 (warm-up)" in out and "derived architecture" in out
+    code, out, _ = _run(capsys, *search, "--out", str(tmp_path / "b"), "--quiet")
+    assert code == 0 and "epoch" not in out and "derived architecture" in out
+    assert (logger.level, list(logger.handlers), logger.propagate) == before

@@ -45,7 +45,8 @@ def _train_worker(storage: Path, since: float) -> int | None:
         return None
     for p in psutil.process_iter(["cmdline", "create_time"]):
         title = (p.info["cmdline"] or [""])[0]
-        if title.startswith("ray::RayTrainWorker") and p.info["create_time"] >= since:
+        # create_time is derived from the boot time: up to a second early
+        if title.startswith("ray::RayTrainWorker") and p.info["create_time"] >= since - 2:
             return p.pid
     return None
 

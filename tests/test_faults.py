@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -23,28 +22,28 @@ TINY = {
 
 
 PHASES = ("search", "retrain")
+KILLED = {"search": {"lambda2": 0.5}, "retrain": {}}  # the trial of each phase killed once
 
 
 def _events(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
 
 
-def _reporting_pid(run_dir: Path, phase: str, settle_s: float = 0.3) -> int | None:
-    """The live process of a `phase` trial that reported an epoch `settle_s` ago or more.
-
-    The driver logs an epoch before it records that epoch's checkpoint; a kill in between
-    would restart the trial from the checkpoint before (a real but millisecond-wide window),
-    so the kill waits until the driver is done with the report.
-    """
-    import psutil
-
+def _checkpointed_pid(run_dir: Path, phase: str, params: dict) -> int | None:
+    """The process of the running `phase` trial with `params`, once Tune has recorded the
+    checkpoint of its first epoch (events.jsonl); before that a kill would restart it from
+    scratch, which is not the fault under test."""
     path = run_dir / "events.jsonl"
     lines = path.read_text().splitlines() if path.exists() else []
-    for line in reversed(lines[:-1] if lines and not lines[-1].endswith("}") else lines):
-        e = json.loads(line)
-        if e["phase"] != phase or e["event"] != "epoch" or time.time() - e["time"] < settle_s:
-            continue
-        if psutil.pid_exists(e["pid"]):
+    events = [json.loads(line) for line in lines if line.endswith("}")]  # the last may be half
+    ours = {
+        e["trial"]
+        for e in events
+        if e["phase"] == phase and e["event"] == "start" and params.items() <= e["params"].items()
+    }
+    ended = {e["trial"] for e in events if e["event"] in ("complete", "error")}
+    for e in events:
+        if e["event"] == "checkpoint" and e["trial"] in ours - ended and e["epoch"] == 0:
             return e["pid"]
     return None
 
@@ -66,9 +65,9 @@ def faulty_sweep(tmp_path_factory, local_ray) -> dict:
         {**TINY, "name": "faults", "storage_path": str(root), "grid": {"lambda2": [0.5, 1e300]}}
     )
     run_dir = root / "faults"
-    targets = {phase: lambda p=phase: _reporting_pid(run_dir, p) for phase in PHASES}
+    targets = {p: lambda p=p: _checkpointed_pid(run_dir, p, KILLED[p]) for p in PHASES}
     with Killer(targets) as killer:
-        outcome = run_sweep(spec, echo=lambda text: None)
+        outcome = run_sweep(spec)
     rows = read_results(outcome.run_dir / "results.parquet")
     return {
         "outcome": outcome,
@@ -101,7 +100,15 @@ def test_killed_search_and_retrain_trials_restart_and_the_table_is_complete(faul
         kinds = [e["event"] for e in events if e["phase"] == phase]
         trials = {e["trial"] for e in events if e["phase"] == phase}
         assert kinds.count("complete") == len(trials)  # each trial finished exactly once
-        assert kinds.count("start") > len(trials)  # ... after a restart
+        (killed,) = {
+            e["trial"]
+            for e in events
+            if e["phase"] == phase
+            and e["event"] == "start"
+            and e["params"].items() >= KILLED[phase].items()
+        }
+        starts = [e for e in events if e["trial"] == killed and e["event"] == "start"]
+        assert len(starts) == 2  # the killed trial ran again, once
 
 
 def test_a_killed_retrain_resumes_at_the_next_epoch_and_reports_once(faulty_sweep) -> None:

@@ -250,13 +250,13 @@ CASES: list[Case] = [
         SWEEP,
         "space.zero: 'no'",
         lambda t: _sweep(t, {"space": {"name": "mobilenet", "zero": "no"}}),
-        "space: zero: must be true or false",
+        "space.zero: must be true or false",
     ),
     Case(
         SWEEP,
         "space.kernels: [4]",
         lambda t: _sweep(t, {"space": {"name": "mobilenet", "kernels": [4]}}),
-        "space: kernels.0: must be one of 3, 5 or 7",
+        "space.kernels.0: must be one of 3, 5 or 7",
     ),
     # ---- search YAML ----
     Case(SEARCH, "missing file", lambda t: ["search", "--config", str(t / "no.yaml")], "no such"),

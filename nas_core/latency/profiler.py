@@ -16,7 +16,6 @@ with the same device settings skips what it already holds.
 from __future__ import annotations
 
 import ctypes
-import logging
 import math
 import statistics
 import sys
@@ -35,8 +34,9 @@ from nas_core.device import resolve_device
 from nas_core.errors import ProxylessError, first_line
 from nas_core.latency.modules import module_for_key
 from nas_core.latency.table import DeviceMeta, LatencyEntry, LatencyTable
+from nas_core.logs import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 GRAPH_FORWARDS = 10  # forwards per captured CUDA graph: the GPU never waits for the CPU
 DEFAULT_BATCH = {"cuda": 8, "cpu": 1}
@@ -70,18 +70,21 @@ class ProfileConfig(ConfigModel):
     def for_search(cls, device: str) -> ProfileConfig:
         """What a search or sweep profiles with when it has no table: quick, 1 CPU thread."""
         kind = torch.device(device).type
-        return cls(device=device, threads=1 if kind == "cpu" else None, warmup=3, repeats=15)
+        threads = 1 if kind == "cpu" else None
+        return cls.from_config({"device": device, "threads": threads, "warmup": 3, "repeats": 15})
 
     @classmethod
     def matching(cls, meta: DeviceMeta, warmup: int = 10, repeats: int = 50) -> ProfileConfig:
         """Measures as the table of `meta` was measured (to fill it in or to validate it)."""
-        return cls(
-            device=meta.kind,
-            threads=meta.threads or None,
-            batch_size=meta.batch_size,
-            warmup=warmup,
-            repeats=repeats,
-            cuda_timing="events" if _timing(meta) == "cuda_events" else "graph",
+        return cls.from_config(
+            {
+                "device": meta.kind,
+                "threads": meta.threads or None,
+                "batch_size": meta.batch_size,
+                "warmup": warmup,
+                "repeats": repeats,
+                "cuda_timing": "events" if _timing(meta) == "cuda_events" else "graph",
+            }
         )
 
     @property
@@ -130,23 +133,24 @@ def quiet_allocator() -> Iterator[None]:
     """Inside: glibc keeps freed blocks in its heap (no mmap / trim per call).
 
     Otherwise every large activation is a fresh mmap whose page faults cost more than the
-    conv itself, and glibc's adaptive threshold makes that cost depend on history. glibc cannot
-    report its settings, so on exit they return to its documented defaults (128 KiB each); the
-    adaptive growth of the mmap threshold stays off after the first profile in a process.
+    conv itself, and glibc's adaptive threshold makes that cost depend on history. glibc can
+    neither report its settings nor turn adaptation back on, so on exit the trim threshold goes
+    back to where adaptation leaves it once large tensors were freed (twice the mmap threshold,
+    32 MiB on 64-bit, the value used here too); its start-up 128 KiB would make every later
+    activation of a training run a fresh mmap.
     """
     try:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:  # not glibc: nothing to tune
         yield
         return
-    m_trim_threshold, m_mmap_threshold, glibc_default = -1, -3, 128 * 1024
-    libc.mallopt(m_mmap_threshold, 32 * 1024 * 1024)
+    m_trim_threshold, m_mmap_threshold, mmap_max = -1, -3, 32 * 1024 * 1024
+    libc.mallopt(m_mmap_threshold, mmap_max)
     libc.mallopt(m_trim_threshold, 1 << 30)
     try:
         yield
     finally:
-        libc.mallopt(m_mmap_threshold, glibc_default)
-        libc.mallopt(m_trim_threshold, glibc_default)
+        libc.mallopt(m_trim_threshold, 2 * mmap_max)
 
 
 def time_modules(
