@@ -2,7 +2,7 @@
 
 The distributed search (`cluster/search.py`) adds two costs to the single-process searcher:
 
-1. Every arch step, each worker sends its signal to the central `ArchitectureService` actor and
+1. Every arch step, each worker sends its signal to the central `ArchitectureActor` and
    fetches the new α (`WorkerSearcher.arch_step`: `submit`, then `alphas`, then `last_metrics`
    for logging). Issue target: that round trip <= 0.1x one super-net weight step. This script
    creates the actor exactly as `run_search` does (`ray.remote(num_cpus=0)`, one worker), builds
@@ -48,7 +48,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from cluster.arch_service import ArchitectureService  # noqa: E402
+from cluster.arch_actor import ArchitectureActor  # noqa: E402
 from cluster.search import ensure_ray, run_search  # noqa: E402
 from nas_core.checkpoint import load_checkpoint  # noqa: E402
 from nas_core.data import DataConfig  # noqa: E402
@@ -116,7 +116,7 @@ def measure_actor(
         nesterov=w.nesterov,
         weight_decay=w.weight_decay,
     )
-    actor = ray.remote(num_cpus=0, max_restarts=0)(ArchitectureService).remote(
+    actor = ray.remote(num_cpus=0, max_restarts=0)(ArchitectureActor).remote(
         space.to_config(),
         strategy_config.to_config(),
         1,
@@ -124,7 +124,7 @@ def measure_actor(
         table.to_yaml_dict(),
     )
     ray.get(actor.alphas.remote())  # the actor is up before anything is timed
-    local = ArchitectureService(  # the same state machine in-process: its compute alone
+    local = ArchitectureActor(  # the same state machine in-process: its compute alone
         space.to_config(),
         strategy_config.to_config(),
         1,

@@ -1,6 +1,6 @@
 """Distributed search on Ray: DDP weight workers and one central architecture actor.
 
-`run_search` starts an `ArchitectureService` actor that owns α and a Ray Train `TorchTrainer`
+`run_search` starts an `ArchitectureActor` that owns α and a Ray Train `TorchTrainer`
 whose K workers each run a `WorkerSearcher`: the single-process `Searcher` with its data
 sharded by rank, its weight steps through DDP (gloo on CPU, NCCL on GPU), and its arch step
 replaced by submit-signal-then-fetch-α. Every rank samples the same path at every step from
@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from cluster.arch_service import ArchitectureService
+from cluster.arch_actor import ArchitectureActor
 from cluster.profile import profile_on_gpu
 from cluster.resources import (
     DEFAULT_PLACEMENT_TIMEOUT_S,
@@ -305,7 +305,7 @@ def run_search(
         [s.name for s in space.layer_specs()], [s.candidates for s in space.layer_specs()]
     )
     arch.init_normal_(step_generator(config.seed, 0, Stream.ALPHA_INIT), config.alpha_init_std)
-    actor_cls = ray.remote(num_cpus=0, max_restarts=0)(ArchitectureService)
+    actor_cls = ray.remote(num_cpus=0, max_restarts=0)(ArchitectureActor)
     actor = actor_cls.remote(
         space.to_config(),
         config.strategy.to_config(),

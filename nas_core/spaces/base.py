@@ -20,7 +20,7 @@ from nas_core.errors import ProxylessError
 from nas_core.registry import Registry
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class LayerSpec:
     """One searchable position: where it is, its shape and the candidates it chooses from."""
 

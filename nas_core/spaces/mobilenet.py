@@ -109,7 +109,14 @@ class MobileNetSpace(SearchSpace):
                     cands = (c.transition_op,)
                 specs.append(
                     LayerSpec(
-                        len(specs), f"blocks.{len(specs) + 1}", cands, cin, cout, s, size, skip
+                        index=len(specs),
+                        name=f"blocks.{len(specs) + 1}",
+                        candidates=cands,
+                        in_channels=cin,
+                        out_channels=cout,
+                        stride=s,
+                        input_size=size,
+                        shortcut=skip,
                     )
                 )
                 size, cin = -(-size // s), cout

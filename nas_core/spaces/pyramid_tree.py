@@ -137,14 +137,14 @@ class PyramidTreeSpace(SearchSpace):
             for e in range(12):
                 specs.append(
                     LayerSpec(
-                        len(specs),
-                        f"blocks.{k + 1}.edge{e}",
-                        tuple(self.config.candidates),
-                        w,
-                        w,
-                        1,
-                        size // stride,
-                        False,
+                        index=len(specs),
+                        name=f"blocks.{k + 1}.edge{e}",
+                        candidates=tuple(self.config.candidates),
+                        in_channels=w,
+                        out_channels=w,
+                        stride=1,
+                        input_size=size // stride,
+                        shortcut=False,
                     )
                 )
         return specs

@@ -3,7 +3,7 @@
 One per search: it owns α (`ArchState`), the arch optimiser and the strategy's state (the
 REINFORCE baseline), collects the K workers' signals of an arch step and applies them once,
 when all K have arrived, then bumps the α version. Kept free of Ray so it is tested directly
-and so the Ray actor (`ray.remote(ArchitectureService)`) is a thin wrapper: workers call
+and so the Ray actor (`ray.remote(ArchitectureActor)`) is a thin wrapper: workers call
 `submit(step, rank, signal)` then poll `alphas_at(version)`.
 """
 
@@ -22,7 +22,7 @@ from nas_core.spaces import SearchSpace
 from nas_core.strategy import StrategyConfig, create_strategy, make_arch_optimizer
 
 
-class ArchitectureService:
+class ArchitectureActor:
     """α, its optimiser and strategy state; applies one update per step from K signals."""
 
     def __init__(
