@@ -119,11 +119,11 @@ def test_a_killed_retrain_resumes_at_the_next_epoch_and_reports_once(faulty_swee
     (trial_dir,) = (run_dir / "tune" / "faults-retrain").glob(f"*{retrain['trial_id']}*")
     reports = [json.loads(line) for line in (trial_dir / "result.json").read_text().splitlines()]
     epochs = [(r["epoch"], r["iterations_since_restore"]) for r in reports if "valid/accuracy" in r]
-    # killed after its first report: the first report after the restart (the first of that
-    # process) continues at a later epoch, never at 0; no epoch is reported twice (Tune's own
-    # result.json may lose the line the killed process sent last)
-    restarts = [e for e, since in epochs if since == 1]
-    assert restarts[0] == 0 and len(restarts) == 2 and restarts[1] >= 1, epochs
+    # killed after epoch 0's checkpoint: the restarted process's first report is a later
+    # epoch, and no epoch is reported twice (Tune's own result.json may lose the lines the
+    # killed process sent, epoch 0's among them; TensorBoard below has every epoch)
+    resumed = [e for e, since in epochs if since == 1 and e >= 1]
+    assert len(resumed) == 1, epochs
     assert len({e for e, _ in epochs}) == len(epochs)
     assert [r.get("done") for r in reports].count(1) == 1
     tb = run_dir / "tensorboard" / "retrain" / retrain["trial_id"]
