@@ -3,13 +3,20 @@
 Every layer's `to_config()` is exactly the dict the official `net.config` files use (`name`
 plus constructor arguments), so exporting a standalone net is `net.to_config()` and importing is
 `layer_from_config`. Candidate ops (`3x3_MBConv6`, `5x5_SepConv`, `zero`, …) are builders in
-`OPS` that return such layers. Activations are never in-place: the binary-gate backward re-runs
-candidates on a saved input, which an in-place op could have overwritten.
+`OPS` that return such layers: registering a builder is all an op needs, since its layer config
+(`op_config`) and the way back from a config to the op's name (`op_name`) are read off the
+builder itself. `OpName` is the one parser of the names. Activations are never in-place: the
+binary-gate backward re-runs candidates on a saved input, which an in-place op could have
+overwritten.
 """
 
 from __future__ import annotations
 
+import functools
+import json
+import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -329,11 +336,35 @@ class ZeroLayer(Layer):
         return x.new_zeros(b, c, (h + s - 1) // s, (w + s - 1) // s)
 
 
+@dataclass(frozen=True)
+class OpName:
+    """The parts of a candidate-op name: `5x5_MBConv6` is kernel 5, family MBConv, param 6;
+    `3x3_DilSepConv` has no param; `identity` and `zero` are a family alone."""
+
+    family: str
+    kernel: int | None = None
+    param: int | None = None  # MBConv: the expand ratio
+
+    _PATTERN: ClassVar[re.Pattern] = re.compile(r"(?:(\d+)x\1_)?([A-Za-z]+?)(\d*)")
+
+    @classmethod
+    def parse(cls, name: str) -> OpName:
+        match = cls._PATTERN.fullmatch(name) if isinstance(name, str) else None
+        if match is None:
+            raise ProxylessError(f"{name!r} is not an op name like 5x5_MBConv6 or identity")
+        kernel, family, param = match.groups()
+        return cls(family, int(kernel) if kernel else None, int(param) if param else None)
+
+    def __str__(self) -> str:
+        prefix = f"{self.kernel}x{self.kernel}_" if self.kernel is not None else ""
+        return f"{prefix}{self.family}{'' if self.param is None else self.param}"
+
+
 # ---- candidate ops: name -> builder(in_channels, out_channels, stride) ----
 
 
 def _register_mbconv(k: int, e: int) -> None:
-    @OPS.register(f"{k}x{k}_MBConv{e}")
+    @OPS.register(str(OpName("MBConv", k, e)))
     def build(cin: int, cout: int, stride: int) -> nn.Module:
         return MBInvertedConvLayer(cin, cout, k, stride, e)
 
@@ -365,10 +396,10 @@ def _stride_one(name: str, stride: int) -> None:
 for _k in (3, 5, 7):
     for _e in (1, 3, 6):
         _register_mbconv(_k, _e)
-    _register_sepconv(f"{_k}x{_k}_SepConv", _k, 1)
-_register_sepconv("3x3_DilSepConv", 3, 2)
-_register_pool("3x3_AvgPool", "avg")
-_register_pool("3x3_MaxPool", "max")
+    _register_sepconv(str(OpName("SepConv", _k)), _k, 1)
+_register_sepconv(str(OpName("DilSepConv", 3)), 3, 2)
+_register_pool(str(OpName("AvgPool", 3)), "avg")
+_register_pool(str(OpName("MaxPool", 3)), "max")
 
 
 @OPS.register("identity")
@@ -389,20 +420,45 @@ def create_op(name: str, in_channels: int, out_channels: int, stride: int) -> nn
     return OPS.get(name)(in_channels, out_channels, stride)
 
 
+def op_config(name: str, in_channels: int, out_channels: int, stride: int) -> dict[str, Any]:
+    """The layer config op `name` has at this position, read off its builder (nothing allocated)."""
+    return json.loads(_config_text(name, OPS.get(name), in_channels, out_channels, stride))
+
+
+@functools.cache
+def _config_text(name: str, build: Callable, cin: int, cout: int, stride: int) -> str:
+    # keyed by the builder too, so a name registered again later is never confused with it
+    with torch.device("meta"):
+        text = _frozen(build(cin, cout, stride).to_config())
+    _NAMED[text] = (name, build)
+    return text
+
+
+# config → (op name, builder) of every config `op_config` has returned: super-net layouts ask
+# `op_name` of their own candidates, which then needs no search
+_NAMED: dict[str, tuple[str, Callable]] = {}
+
+
+def _frozen(config: Mapping[str, Any]) -> str:
+    return json.dumps(config, sort_keys=True)
+
+
 def op_name(config: Mapping[str, Any]) -> str | None:
-    """The candidate-op name of a layer config, or None when it is no registered candidate."""
-    kind = config.get("name")
-    k = config.get("kernel_size")
-    if kind == "MBInvertedConvLayer":
-        name = f"{k}x{k}_MBConv{config.get('expand_ratio')}"
-    elif kind == "ZeroLayer":
-        name = "zero"
-    elif kind == "IdentityLayer":
-        name = "identity"
-    elif kind == "DepthConvLayer":
-        name = "3x3_DilSepConv" if config.get("dilation") == 2 else f"{k}x{k}_SepConv"
-    elif kind == "PoolingLayer":
-        name = f"{k}x{k}_{'Avg' if config.get('pool_type') == 'avg' else 'Max'}Pool"
-    else:
+    """The registered op whose layer has exactly this config, or None when none has.
+
+    The position's shape is the config's own (a ZeroLayer has no channels: any will do).
+    """
+    name, build = _NAMED.get(_frozen(config), (None, None))
+    if name in OPS and OPS.get(name) is build:
+        return name
+    cin = config.get("in_channels", 8)
+    cout, stride = config.get("out_channels", cin), config.get("stride", 1)
+    if not all(type(v) is int and v > 0 for v in (cin, cout, stride)):
         return None
-    return name if name in OPS else None
+    for name in OPS:
+        try:
+            if op_config(name, cin, cout, stride) == config:
+                return name
+        except ProxylessError:  # the op does not fit this position (e.g. a pool with stride 2)
+            continue
+    return None

@@ -34,6 +34,12 @@ class Registry(Generic[T]):
 
         return deco
 
+    def unregister(self, name: str) -> T:
+        """Remove and return `name` (a plugin unloading, a test restoring the registry)."""
+        if name not in self._items:
+            raise ProxylessError(f"unknown {self.kind} {name!r}")
+        return self._items.pop(name)
+
     def get(self, name: str) -> T:
         try:
             return self._items[name]

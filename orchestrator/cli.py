@@ -213,7 +213,6 @@ def _fill_in(table, keys: list[str], lut: str, args: argparse.Namespace) -> None
 def cmd_latency_predict(args: argparse.Namespace) -> int:
     """Latency of an architecture / net.config, or a space's expected latency at uniform α."""
     from nas_core.architecture import load_network
-    from nas_core.io import read_json
     from nas_core.latency.predictor import (
         LatencyModel,
         architecture_latency,
@@ -225,7 +224,7 @@ def cmd_latency_predict(args: argparse.Namespace) -> int:
     table = LatencyTable.load(args.lut)
     out: dict = {"lut": str(args.lut), "device": table.meta.name}
     if args.path is not None:
-        _, resolution, arch = load_network(args.path)
+        net, resolution, arch = load_network(args.path)
         if args.resolution is not None:
             resolution = args.resolution
             arch = arch.at_resolution(resolution) if arch is not None else None
@@ -235,7 +234,7 @@ def cmd_latency_predict(args: argparse.Namespace) -> int:
                 _fill_in(table, layout.all_keys(), args.lut, args)
             latency = architecture_latency(arch, table)
         else:
-            config = read_json(args.path)
+            config = net.to_config()  # every field written out, defaults included
             if args.fill_in:
                 _fill_in(table, net_config_keys(config, resolution), args.lut, args)
             latency = net_config_latency(config, table, resolution)

@@ -11,7 +11,7 @@ import torch
 
 from nas_core.errors import ProxylessError
 from nas_core.mixed_op import MixedOp
-from nas_core.ops import LAYERS, OPS, create_op, layer_from_config, op_name
+from nas_core.ops import LAYERS, OPS, OpName, create_op, layer_from_config, op_name
 from nas_core.registry import Registry
 from nas_core.stats import count_macs, count_params
 
@@ -26,15 +26,16 @@ def _cout(name: str) -> int:
 def _expected(name: str, cin: int, cout: int, stride: int, size: int) -> tuple[int, int]:
     """Analytic (params, MACs) of one op, written independently of the implementation."""
     out = math.ceil(size / stride)
-    if "MBConv" in name:
-        k, e = int(name[0]), int(name[-1])
+    parts = OpName.parse(name)
+    if parts.family == "MBConv":
+        k, e = parts.kernel, parts.param
         mid = cin * e
         params = (cin * mid + 2 * mid if e > 1 else 0) + mid * k * k + 2 * mid + mid * cout
         params += 2 * cout
         macs = (size * size * cin * mid if e > 1 else 0) + out * out * mid * (k * k + cout)
         return params, macs
-    if "SepConv" in name:
-        k = int(name[0])
+    if parts.family in ("SepConv", "DilSepConv"):
+        k = parts.kernel
         return 2 * cin + cin * k * k + cin * cout, out * out * cin * (k * k + cout)
     return 0, 0
 
@@ -67,6 +68,25 @@ def test_candidate_op(name: str, stride: int) -> None:
     assert (count_params(op), count_macs(op, SIZE, in_channels=CIN)) == _expected(
         name, CIN, cout, stride, SIZE
     )
+
+
+@pytest.mark.parametrize("name", OPS.names())
+def test_op_names_parse_and_print_back(name: str) -> None:
+    assert str(OpName.parse(name)) == name
+
+
+def test_op_name_parts() -> None:
+    assert OpName.parse("5x5_MBConv6") == OpName("MBConv", 5, 6)
+    assert OpName.parse("3x3_DilSepConv") == OpName("DilSepConv", 3)
+    assert OpName.parse("zero") == OpName("zero")
+    for bad in ("3x5_MBConv6", "5x5_", "MBConv 6", "", 3):
+        with pytest.raises(ProxylessError, match="not an op name"):
+            OpName.parse(bad)
+
+
+def test_op_name_is_none_for_a_layer_no_op_builds() -> None:
+    assert op_name({"name": "ConvLayer", "in_channels": 8, "out_channels": 8}) is None
+    assert op_name({"name": "MBInvertedConvLayer", "in_channels": True}) is None
 
 
 EXAMPLE_LAYERS = {

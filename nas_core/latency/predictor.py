@@ -15,7 +15,7 @@ import torch
 from nas_core.arch_state import ArchState
 from nas_core.architecture import Architecture
 from nas_core.errors import ProxylessError
-from nas_core.latency import keys as K
+from nas_core.latency.layout import net_layout
 from nas_core.latency.table import LatencyTable
 from nas_core.spaces import SearchSpace
 
@@ -80,77 +80,14 @@ def architecture_latency(arch: Architecture, table: LatencyTable) -> float:
 
 
 def net_config_keys(config: Mapping[str, Any], resolution: int) -> list[str]:
-    """The table keys of an official net.config (ProxylessNASNets or PyramidTreeNet)."""
-    name = config.get("name") if isinstance(config, Mapping) else None
-    try:
-        if name == "ProxylessNASNets":
-            return _mobilenet_keys(config, resolution)
-        if name == "PyramidTreeNet":
-            return _pyramid_keys(config, resolution)
-    except (KeyError, TypeError, IndexError) as e:
-        raise ProxylessError(f"malformed {name} net.config (missing {e})") from None
-    raise ProxylessError(f"cannot price a net.config named {name!r}")
+    """The table keys of a standalone net.config, each as often as its part occurs."""
+    layout = net_layout(config, resolution)
+    if layout.layers:
+        raise ProxylessError("a super-net config has no single latency: derive a net first")
+    return list(layout.fixed)
 
 
 def net_config_latency(config: Mapping[str, Any], table: LatencyTable, resolution: int) -> float:
     keys = net_config_keys(config, resolution)
     _check(table, keys)
     return sum(table.mean(k) for k in keys)
-
-
-def _mobilenet_keys(config: Mapping[str, Any], resolution: int) -> list[str]:
-    first = config["first_conv"]
-    size = -(-resolution // first["stride"])
-    keys = [K.conv_key("Conv", resolution, first["in_channels"], size, first["out_channels"])]
-    channels = first["out_channels"]
-    for block in config["blocks"]:
-        conv = block["mobile_inverted_conv"]
-        if conv["name"] == "ZeroLayer":
-            continue
-        out = -(-size // conv["stride"])
-        keys.append(
-            K.mbconv_key(
-                size,
-                conv["in_channels"],
-                out,
-                conv["out_channels"],
-                conv["expand_ratio"],
-                conv["kernel_size"],
-                conv["stride"],
-                block["shortcut"] is not None,
-            )
-        )
-        size, channels = out, conv["out_channels"]
-    mix = config["feature_mix_layer"]
-    keys.append(K.conv_key("Conv_1", size, channels, size, mix["out_channels"]))
-    keys.append(K.logits_key(size, mix["out_channels"], config["classifier"]["out_features"]))
-    return keys
-
-
-def _pyramid_keys(config: Mapping[str, Any], resolution: int) -> list[str]:
-    from nas_core.ops import op_name
-
-    keys = [K.tree_stem_key(resolution)]
-    size = resolution
-    channels = 0
-    for block in config["blocks"]:
-        if block["name"] != "ResidualTreeBlock":
-            continue
-        root = block["cell"]["edges"][0]
-        width, stride = block["in_bottle"]["out_channels"], root["stride"]
-        keys.append(K.tree_block_key(size, block["in_bottle"]["in_channels"], width, stride))
-        size = -(-size // stride)
-        edges: list[dict] = []
-        _tree_edges(block["cell"], 0, edges)
-        keys.extend(K.tree_edge_key(op_name(e) or e["name"], size, width) for e in edges)
-        channels = block["out_bottle"]["out_channels"]
-    keys.append(K.tree_head_key(size, channels, config["classifier"]["out_features"]))
-    return keys
-
-
-def _tree_edges(node: Mapping[str, Any], depth: int, out: list) -> None:
-    for edge, child in zip(node["edges"], node["child_nodes"], strict=True):
-        if depth >= 2:
-            out.append(edge)
-        if child is not None:
-            _tree_edges(child, depth + 1, out)

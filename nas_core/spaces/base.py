@@ -1,9 +1,10 @@
 """What every search space provides: a table of searchable layers and one builder.
 
 A space is a frozen config (its hyperparameters, B and F among them) plus `layer_specs()` — one
-`LayerSpec` per searchable layer, computable without building anything (latency tables need
-them) — and `build(make_layer)`, which lays out the network and asks `make_layer` for the module
-at each searchable position: a `MixedOp` for the super-net, the chosen op for a derived net.
+`LayerSpec` per searchable layer, computable without building anything — and
+`build(make_layer)`, which lays out the network and asks `make_layer` for the module at each
+searchable position: a `MixedOp` for the super-net, the chosen op for a derived net. Everything
+else (latency keys, the super-net, derived nets) is read off those two.
 """
 
 from __future__ import annotations
@@ -13,10 +14,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import torch
 from torch import nn
 
 from nas_core.config import ConfigModel
 from nas_core.errors import ProxylessError
+from nas_core.latency.layout import LatencyLayout, net_layout
+from nas_core.ops import op_config
 from nas_core.registry import Registry
 
 
@@ -37,19 +41,22 @@ class LayerSpec:
 MakeLayer = Callable[[LayerSpec], nn.Module]
 
 
-@dataclass(frozen=True)
-class LatencyLayout:
-    """Latency-table keys of a space: the fixed parts, and per layer one key per candidate
-    (None where the candidate is free, i.e. Zero)."""
+class _Searchable(nn.Module):
+    """Stands at a searchable layer while a skeleton is serialised: its config is the MixedOp
+    the super-net has there, without building (or allocating) any candidate."""
 
-    fixed: tuple[str, ...]
-    layers: tuple[tuple[str | None, ...], ...]
+    def __init__(self, spec: LayerSpec) -> None:
+        super().__init__()
+        self.spec = spec
 
-    def all_keys(self) -> list[str]:
-        keys = list(self.fixed)
-        for layer in self.layers:
-            keys.extend(k for k in layer if k is not None)
-        return list(dict.fromkeys(keys))
+    def to_config(self) -> dict[str, Any]:
+        s = self.spec
+        return {
+            "name": "MixedOp",
+            "candidates": [
+                op_config(n, s.in_channels, s.out_channels, s.stride) for n in s.candidates
+            ],
+        }
 
 
 class SearchSpace(ABC):
@@ -60,6 +67,7 @@ class SearchSpace(ABC):
 
     def __init__(self, config: Any = None) -> None:
         self.config = config if config is not None else self.Config()
+        self._layout: LatencyLayout | None = None  # the config is frozen, so is the layout
 
     @abstractmethod
     def layer_specs(self) -> list[LayerSpec]:
@@ -69,9 +77,18 @@ class SearchSpace(ABC):
     def build(self, make_layer: MakeLayer) -> nn.Module:
         """The whole network, with `make_layer(spec)` at each searchable position."""
 
-    @abstractmethod
     def latency_layout(self) -> LatencyLayout:
-        """Which latency-table entries price this space (see `nas_core.latency.keys`)."""
+        """Which latency-table entries price this space, read off its skeleton by the walker
+        every net.config is priced with (`nas_core.latency.layout`)."""
+        if self._layout is None:
+            with torch.device("meta"):  # nothing is allocated
+                skeleton = self.build(_Searchable)
+            layout = net_layout(skeleton.to_config(), self.resolution)
+            widths = [len(s.candidates) for s in self.layer_specs()]
+            if [len(layer) for layer in layout.layers] != widths:
+                raise AssertionError(f"{self.name}: build order differs from layer_specs order")
+            self._layout = layout
+        return self._layout
 
     @property
     def resolution(self) -> int:

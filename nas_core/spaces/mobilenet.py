@@ -14,12 +14,10 @@ from pydantic import Field, field_validator
 from torch import nn
 
 from nas_core.config import ConfigModel, FiniteFloat
-from nas_core.latency.keys import conv_key, logits_key, mbconv_key
 from nas_core.nets.mobilenet import MobileInvertedResidualBlock, ProxylessNASNets
-from nas_core.ops import OPS, ConvLayer, IdentityLayer, LinearLayer, MBInvertedConvLayer
+from nas_core.ops import OPS, ConvLayer, IdentityLayer, LinearLayer, MBInvertedConvLayer, OpName
 from nas_core.spaces.base import (
     SPACES,
-    LatencyLayout,
     LayerSpec,
     MakeLayer,
     SearchSpace,
@@ -76,7 +74,7 @@ class MobileNetSpaceConfig(ConfigModel):
     @field_validator("transition_op")
     @classmethod
     def _mbconv(cls, op: str | None) -> str | None:
-        if op is not None and ("MBConv" not in op or op not in OPS):
+        if op is not None and (op not in OPS or OpName.parse(op).family != "MBConv"):
             raise ValueError("must be an MBConv op name")
         return op
 
@@ -95,7 +93,7 @@ class MobileNetSpace(SearchSpace):
 
     def layer_specs(self) -> list[LayerSpec]:
         c = self.config
-        mbconvs = tuple(f"{k}x{k}_MBConv{e}" for k in c.kernels for e in c.expands)
+        mbconvs = tuple(str(OpName("MBConv", k, e)) for k in c.kernels for e in c.expands)
         _, cin, _ = self._widths()
         size = -(-c.resolution // 2)  # after the stride-2 first conv: ceil(R/2)
         specs: list[LayerSpec] = []
@@ -121,32 +119,6 @@ class MobileNetSpace(SearchSpace):
                 )
                 size, cin = -(-size // s), cout
         return specs
-
-    def latency_layout(self) -> LatencyLayout:
-        c = self.config
-        first, block0, last = self._widths()
-        specs = self.layer_specs()
-        size = specs[0].input_size
-        fixed = [
-            conv_key("Conv", c.resolution, 3, size, first),
-            mbconv_key(size, first, size, block0, 1, 3, 1, False),
-        ]
-        layers = []
-        for s in specs:
-            out = -(-s.input_size // s.stride)
-            keys = []
-            for op in s.candidates:
-                if op == "zero":
-                    keys.append(None)
-                    continue
-                k, e = int(op[0]), int(op[-1])
-                shape = (s.input_size, s.in_channels, out, s.out_channels)
-                keys.append(mbconv_key(*shape, e, k, s.stride, s.shortcut))
-            layers.append(tuple(keys))
-            size = out
-        fixed.append(conv_key("Conv_1", size, specs[-1].out_channels, size, last))
-        fixed.append(logits_key(size, last, c.num_classes))
-        return LatencyLayout(tuple(fixed), tuple(layers))
 
     def build(self, make_layer: MakeLayer) -> nn.Module:
         first, block0, last = self._widths()

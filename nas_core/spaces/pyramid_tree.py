@@ -12,18 +12,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from torch import nn
 
 from nas_core.config import ConfigModel
-from nas_core.latency.keys import tree_block_key, tree_edge_key, tree_head_key, tree_stem_key
 from nas_core.nets.pyramid_tree import PyramidTreeNet, ResidualTreeBlock, TransitionBlock, TreeNode
-from nas_core.ops import ConvLayer, IdentityLayer, LinearLayer, PoolingLayer
+from nas_core.ops import OPS, ConvLayer, IdentityLayer, LinearLayer, PoolingLayer
 from nas_core.spaces.base import (
     SPACES,
-    LatencyLayout,
     LayerSpec,
     MakeLayer,
     SearchSpace,
@@ -50,7 +47,16 @@ class PyramidTreeSpaceConfig(ConfigModel):
     F: int = Field(400, ge=4 * STEM_WIDTH, le=4096, multiple_of=8)
     resolution: int = Field(32, ge=4, le=2048, multiple_of=4)
     num_classes: int = Field(10, ge=2, le=100_000)
-    candidates: tuple[Literal[CANDIDATES], ...] = Field(CANDIDATES, strict=False, min_length=1)
+    # any registered op that keeps channels and stride 1 (the paper's seven by default)
+    candidates: tuple[str, ...] = Field(CANDIDATES, strict=False, min_length=1)
+
+    @field_validator("candidates")
+    @classmethod
+    def _registered(cls, ops: tuple[str, ...]) -> tuple[str, ...]:
+        for op in ops:
+            if op not in OPS:
+                raise ValueError(f"unknown op {op!r} (registered: {', '.join(OPS.names())})")
+        return ops
 
 
 def tree_stem() -> TransitionBlock:
@@ -148,20 +154,6 @@ class PyramidTreeSpace(SearchSpace):
                     )
                 )
         return specs
-
-    def latency_layout(self) -> LatencyLayout:
-        c = self.config
-        fixed = [tree_stem_key(c.resolution)]
-        size = c.resolution
-        for _k, cin, w, stride, size in self._blocks():
-            fixed.append(tree_block_key(size, cin, w, stride))
-        final = c.resolution // 4
-        fixed.append(tree_head_key(final, c.F, c.num_classes))
-        layers = tuple(
-            tuple(tree_edge_key(op, s.input_size, s.in_channels) for op in s.candidates)
-            for s in self.layer_specs()
-        )
-        return LatencyLayout(tuple(fixed), layers)
 
     def build(self, make_layer: MakeLayer) -> nn.Module:
         c = self.config
