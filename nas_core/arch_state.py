@@ -11,8 +11,24 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
+from pydantic import Field
 
+from nas_core.config import ConfigModel, FiniteFloat
 from nas_core.errors import ProxylessError
+
+
+class ArchLayerConfig(ConfigModel):
+    """One layer of an `ArchState` as JSON."""
+
+    name: str
+    candidates: tuple[str, ...] = Field(strict=False)  # JSON lists
+    alpha: tuple[FiniteFloat, ...] = Field(strict=False)
+
+
+class ArchStateConfig(ConfigModel):
+    """An `ArchState` as JSON: its layers in α order."""
+
+    layers: tuple[ArchLayerConfig, ...] = Field(strict=False)
 
 
 class ArchState:
@@ -97,15 +113,12 @@ class ArchState:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> ArchState:
-        try:
-            layers = config["layers"]
-            return cls(
-                [d["name"] for d in layers],
-                [d["candidates"] for d in layers],
-                [d["alpha"] for d in layers],
-            )
-        except (KeyError, TypeError) as e:
-            raise ProxylessError(f"ArchState config is malformed: missing {e}") from None
+        layers = ArchStateConfig.from_config(config).layers
+        return cls(
+            [layer.name for layer in layers],
+            [layer.candidates for layer in layers],
+            [layer.alpha for layer in layers],
+        )
 
     def state_dict(self) -> dict[str, Any]:
         """Tensors and plain lists only, so `torch.load(weights_only=True)` can read it."""

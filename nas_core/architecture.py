@@ -108,7 +108,7 @@ def load_network(path: str | Path) -> tuple[nn.Module, int, Architecture | None]
     if isinstance(config, Mapping) and config.get("name") in NETS:
         try:
             net = net_from_config(config)
-        except (ProxylessError, TypeError, KeyError, AttributeError) as e:
+        except ProxylessError as e:
             raise ProxylessError(f"{path}: not a valid {config['name']} net.config ({e})") from None
         return net, 224 if config["name"] == "ProxylessNASNets" else 32, None
     name = config.get("name") if isinstance(config, Mapping) else None

@@ -5,7 +5,8 @@ is not a number), unknown keys refused, ranges on the fields and defaults declar
 `ValidationError` becomes one `ProxylessError` line naming the dotted field (`retrain.momentum:
 should be >= 0, got -1`); the reader of a file prefixes its name. Layers and nets (which are
 `nn.Module`s, not configs) round-trip through their constructor arguments instead
-(`init_kwargs` / `checked_kwargs`, the once-for-all convention).
+(`init_kwargs` / `checked_kwargs`, the once-for-all convention), and `typed` validates those
+arguments with the same pydantic and the same one-line errors.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ import copy
 import inspect
 import re
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal, Self, get_args
+from typing import Annotated, Any, Literal, Self, TypeVar, get_args
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, validate_call
 
 from nas_core.errors import ProxylessError
 
@@ -141,3 +142,28 @@ def checked_kwargs(cls: type, config: Mapping[str, Any], where: str) -> dict[str
     if missing:
         raise ProxylessError(f"{where}: missing key(s) {', '.join(missing)} for {cls.__name__}")
     return kwargs
+
+
+# ---- layers, blocks and nets: built from official net.config dicts ----
+
+# Their constructors are the schema: `@typed` checks every argument against its annotation
+# (strict, ranges from `Annotated[..., Field(...)]`, modules by isinstance), so a net.config
+# value is validated where it is read, by the same pydantic that validates every other config.
+typed = validate_call(config=ConfigDict(strict=True, arbitrary_types_allowed=True))
+
+T = TypeVar("T")
+
+
+def construct(cls: type[T], kwargs: Mapping[str, Any], where: str) -> T:
+    """`cls(**kwargs)` for values read from a file: a bad one is `where.field: what, got value`."""
+    try:
+        return cls(**kwargs)
+    except ValidationError as e:
+        raise ProxylessError(f"{where}.{config_error(e)}") from None
+
+
+def config_list(value: Any, where: str) -> list[Any]:
+    """A list read from a config, or a one-line error naming `where`."""
+    if not isinstance(value, list):
+        raise ProxylessError(f"{where}: must be a list, got {value!r:.80}")
+    return value

@@ -38,14 +38,6 @@ def resolve_device(name: str, where: str = "device") -> torch.device:
     return device
 
 
-def check_device_name(name: object, where: str = "device") -> None:
-    """Syntax only (a config may be written on a machine without the device)."""
-    text = str(name)
-    ok = text in ("cpu", "cuda") or (text.startswith("cuda:") and text[5:].isdigit())
-    if not isinstance(name, str) or not ok:
-        raise ProxylessError(f"{where} must be cpu, cuda or cuda:N, got {name!r}")
-
-
 def to_host(tensor: torch.Tensor) -> torch.Tensor:
     """A CPU copy of `tensor`: pinned memory and an event wait on CUDA (see the module doc)."""
     tensor = tensor.detach()

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from nas_core.config import checked_kwargs
+from nas_core.config import checked_kwargs, config_list, construct, typed
 from nas_core.ops import LAYERS, Layer, layer_from_config, op_name
 
 
@@ -73,6 +73,7 @@ class MixedOp(Layer):
 
     config_name = "MixedOp"
 
+    @typed
     def __init__(self, candidates: Sequence[nn.Module]) -> None:
         super().__init__()
         self.candidates = nn.ModuleList(candidates)
@@ -115,4 +116,5 @@ class MixedOp(Layer):
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> MixedOp:
         kwargs = checked_kwargs(cls, config, cls.config_name)
-        return cls([layer_from_config(c) for c in kwargs["candidates"]])
+        candidates = config_list(kwargs["candidates"], "MixedOp.candidates")
+        return construct(cls, {"candidates": [layer_from_config(c) for c in candidates]}, "MixedOp")

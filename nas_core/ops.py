@@ -13,21 +13,32 @@ overwritten.
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 import torch
+from pydantic import Field
 from torch import nn
 
-from nas_core.config import checked_kwargs, init_kwargs
+from nas_core.config import checked_kwargs, construct, init_kwargs, typed
 from nas_core.errors import ProxylessError
 from nas_core.registry import Registry
 
 LAYERS: Registry[type[Layer]] = Registry("layer")
 OPS: Registry[Callable[[int, int, int], nn.Module]] = Registry("op")
+
+
+# The types of a layer's config: every constructor argument is checked against its annotation
+# (`typed`), so a net.config with a bad value fails where it is read, naming the layer and field
+Channels = Annotated[int, Field(ge=1, le=1 << 16)]
+Size = Annotated[int, Field(ge=1, le=64)]  # kernel size, stride, dilation, expand ratio
+Rate = Annotated[float, Field(ge=0, lt=1)]  # dropout
+ActFunc = Literal["relu", "relu6", "tanh", "sigmoid"] | None
+OpsOrder = Literal[tuple("_".join(p) for p in itertools.permutations(("weight", "bn", "act")))]
 
 
 class Layer(nn.Module):
@@ -40,7 +51,7 @@ class Layer(nn.Module):
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Layer:
-        return cls(**checked_kwargs(cls, config, cls.config_name))
+        return construct(cls, checked_kwargs(cls, config, cls.config_name), cls.config_name)
 
 
 def layer_from_config(config: Mapping[str, Any] | None) -> nn.Module | None:
@@ -56,9 +67,14 @@ def _activation(name: str | None) -> nn.Module | None:
     if name is None:
         return None
     acts = {"relu": nn.ReLU, "relu6": nn.ReLU6, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
-    if name not in acts:
-        raise ProxylessError(f"unknown act_func {name!r} (known: {', '.join(sorted(acts))})")
-    return acts[name]()
+    return acts[name]()  # `ActFunc` lists exactly these
+
+
+def _groups_divide(layer: Layer, groups: int, *channels: int) -> None:
+    if any(c % groups for c in channels):
+        raise ProxylessError(
+            f"{layer.config_name}: groups {groups} must divide channels {channels}"
+        )
 
 
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
@@ -70,14 +86,15 @@ def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
 class _OrderedLayer(Layer):
     """A weight op with optional BN, activation and dropout applied in `ops_order`."""
 
+    @typed
     def __init__(
         self,
-        in_channels: int,
-        out_channels: int,
+        in_channels: Channels,
+        out_channels: Channels,
         use_bn: bool,
-        act_func: str | None,
-        dropout_rate: float,
-        ops_order: str,
+        act_func: ActFunc,
+        dropout_rate: Rate,
+        ops_order: OpsOrder,
     ) -> None:
         super().__init__()
         self.in_channels = in_channels
@@ -87,8 +104,6 @@ class _OrderedLayer(Layer):
         self.dropout_rate = dropout_rate
         self.ops_order = ops_order
         order = ops_order.split("_")
-        if sorted(order) != ["act", "bn", "weight"]:
-            raise ProxylessError(f"ops_order must order weight, bn and act, got {ops_order!r}")
         self._order = order
         bn_channels = in_channels if order.index("bn") < order.index("weight") else out_channels
         self.bn = self._bn(bn_channels) if use_bn else None
@@ -123,24 +138,26 @@ class ConvLayer(_OrderedLayer):
 
     config_name = "ConvLayer"
 
+    @typed
     def __init__(
         self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: int = 3,
-        stride: int = 1,
-        dilation: int = 1,
-        groups: int = 1,
+        in_channels: Channels,
+        out_channels: Channels,
+        kernel_size: Size = 3,
+        stride: Size = 1,
+        dilation: Size = 1,
+        groups: Channels = 1,
         bias: bool = False,
         has_shuffle: bool = False,
         use_bn: bool = True,
-        act_func: str | None = "relu",
-        dropout_rate: float = 0,
-        ops_order: str = "weight_bn_act",
+        act_func: ActFunc = "relu",
+        dropout_rate: Rate = 0,
+        ops_order: OpsOrder = "weight_bn_act",
     ) -> None:
         super().__init__(in_channels, out_channels, use_bn, act_func, dropout_rate, ops_order)
         self.kernel_size, self.stride, self.dilation = kernel_size, stride, dilation
         self.groups, self.bias, self.has_shuffle = groups, bias, has_shuffle
+        _groups_divide(self, groups, in_channels, out_channels)
         pad = kernel_size // 2 * dilation
         self.conv = nn.Conv2d(
             in_channels, out_channels, kernel_size, stride, pad, dilation, groups, bias
@@ -157,24 +174,26 @@ class DepthConvLayer(_OrderedLayer):
 
     config_name = "DepthConvLayer"
 
+    @typed
     def __init__(
         self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: int = 3,
-        stride: int = 1,
-        dilation: int = 1,
-        groups: int = 1,
+        in_channels: Channels,
+        out_channels: Channels,
+        kernel_size: Size = 3,
+        stride: Size = 1,
+        dilation: Size = 1,
+        groups: Channels = 1,
         bias: bool = False,
         has_shuffle: bool = False,
         use_bn: bool = True,
-        act_func: str | None = "relu",
-        dropout_rate: float = 0,
-        ops_order: str = "weight_bn_act",
+        act_func: ActFunc = "relu",
+        dropout_rate: Rate = 0,
+        ops_order: OpsOrder = "weight_bn_act",
     ) -> None:
         super().__init__(in_channels, out_channels, use_bn, act_func, dropout_rate, ops_order)
         self.kernel_size, self.stride, self.dilation = kernel_size, stride, dilation
         self.groups, self.bias, self.has_shuffle = groups, bias, has_shuffle
+        _groups_divide(self, groups, in_channels, out_channels)
         pad = kernel_size // 2 * dilation
         self.depth_conv = nn.Conv2d(
             in_channels,
@@ -199,27 +218,26 @@ class PoolingLayer(_OrderedLayer):
 
     config_name = "PoolingLayer"
 
+    @typed
     def __init__(
         self,
-        in_channels: int,
-        out_channels: int,
-        pool_type: str,
-        kernel_size: int = 2,
-        stride: int = 2,
+        in_channels: Channels,
+        out_channels: Channels,
+        pool_type: Literal["avg", "max"],
+        kernel_size: Size = 2,
+        stride: Size = 2,
         use_bn: bool = False,
-        act_func: str | None = None,
-        dropout_rate: float = 0,
-        ops_order: str = "weight_bn_act",
+        act_func: ActFunc = None,
+        dropout_rate: Rate = 0,
+        ops_order: OpsOrder = "weight_bn_act",
     ) -> None:
         super().__init__(in_channels, out_channels, use_bn, act_func, dropout_rate, ops_order)
         self.pool_type, self.kernel_size, self.stride = pool_type, kernel_size, stride
         pad = kernel_size // 2 if stride == 1 else 0
         if pool_type == "avg":
             self.pool = nn.AvgPool2d(kernel_size, stride, pad, count_include_pad=False)
-        elif pool_type == "max":
-            self.pool = nn.MaxPool2d(kernel_size, stride, pad)
         else:
-            raise ProxylessError(f"pool_type must be 'avg' or 'max', got {pool_type!r}")
+            self.pool = nn.MaxPool2d(kernel_size, stride, pad)
 
     def weight_call(self, x: torch.Tensor) -> torch.Tensor:
         return self.pool(x)
@@ -231,14 +249,15 @@ class IdentityLayer(_OrderedLayer):
 
     config_name = "IdentityLayer"
 
+    @typed
     def __init__(
         self,
-        in_channels: int,
-        out_channels: int,
+        in_channels: Channels,
+        out_channels: Channels,
         use_bn: bool = False,
-        act_func: str | None = None,
-        dropout_rate: float = 0,
-        ops_order: str = "weight_bn_act",
+        act_func: ActFunc = None,
+        dropout_rate: Rate = 0,
+        ops_order: OpsOrder = "weight_bn_act",
     ) -> None:
         super().__init__(in_channels, out_channels, use_bn, act_func, dropout_rate, ops_order)
 
@@ -252,15 +271,16 @@ class LinearLayer(_OrderedLayer):
 
     config_name = "LinearLayer"
 
+    @typed
     def __init__(
         self,
-        in_features: int,
-        out_features: int,
+        in_features: Channels,
+        out_features: Channels,
         bias: bool = True,
         use_bn: bool = False,
-        act_func: str | None = None,
-        dropout_rate: float = 0,
-        ops_order: str = "weight_bn_act",
+        act_func: ActFunc = None,
+        dropout_rate: Rate = 0,
+        ops_order: OpsOrder = "weight_bn_act",
     ) -> None:
         super().__init__(in_features, out_features, use_bn, act_func, dropout_rate, ops_order)
         self.in_features, self.out_features, self.bias = in_features, out_features, bias
@@ -293,13 +313,14 @@ class MBInvertedConvLayer(Layer):
 
     config_name = "MBInvertedConvLayer"
 
+    @typed
     def __init__(
         self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: int = 3,
-        stride: int = 1,
-        expand_ratio: int = 6,
+        in_channels: Channels,
+        out_channels: Channels,
+        kernel_size: Size = 3,
+        stride: Size = 1,
+        expand_ratio: Size = 6,
     ) -> None:
         super().__init__()
         self.in_channels, self.out_channels = in_channels, out_channels
@@ -326,7 +347,8 @@ class ZeroLayer(Layer):
 
     config_name = "ZeroLayer"
 
-    def __init__(self, stride: int = 1) -> None:
+    @typed
+    def __init__(self, stride: Size = 1) -> None:
         super().__init__()
         self.stride = stride
 

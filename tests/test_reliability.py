@@ -33,6 +33,18 @@ def _arch(tmp: Path, change: dict | None = None, ops: list | None = None) -> dic
     return {"space": {**space.to_config(), **(change or {})}, "ops": chosen}
 
 
+def _net_config(tmp: Path, path: list, value: object) -> list[str]:
+    """`proxyless arch stats` on the net.config of `_arch` with the value at `path` replaced."""
+    from nas_core.architecture import Architecture
+
+    config = Architecture.from_config(_arch(tmp)).net_config()
+    parent = config
+    for step in path[:-1]:
+        parent = parent[step]
+    parent[path[-1]] = value
+    return ["arch", "stats", str(_write(tmp, "n.config", config))]
+
+
 def _write(tmp: Path, name: str, content: str | bytes | dict | list) -> Path:
     path = tmp / name
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -382,6 +394,42 @@ CASES: list[Case] = [
             ),
         ],
         "n.config",
+    ),
+    Case(
+        NETCFG,
+        "layer value out of range",
+        lambda t: _net_config(t, ["blocks", 1, "mobile_inverted_conv", "kernel_size"], 0),
+        "MBInvertedConvLayer.kernel_size: must be >= 1",
+    ),
+    Case(
+        NETCFG,
+        "layer value of the wrong type",
+        lambda t: _net_config(t, ["first_conv", "stride"], "2"),
+        "ConvLayer.stride: must be an integer",
+    ),
+    Case(
+        NETCFG,
+        "unknown activation",
+        lambda t: _net_config(t, ["feature_mix_layer", "act_func"], "gelu"),
+        "ConvLayer.act_func: must be one of",
+    ),
+    Case(
+        NETCFG,
+        "groups that do not divide the channels",
+        lambda t: _net_config(t, ["first_conv", "groups"], 5),
+        "groups 5 must divide",
+    ),
+    Case(
+        NETCFG,
+        "net-level value out of range",
+        lambda t: _net_config(t, ["bn", "eps"], -1.0),
+        "ProxylessNASNets.bn.eps: must be > 0",
+    ),
+    Case(
+        NETCFG,
+        "blocks not a list",
+        lambda t: _net_config(t, ["blocks"], 3),
+        "ProxylessNASNets.blocks: must be a list",
     ),
     # ---- latency tables ----
     Case(

@@ -27,24 +27,7 @@ def net_from_config(config: Mapping[str, Any]) -> nn.Module:
         raise ProxylessError("net config must be a JSON object with a 'name'")
     if not isinstance(config["name"], str):
         raise ProxylessError(f"net config 'name' must be a string, got {config['name']!r}")
-    try:
-        return NETS.get(config["name"]).from_config(config)
-    except ProxylessError:
-        raise
-    except (
-        TypeError,
-        ValueError,
-        KeyError,
-        AttributeError,
-        IndexError,
-        RuntimeError,
-        ArithmeticError,
-    ) as e:
-        # a layer value of the wrong type or size that no check above anticipated
-        first = str(e).splitlines()[0] if str(e) else ""
-        raise ProxylessError(
-            f"invalid {config['name']} net config ({type(e).__name__}: {first})"
-        ) from None
+    return NETS.get(config["name"]).from_config(config)
 
 
 __all__ = [

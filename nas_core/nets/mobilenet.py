@@ -8,20 +8,29 @@ for every involved path, which the official code silently skipped (stale α grad
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any
 
 import torch
+from pydantic import Field
 from torch import nn
+from typing_extensions import TypedDict
 
-from nas_core.config import checked_kwargs
-from nas_core.errors import ProxylessError
-from nas_core.ops import Layer, ZeroLayer, layer_from_config
+from nas_core.config import checked_kwargs, config_list, construct, typed
+from nas_core.ops import ZeroLayer, layer_from_config
+
+
+class BatchNormSettings(TypedDict):
+    """Momentum and eps of every BN in the net (the official configs' `bn`)."""
+
+    momentum: Annotated[float, Field(ge=0, le=1)]
+    eps: Annotated[float, Field(gt=0, le=1)]
 
 
 class MobileInvertedResidualBlock(nn.Module):
     """One MBConv position: op (fixed or mixed) plus an optional identity shortcut."""
 
+    @typed
     def __init__(self, mobile_inverted_conv: nn.Module, shortcut: nn.Module | None) -> None:
         super().__init__()
         self.mobile_inverted_conv = mobile_inverted_conv
@@ -42,20 +51,24 @@ class MobileInvertedResidualBlock(nn.Module):
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> MobileInvertedResidualBlock:
-        kw = checked_kwargs(cls, config, "MobileInvertedResidualBlock")
-        return cls(layer_from_config(kw["mobile_inverted_conv"]), layer_from_config(kw["shortcut"]))
+        where = "MobileInvertedResidualBlock"
+        kw = checked_kwargs(cls, config, where)
+        for key in ("mobile_inverted_conv", "shortcut"):
+            kw[key] = layer_from_config(kw[key])
+        return construct(cls, kw, where)
 
 
 class ProxylessNASNets(nn.Module):
     """first conv → MBConv blocks → 1×1 feature mix → global pool → classifier."""
 
+    @typed
     def __init__(
         self,
-        first_conv: Layer,
-        blocks: list[MobileInvertedResidualBlock],
-        feature_mix_layer: Layer | None,
-        classifier: Layer,
-        bn: Mapping[str, float] | None = None,
+        first_conv: nn.Module,
+        blocks: Sequence[MobileInvertedResidualBlock],
+        feature_mix_layer: nn.Module | None,
+        classifier: nn.Module,
+        bn: BatchNormSettings | None = None,
     ) -> None:
         super().__init__()
         self.first_conv = first_conv
@@ -90,13 +103,10 @@ class ProxylessNASNets(nn.Module):
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> ProxylessNASNets:
-        kw = checked_kwargs(cls, config, "ProxylessNASNets")
-        if not isinstance(kw["blocks"], list):
-            raise ProxylessError("ProxylessNASNets: 'blocks' must be a list")
-        return cls(
-            layer_from_config(kw["first_conv"]),
-            [MobileInvertedResidualBlock.from_config(b) for b in kw["blocks"]],
-            layer_from_config(kw["feature_mix_layer"]),
-            layer_from_config(kw["classifier"]),
-            kw.get("bn"),
-        )
+        where = "ProxylessNASNets"
+        kw = checked_kwargs(cls, config, where)
+        blocks = config_list(kw["blocks"], f"{where}.blocks")
+        kw["blocks"] = [MobileInvertedResidualBlock.from_config(b) for b in blocks]
+        for key in ("first_conv", "feature_mix_layer", "classifier"):
+            kw[key] = layer_from_config(kw[key])
+        return construct(cls, kw, where)

@@ -9,14 +9,14 @@ same classes serve the super-net and the standalone net. Semantics follow the of
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
-from nas_core.config import checked_kwargs
+from nas_core.config import checked_kwargs, config_list, construct, typed
 from nas_core.errors import ProxylessError
-from nas_core.ops import layer_from_config
+from nas_core.ops import Channels, Rate, layer_from_config
 from nas_core.registry import Registry
 
 
@@ -40,22 +40,21 @@ def _drop(x: torch.Tensor, rate: float, training: bool) -> torch.Tensor:
 class TreeNode(nn.Module):
     """One node of a tree cell: edges, child sub-trees, allocation and merge scheme."""
 
+    @typed
     def __init__(
         self,
         edges: Sequence[nn.Module],
-        child_nodes: Sequence[TreeNode | None],
-        in_channels: int,
-        out_channels: int,
-        split_type: str | None = "copy",
-        merge_type: str | None = "add",
+        child_nodes: Sequence[nn.Module | None],  # TreeNodes (a class cannot name itself here)
+        in_channels: Channels,
+        out_channels: Channels,
+        split_type: Literal["copy", "split"] | None = "copy",
+        merge_type: Literal["add", "concat"] | None = "add",
         has_branch_bn: bool = False,
-        path_drop_rate: float = 0,
+        path_drop_rate: Rate = 0,
     ) -> None:
         super().__init__()
         if len(edges) != len(child_nodes):
             raise ProxylessError("TreeNode: one child node (or null) per edge is needed")
-        if split_type not in ("copy", "split", None) or merge_type not in ("add", "concat", None):
-            raise ProxylessError(f"TreeNode: unknown split/merge {split_type!r}/{merge_type!r}")
         self.in_channels, self.out_channels = in_channels, out_channels
         self.split_type, self.merge_type = split_type, merge_type
         self.has_branch_bn, self.path_drop_rate = has_branch_bn, path_drop_rate
@@ -106,14 +105,16 @@ class TreeNode(nn.Module):
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> TreeNode:
         kw = checked_kwargs(cls, config, "TreeNode")
-        kw["edges"] = [layer_from_config(e) for e in kw["edges"]]
-        kw["child_nodes"] = [None if c is None else cls.from_config(c) for c in kw["child_nodes"]]
-        return cls(**kw)
+        kw["edges"] = [layer_from_config(e) for e in config_list(kw["edges"], "TreeNode.edges")]
+        children = config_list(kw["child_nodes"], "TreeNode.child_nodes")
+        kw["child_nodes"] = [None if c is None else cls.from_config(c) for c in children]
+        return construct(cls, kw, "TreeNode")
 
 
 class TransitionBlock(nn.Module):
     """A plain sequence of layers (the stem, and the final BN-ReLU-pool)."""
 
+    @typed
     def __init__(self, layers: Sequence[nn.Module]) -> None:
         super().__init__()
         self.layers = nn.ModuleList(layers)
@@ -129,12 +130,14 @@ class TransitionBlock(nn.Module):
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> TransitionBlock:
         kw = checked_kwargs(cls, config, "TransitionBlock")
-        return cls([layer_from_config(c) for c in kw["layers"]])
+        layers = config_list(kw["layers"], "TransitionBlock.layers")
+        return construct(cls, {"layers": [layer_from_config(c) for c in layers]}, "TransitionBlock")
 
 
 class ResidualTreeBlock(nn.Module):
     """PyramidNet bottleneck block whose 3×3 stage is a tree cell; zero-padded shortcut."""
 
+    @typed
     def __init__(
         self,
         cell: TreeNode,
@@ -142,7 +145,7 @@ class ResidualTreeBlock(nn.Module):
         out_bottle: nn.Module | None,
         shortcut: nn.Module,
         final_bn: bool = True,
-        cell_drop_rate: float = 0,
+        cell_drop_rate: Rate = 0,
     ) -> None:
         super().__init__()
         self.cell, self.in_bottle, self.out_bottle, self.shortcut = (
@@ -187,7 +190,7 @@ class ResidualTreeBlock(nn.Module):
         for key in ("in_bottle", "out_bottle", "shortcut"):
             kw[key] = layer_from_config(kw[key])
         kw["cell"] = TreeNode.from_config(kw["cell"])
-        return cls(**kw)
+        return construct(cls, kw, "ResidualTreeBlock")
 
 
 BLOCKS: Registry[type[nn.Module]] = Registry("PyramidTreeNet block")
@@ -198,6 +201,7 @@ BLOCKS.register()(ResidualTreeBlock)
 class PyramidTreeNet(nn.Module):
     """Transition (stem) → residual tree blocks → transition (BN-ReLU-pool) → classifier."""
 
+    @typed
     def __init__(self, blocks: Sequence[nn.Module], classifier: nn.Module) -> None:
         super().__init__()
         self.blocks = nn.ModuleList(blocks)
@@ -231,4 +235,5 @@ class PyramidTreeNet(nn.Module):
         for b in blocks:
             name = b.get("name") if isinstance(b, Mapping) else None
             built.append(BLOCKS.get(name).from_config(b))
-        return cls(built, layer_from_config(config["classifier"]))
+        classifier = layer_from_config(config["classifier"])
+        return construct(cls, {"blocks": built, "classifier": classifier}, "PyramidTreeNet")
