@@ -19,7 +19,7 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -294,7 +294,8 @@ def run_sweep(
     try:
         store.pull(*DRIVER_FILES)
         try:
-            outcome = _run_sweep(spec, store, address, resume, verbose)
+            with _tune_environment():
+                outcome = _run_sweep(spec, store, address, resume, verbose)
         except BaseException:  # Ctrl-C or an error: keep what the driver wrote, if storage can
             with contextlib.suppress(ProxylessError):
                 store.push()
@@ -303,6 +304,26 @@ def run_sweep(
         return outcome
     finally:
         store.close()
+
+
+# Read by Tune in the driver: our own progress lines instead of its boxes, and no "snapshotting
+# too often" warning for the per-epoch checkpoints of short trials. A user's own values win.
+TUNE_ENVIRONMENT = {
+    "RAY_AIR_NEW_OUTPUT": "0",
+    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
+}
+
+
+@contextlib.contextmanager
+def _tune_environment() -> Iterator[None]:
+    """`TUNE_ENVIRONMENT` for the duration of a sweep; the caller's environment after it."""
+    added = {k: v for k, v in TUNE_ENVIRONMENT.items() if k not in os.environ}
+    os.environ.update(added)
+    try:
+        yield
+    finally:
+        for key in added:
+            os.environ.pop(key, None)
 
 
 def _run_sweep(
@@ -328,9 +349,6 @@ def _run_sweep(
     ensure_ray(address, log_to_driver=verbose)
     tables = profile_gpu_table(spec, run_dir, tables)
     store.push()  # a URI run is resumable from here on, even if this driver is killed
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our own progress lines, not Tune's boxes
-    # per-epoch checkpoints of short trials trip Tune's "snapshotting too often" warning
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
     log.info(
         f"sweep {spec.name}: search trials → {store.url('tune/' + experiment_name(spec, 'search'))}"
