@@ -105,7 +105,7 @@ def measure_actor(
     w = WeightConfig()
     torch.manual_seed(seed)
     net = SuperNet(space)
-    net.arch.init_normal_(step_generator(seed, 0, Stream.ALPHA_INIT), 1e-3)
+    net.arch_state.init_normal_(step_generator(seed, 0, Stream.ALPHA_INIT), 1e-3)
     net.zero_init_residual_()
     net.train()
     strategy = create_strategy(strategy_config, LatencyModel(space, table))  # as a worker
@@ -120,7 +120,7 @@ def measure_actor(
         space.to_config(),
         strategy_config.to_config(),
         1,
-        net.arch.to_config(),
+        net.arch_state.to_config(),
         table.to_yaml_dict(),
     )
     ray.get(actor.alphas.remote())  # the actor is up before anything is timed
@@ -128,7 +128,7 @@ def measure_actor(
         space.to_config(),
         strategy_config.to_config(),
         1,
-        net.arch.to_config(),
+        net.arch_state.to_config(),
         table.to_yaml_dict(),
     )
     g = torch.Generator().manual_seed(seed)
@@ -153,7 +153,7 @@ def measure_actor(
     signal_bytes = alpha_bytes = 0
     for r in range(warmup + rounds):
         row: dict[str, float] = {}
-        path = sample_paths(net.arch, step_generator(seed, r, Stream.WEIGHT_PATHS))
+        path = sample_paths(net.arch_state, step_generator(seed, r, Stream.WEIGHT_PATHS))
         t0 = time.perf_counter()
         net.set_paths(path)
         weight_step(net, opt, x, y, w.lr, w.label_smoothing)
@@ -172,7 +172,7 @@ def measure_actor(
         t1 = time.perf_counter()
         version, alphas = ray.get(actor.alphas.remote())
         with torch.no_grad():
-            for a, b in zip(net.arch.alphas, alphas, strict=True):
+            for a, b in zip(net.arch_state.alphas, alphas, strict=True):
                 a.copy_(b)
         t2 = time.perf_counter()
         ray.get(actor.last_metrics.remote())

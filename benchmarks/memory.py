@@ -99,7 +99,7 @@ def build_bench(kind: str, resolution: int, op: str, device: torch.device) -> Be
         else:
 
             def prepare() -> None:  # a fresh softmax(α) graph for every step's backward
-                sn.arch.zero_grad()
+                sn.arch_state.zero_grad()
                 sn.set_weighted()
 
     model = model.to(device).train()

@@ -95,7 +95,7 @@ def path_macs(table: list[list[int]], path: list[int]) -> int:
 
 
 def expected_macs(table: list[list[int]], net: SuperNet) -> float:
-    probs = net.arch.all_probs()
+    probs = net.arch_state.all_probs()
     return sum(
         float((p.detach() * torch.tensor(r, dtype=p.dtype)).sum())
         for p, r in zip(probs, table, strict=True)
@@ -118,7 +118,7 @@ def choose_fixed_path(
     pool: list[list[int]] = []
     k = 0
     while len(pool) < args.pool:
-        path = sample_paths(net.arch, step_generator(args.seed, k, Stream.FIXED_PATH))
+        path = sample_paths(net.arch_state, step_generator(args.seed, k, Stream.FIXED_PATH))
         k += 1
         if not has_zero(net, path):
             pool.append(path)
@@ -154,7 +154,7 @@ class Bench:
             SPACE, B=BLOCKS, F=WIDTH, resolution=args.resolution, num_classes=NUM_CLASSES
         )
         net = SuperNet(self.space)
-        net.arch.init_normal_(step_generator(args.seed, 0, Stream.ALPHA_INIT), ALPHA_INIT_STD)
+        net.arch_state.init_normal_(step_generator(args.seed, 0, Stream.ALPHA_INIT), ALPHA_INIT_STD)
         self.macs_table = layer_macs(net)
         self.fixed, self.fixed_how = choose_fixed_path(net, self.macs_table, args)
         self.arch = Architecture(self.space, ops_of(self.space, self.fixed))
@@ -165,7 +165,7 @@ class Bench:
         self.opt = sgd(self.net.parameters())
         self.standalone_opt = sgd(self.standalone.parameters())
         self.strategy = create_strategy(StrategyConfig(lambda2=0.0), None)
-        self.arch_opt = make_arch_optimizer(self.net.arch, self.strategy.config)
+        self.arch_opt = make_arch_optimizer(self.net.arch_state, self.strategy.config)
         self.x, self.y = make_batch(args.batch, args.resolution, args.seed, device)
         self.vx, self.vy = make_batch(args.batch, args.resolution, args.seed + 1, device)
         self.seed = args.seed
@@ -176,7 +176,7 @@ class Bench:
         net, seed = self.net, self.seed
 
         def supernet_sampled() -> None:
-            path = sample_paths(net.arch, step_generator(seed, step, Stream.WEIGHT_PATHS))
+            path = sample_paths(net.arch_state, step_generator(seed, step, Stream.WEIGHT_PATHS))
             net.set_paths(path)
             weight_step(net, self.opt, self.x, self.y, LR, LABEL_SMOOTHING, self.amp)
             self.sampled_paths.append(path)
@@ -192,11 +192,11 @@ class Bench:
         def arch_step() -> None:
             gen = step_generator(seed, step, Stream.ARCH)
             signal = self.strategy.signal(net, self.vx, self.vy, gen)
-            self.strategy.apply([signal], net.arch, self.arch_opt)
+            self.strategy.apply([signal], net.arch_state, self.arch_opt)
 
         def gates() -> list[Any]:
             gen = step_generator(seed, step, Stream.ARCH)
-            return sample_gates(net.arch, gen, self.strategy.config.grad_mode)
+            return sample_gates(net.arch_state, gen, self.strategy.config.grad_mode)
 
         def arch_forward() -> None:  # what signal() does before autograd.grad
             net.set_gates(gates())

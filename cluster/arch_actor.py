@@ -34,12 +34,12 @@ class ArchitectureActor:
         table_yaml: Mapping[str, Any] | None = None,
     ) -> None:
         space = SearchSpace.from_config(space_config)
-        self.arch = ArchState.from_config(arch_state)
+        self.arch_state = ArchState.from_config(arch_state)
         table = LatencyTable.from_yaml_dict(table_yaml, "latency table") if table_yaml else None
         latency = LatencyModel(space, table) if table is not None else None
         config = StrategyConfig.from_config(strategy_config)
         self.strategy = create_strategy(config, latency)
-        self.optimizer = make_arch_optimizer(self.arch, config)
+        self.optimizer = make_arch_optimizer(self.arch_state, config)
         self.num_workers = num_workers
         self.version = 0
         self._pending: dict[int, dict[int, Any]] = {}
@@ -59,7 +59,7 @@ class ArchitectureActor:
             return None
         del self._pending[step]
         signals = [pending[r] for r in range(self.num_workers)]
-        metrics = self.strategy.apply(signals, self.arch, self.optimizer)
+        metrics = self.strategy.apply(signals, self.arch_state, self.optimizer)
         self.version += 1
         self.applied.append({"step": step, "version": self.version, **metrics})
         return self.version
@@ -72,20 +72,20 @@ class ArchitectureActor:
 
     def alphas(self) -> tuple[int, list[torch.Tensor]]:
         """(version, α tensors) — what workers copy into their super-net."""
-        return self.version, [a.detach().clone() for a in self.arch.alphas]
+        return self.version, [a.detach().clone() for a in self.arch_state.alphas]
 
     def state_dict(self) -> dict[str, Any]:
         """Goes into every Train checkpoint; pending signals are not kept (a restart redoes
         the step that produced them)."""
         return {
             "version": self.version,
-            "arch": self.arch.state_dict(),
+            "arch": self.arch_state.state_dict(),
             "optimizer": copy.deepcopy(self.optimizer.state_dict()),  # no aliasing of moments
             "strategy": self.strategy.state_dict(),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.arch.load_state_dict(state["arch"])
+        self.arch_state.load_state_dict(state["arch"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.strategy.load_state_dict(state["strategy"])
         self.version = int(state["version"])

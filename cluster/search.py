@@ -79,7 +79,7 @@ class WorkerSearcher(Searcher):
                 break
             time.sleep(0.002)
         with torch.no_grad():
-            for a, b in zip(self.net.arch.alphas, alphas, strict=True):
+            for a, b in zip(self.net.arch_state.alphas, alphas, strict=True):
                 a.copy_(b)
         return version
 
@@ -95,7 +95,7 @@ class WorkerSearcher(Searcher):
         shows in every epoch's metrics instead of in a worse architecture."""
         # weights live on the device, α on the host; the collective needs both on the device
         weights = sum(p.detach().double().abs().sum() for p in self.net.parameters())
-        alphas = sum(a.detach().double().abs().sum() for a in self.net.arch.alphas)
+        alphas = sum(a.detach().double().abs().sum() for a in self.net.arch_state.alphas)
         local = torch.stack([weights.to(self.device), alphas.to(self.device)])
         gathered = [torch.zeros_like(local) for _ in range(self.world_size)]
         torch.distributed.all_gather(gathered, local)
@@ -110,7 +110,7 @@ class WorkerSearcher(Searcher):
         signal = self.strategy.signal(self.net, x, y, gen)
         ray.get(self.actor.submit.remote(self.step, self.rank, signal))
         self.version = self._copy_alphas(self.version + 1)
-        self.net.arch.check_finite(self.step)
+        self.net.arch_state.check_finite(self.step)
         return ray.get(self.actor.last_metrics.remote())
 
     def end_epoch(self, metrics: Mapping[str, float]) -> None:
@@ -301,16 +301,18 @@ def run_search(
         table = profile_on_gpu(keys, out / "latency.parquet", {"space": space.to_config()})
     elif table is None:
         table = resolve_latency_table(config, space, torch.device("cpu"))
-    arch = ArchState(
+    arch_state = ArchState(
         [s.name for s in space.layer_specs()], [s.candidates for s in space.layer_specs()]
     )
-    arch.init_normal_(step_generator(config.seed, 0, Stream.ALPHA_INIT), config.alpha_init_std)
+    arch_state.init_normal_(
+        step_generator(config.seed, 0, Stream.ALPHA_INIT), config.alpha_init_std
+    )
     actor_cls = ray.remote(num_cpus=0, max_restarts=0)(ArchitectureActor)
     actor = actor_cls.remote(
         space.to_config(),
         config.strategy.to_config(),
         num_workers,
-        arch.to_config(),
+        arch_state.to_config(),
         table.to_yaml_dict(),
     )
     trainer = TorchTrainer(
@@ -352,7 +354,7 @@ def run_search(
             f"{placement_timeout_s:g} s; free or add resources, or lower resources per worker"
         ) from None
     _, alphas = ray.get(actor.alphas.remote())
-    final = ArchState(arch.layer_names, arch.candidates, alphas)
+    final = ArchState(arch_state.layer_names, arch_state.candidates, alphas)
     derived = Architecture(space, tuple(final.argmax()))
     derived.save(out / "architecture.json")
     atomic_write_text(out / "arch_state.json", json.dumps(final.to_config()) + "\n")

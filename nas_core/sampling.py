@@ -58,24 +58,26 @@ class GateSample:
         return self.involved[self.active_slot]
 
 
-def sample_paths(arch: ArchState, generator: torch.Generator, uniform: bool = False) -> list[int]:
+def sample_paths(
+    arch_state: ArchState, generator: torch.Generator, uniform: bool = False
+) -> list[int]:
     """One candidate per layer, drawn from softmax(α) (or uniformly, for warm-up)."""
     out = []
-    for a in arch.alphas:
+    for a in arch_state.alphas:
         p = torch.ones(a.numel()) if uniform else torch.softmax(a.detach().double().cpu(), 0)
         out.append(int(torch.multinomial(p, 1, generator=generator)))
     return out
 
 
 def sample_gates(
-    arch: ArchState, generator: torch.Generator, mode: str = "two"
+    arch_state: ArchState, generator: torch.Generator, mode: str = "two"
 ) -> list[GateSample]:
     """Per layer: `two` — two distinct paths drawn from p, the active one from p renormalised
     over them; `full` — all paths involved, the active one drawn from p."""
     if mode not in ("two", "full"):
         raise ValueError(f"gate mode must be 'two' or 'full', got {mode!r}")
     out = []
-    for a in arch.alphas:
+    for a in arch_state.alphas:
         p = torch.softmax(a.detach().double().cpu(), 0)
         if mode == "full" or a.numel() < 2:
             involved = tuple(range(a.numel()))

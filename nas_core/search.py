@@ -245,7 +245,7 @@ class Searcher:
         self.space = config.build_space(self.data.num_classes)
         torch.manual_seed(config.seed)
         self.net = to_memory_format(SuperNet(self.space), config.channels_last).to(self.device)
-        self.net.arch.init_normal_(
+        self.net.arch_state.init_normal_(
             step_generator(config.seed, 0, Stream.ALPHA_INIT), config.alpha_init_std
         )
         if config.weights.zero_init_residual:
@@ -255,7 +255,7 @@ class Searcher:
         self.table = table
         self.latency = LatencyModel(self.space, self.table) if self.table is not None else None
         self.strategy = create_strategy(config.strategy, self.latency)
-        self.arch_opt = make_arch_optimizer(self.net.arch, config.strategy)
+        self.arch_opt = make_arch_optimizer(self.net.arch_state, config.strategy)
         self.amp = Amp(config.amp, self.device)
         w = config.weights
         self.weight_opt = torch.optim.SGD(
@@ -310,7 +310,7 @@ class Searcher:
             "epoch": self.epoch,
             "step": self.step,
             "weights": self.net.state_dict(),
-            "arch": self.net.arch.state_dict(),
+            "arch": self.net.arch_state.state_dict(),
             "weight_opt": self.weight_opt.state_dict(),
             "arch_opt": self.arch_opt.state_dict(),
             "strategy": self.strategy.state_dict(),
@@ -329,7 +329,7 @@ class Searcher:
                 "checkpoint was written by a search with another config; use a new out_dir"
             )
         self.net.load_state_dict(state["weights"])
-        self.net.arch.load_state_dict(state["arch"])
+        self.net.arch_state.load_state_dict(state["arch"])
         self.weight_opt.load_state_dict(state["weight_opt"])  # moves momenta to our device
         self.arch_opt.load_state_dict(state["arch_opt"])
         self.strategy.load_state_dict(state["strategy"])
@@ -356,8 +356,8 @@ class Searcher:
         """One α update (local: this process computes the signal and applies it)."""
         gen = step_generator(self.config.seed, self.step, Stream.ARCH)
         signal = self.strategy.signal(self.net, x, y, gen)
-        metrics = self.strategy.apply([signal], self.net.arch, self.arch_opt)
-        self.net.arch.check_finite(self.step)
+        metrics = self.strategy.apply([signal], self.net.arch_state, self.arch_opt)
+        self.net.arch_state.check_finite(self.step)
         return metrics
 
     def train_step(
@@ -376,7 +376,7 @@ class Searcher:
         """
         c = self.config
         gen = step_generator(c.seed, self.step, Stream.WEIGHT_PATHS)
-        self.net.set_paths(sample_paths(self.net.arch, gen, uniform=warm))
+        self.net.set_paths(sample_paths(self.net.arch_state, gen, uniform=warm))
         x = to_device(x, self.device, c.channels_last)
         y = y.to(self.device, non_blocking=True)
         loss, acc = weight_step(
@@ -418,10 +418,10 @@ class Searcher:
         self.net.set_argmax()
         valid = make_loader(self.data.valid, 256, False, pin_memory=self.device.type == "cuda")
         loss, acc = evaluate(self.net, valid, self.device, self.config.channels_last)
-        ent = self.net.arch.entropy()
+        ent = self.net.arch_state.entropy()
         out = {"valid/loss": loss, "valid/accuracy": acc, "arch/entropy_mean": float(ent.mean())}
         if self.latency is not None:
-            out["latency/expected_ms"] = float(self.latency.expected(self.net.arch).detach())
+            out["latency/expected_ms"] = float(self.latency.expected(self.net.arch_state).detach())
             out["latency/derived_ms"] = architecture_latency(self.net.derive(), self.table)
         return out
 
@@ -483,14 +483,14 @@ class Searcher:
         for k, v in metrics.items():
             if k not in ("epoch", "warmup"):
                 w.add_scalar(k, v, epoch)
-        for i, e in enumerate(self.net.arch.entropy().tolist()):
+        for i, e in enumerate(self.net.arch_state.entropy().tolist()):
             w.add_scalar(f"arch_entropy/{self.net.specs[i].name}", e, epoch)
         w.add_image("arch/probabilities", self.probability_image(), epoch, dataformats="HW")
         w.flush()
 
     def probability_image(self) -> torch.Tensor:
         """Layers × candidates matrix of softmax(α) (rows padded with 0), values in [0, 1]."""
-        probs = self.net.arch.all_probs()
+        probs = self.net.arch_state.all_probs()
         width = max(len(p) for p in probs)
         img = torch.zeros(len(probs), width)
         for i, p in enumerate(probs):

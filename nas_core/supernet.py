@@ -1,6 +1,6 @@
 """The over-parameterised super-net: every candidate at every searchable layer.
 
-Weights are the module's parameters; α lives in `self.arch` (an `ArchState`, not a submodule),
+Weights are the module's parameters; α lives in `self.arch_state` (an `ArchState`, not a submodule),
 so `supernet.parameters()` is exactly what the weight optimiser and DDP see. Per step the
 caller sets which path(s) run: `set_paths` (weight step / eval), `set_gates` (BinaryConnect arch
 step, two-path or full), `set_weighted` (DARTS-style, for comparison only).
@@ -26,7 +26,7 @@ from nas_core.spaces import LayerSpec, SearchSpace
 class SuperNet(nn.Module):
     """A space's network with a `MixedOp` at each searchable layer, plus its `ArchState`."""
 
-    def __init__(self, space: SearchSpace, arch: ArchState | None = None) -> None:
+    def __init__(self, space: SearchSpace, arch_state: ArchState | None = None) -> None:
         super().__init__()
         self.space = space
         self.specs = space.layer_specs()
@@ -44,11 +44,11 @@ class SuperNet(nn.Module):
 
         self.net = space.build(make)
         self._mixed = tuple(mixed)  # in α order (the build order), not modules() order
-        if arch is None:
-            arch = ArchState([s.name for s in self.specs], [s.candidates for s in self.specs])
-        elif arch.candidates != [list(s.candidates) for s in self.specs]:
+        if arch_state is None:
+            arch_state = ArchState([s.name for s in self.specs], [s.candidates for s in self.specs])
+        elif arch_state.candidates != [list(s.candidates) for s in self.specs]:
             raise ProxylessError("ArchState does not match this search space's layers")
-        self.arch = arch
+        self.arch_state = arch_state
 
     @property
     def mixed_ops(self) -> tuple[MixedOp, ...]:
@@ -63,7 +63,7 @@ class SuperNet(nn.Module):
             op.set_single(i)
 
     def set_argmax(self) -> None:
-        self.set_paths([int(torch.argmax(a)) for a in self.arch.alphas])
+        self.set_paths([int(torch.argmax(a)) for a in self.arch_state.alphas])
 
     def set_gates(
         self, samples: Sequence[GateSample], alphas: Sequence[torch.Tensor] | None = None
@@ -72,10 +72,10 @@ class SuperNet(nn.Module):
 
         The softmax runs over the involved paths only (renormalised, as the paper's two-path
         sampling prescribes); with all paths involved this is the full-mode gradient. `alphas`
-        (default `self.arch.alphas`) may be copies on the net's device, so that the gate
+        (default `self.arch_state.alphas`) may be copies on the net's device, so that the gate
         gradients never leave it; they are picked by integer index, which needs no host sync.
         """
-        alphas = self.arch.alphas if alphas is None else alphas
+        alphas = self.arch_state.alphas if alphas is None else alphas
         for op, a, s in zip(self._mixed, alphas, samples, strict=True):
             p = torch.softmax(torch.stack([a[i] for i in s.involved]), 0)
             # a row of eye, not `onehot[slot] = 1.0`: that writes a host scalar (a CUDA sync)
@@ -84,15 +84,15 @@ class SuperNet(nn.Module):
 
     def set_weighted(self) -> None:
         """DARTS-style continuous relaxation: every candidate runs, weighted by softmax(α)."""
-        for op, a in zip(self._mixed, self.arch.alphas, strict=True):
+        for op, a in zip(self._mixed, self.arch_state.alphas, strict=True):
             op.set_weighted(torch.softmax(a, 0))
 
     def derive(self) -> Architecture:
         """argmax α per layer (a chosen Zero leaves the identity shortcut)."""
-        return Architecture(self.space, tuple(self.arch.argmax()))
+        return Architecture(self.space, tuple(self.arch_state.argmax()))
 
     def to_config(self) -> dict[str, Any]:
-        return {"space": self.space.to_config(), "arch": self.arch.to_config()}
+        return {"space": self.space.to_config(), "arch": self.arch_state.to_config()}
 
     def zero_init_residual_(self) -> int:
         """Zero the last BN γ of every candidate that sits beside an identity shortcut.

@@ -90,7 +90,7 @@ def cmd_arch_derive(args: argparse.Namespace) -> int:
 
     space = _space_from_args(args)
     supernet = SuperNet(space)
-    supernet.arch.init_normal_(step_generator(args.seed, 0, Stream.ALPHA_INIT))
+    supernet.arch_state.init_normal_(step_generator(args.seed, 0, Stream.ALPHA_INIT))
     arch = supernet.derive()
     stats = net_stats(build_net(arch), space.resolution)
     if args.out:
@@ -100,7 +100,7 @@ def cmd_arch_derive(args: argparse.Namespace) -> int:
         "searchable_layers": len(supernet.specs),
         "candidates": sum(len(s.candidates) for s in supernet.specs),
         "supernet_params": count_params(supernet),
-        "entropy_mean": float(supernet.arch.entropy().mean()),
+        "entropy_mean": float(supernet.arch_state.entropy().mean()),
         "ops": list(arch.ops),
         **stats.to_config(),
         "out": args.out,

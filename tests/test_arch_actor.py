@@ -25,10 +25,10 @@ def _signals(net: SuperNet, strategy, step: int, ranks: int) -> list:
 def test_applies_once_all_ranks_arrived_with_the_mean_signal() -> None:
     space = create_space(**SPACE)
     net = SuperNet(space)
-    net.arch.init_normal_(step_generator(0, 0), std=0.3)
+    net.arch_state.init_normal_(step_generator(0, 0), std=0.3)
     config = StrategyConfig(lambda2=0.0, arch_lr=0.05)
-    actor = ArchitectureActor(space.to_config(), config.to_config(), 2, net.arch.to_config())
-    local_arch = SuperNet.from_config(net.to_config()).arch  # the single-process reference
+    actor = ArchitectureActor(space.to_config(), config.to_config(), 2, net.arch_state.to_config())
+    local_arch = SuperNet.from_config(net.to_config()).arch_state  # the single-process reference
     local = create_strategy(config, None)
     local_opt = make_arch_optimizer(local_arch, config)
     for step in range(3):
@@ -42,7 +42,7 @@ def test_applies_once_all_ranks_arrived_with_the_mean_signal() -> None:
         for a, b in zip(alphas, local_arch.alphas, strict=True):
             torch.testing.assert_close(a, b.detach())
         with torch.no_grad():  # the workers copy the new α
-            for a, b in zip(net.arch.alphas, alphas, strict=True):
+            for a, b in zip(net.arch_state.alphas, alphas, strict=True):
                 a.copy_(b)
     assert [m["step"] for m in actor.applied] == [0, 1, 2]
 
@@ -51,12 +51,14 @@ def test_state_round_trip_restores_alpha_optimiser_and_baseline() -> None:
     space = create_space(**SPACE)
     net = SuperNet(space)
     config = StrategyConfig(name="reinforce", lambda2=0.0, samples=2, arch_lr=0.1)
-    actor = ArchitectureActor(space.to_config(), config.to_config(), 1, net.arch.to_config())
+    actor = ArchitectureActor(space.to_config(), config.to_config(), 1, net.arch_state.to_config())
     strategy = create_strategy(config, None)
     for step in range(2):
         actor.submit(step, 0, _signals(net, strategy, step, 1)[0])
     state = actor.state_dict()
-    restored = ArchitectureActor(space.to_config(), config.to_config(), 1, net.arch.to_config())
+    restored = ArchitectureActor(
+        space.to_config(), config.to_config(), 1, net.arch_state.to_config()
+    )
     restored.load_state_dict(state)
     assert restored.version == 2 and restored.strategy.baseline == actor.strategy.baseline
     nxt = _signals(net, strategy, 2, 1)[0]

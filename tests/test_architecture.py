@@ -43,7 +43,7 @@ def test_derive_is_argmax_and_zero_leaves_the_shortcut() -> None:
     net = SuperNet(space)
     want = []
     with torch.no_grad():
-        for spec, a in zip(net.specs, net.arch.alphas, strict=True):
+        for spec, a in zip(net.specs, net.arch_state.alphas, strict=True):
             choice = "zero" if "zero" in spec.candidates else "7x7_MBConv3"
             a[spec.candidates.index(choice)] = 2.0
             want.append(choice)

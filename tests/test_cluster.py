@@ -94,7 +94,7 @@ def test_one_worker_reproduces_the_single_process_search(runs) -> None:
     assert result.architecture == expected.architecture
     state = json.loads((runs["tmp"] / "one" / "arch_state.json").read_text())
     for a, b in zip(
-        ArchState.from_config(state).alphas, runs["local"].net.arch.alphas, strict=True
+        ArchState.from_config(state).alphas, runs["local"].net.arch_state.alphas, strict=True
     ):
         torch.testing.assert_close(a.detach(), b.detach(), rtol=1e-5, atol=1e-6)
     assert result.valid_accuracy == pytest.approx(expected.valid_accuracy)

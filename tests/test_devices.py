@@ -151,7 +151,7 @@ def test_a_gpu_checkpoint_resumes_on_the_cpu(tmp_path: Path, lut: str) -> None:
     resumed = Searcher(other)
     resumed.run(resume=True)
     assert resumed.epoch == straight.epoch == 3
-    for a, b in zip(straight.net.arch.alphas, resumed.net.arch.alphas, strict=True):
+    for a, b in zip(straight.net.arch_state.alphas, resumed.net.arch_state.alphas, strict=True):
         torch.testing.assert_close(a, b)
     for k, v in straight.net.state_dict().items():
         torch.testing.assert_close(v, resumed.net.state_dict()[k], msg=k)

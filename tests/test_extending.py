@@ -60,10 +60,12 @@ def test_a_registered_op_is_searched_priced_and_exported(tmp_path: Path, toy_op:
         }
     )
     searcher = Searcher(config)
-    before = [a.detach().clone() for a in searcher.net.arch.alphas]
+    before = [a.detach().clone() for a in searcher.net.arch_state.alphas]
     result = searcher.run()
     assert all(m.names == ["identity", toy_op] for m in searcher.net.mixed_ops)
-    moved = [not torch.equal(b, a) for b, a in zip(before, searcher.net.arch.alphas, strict=True)]
+    moved = [
+        not torch.equal(b, a) for b, a in zip(before, searcher.net.arch_state.alphas, strict=True)
+    ]
     assert all(moved), "arch steps left some α untouched"
 
     # price, export and re-import the derived net, with the toy op forced in

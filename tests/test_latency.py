@@ -40,7 +40,9 @@ def test_official_pixel1_table_reference_numbers(mobile_trim: LatencyTable, fixt
     space = create_space("mobilenet")
     model = LatencyModel(space, mobile_trim)
     assert model.uniform() == pytest.approx(113.988, abs=1e-3)
-    assert float(model.expected(SuperNet(space).arch).detach()) == pytest.approx(113.988, abs=1e-3)
+    assert float(model.expected(SuperNet(space).arch_state).detach()) == pytest.approx(
+        113.988, abs=1e-3
+    )
     arch = Architecture(space, tuple("3x3_MBConv3" for _ in space.layer_specs()))
     assert architecture_latency(arch, mobile_trim) == pytest.approx(76.048, abs=1e-3)
     assert net_config_latency(arch.net_config(), mobile_trim, 224) == pytest.approx(
@@ -67,19 +69,19 @@ def test_expected_latency_is_differentiable_and_consistent(name: str) -> None:
     table = _table_for(space)
     model = LatencyModel(space, table)
     net = SuperNet(space)
-    net.arch.init_normal_(step_generator(0, 0), std=1.0)
-    expected = model.expected(net.arch)
+    net.arch_state.init_normal_(step_generator(0, 0), std=1.0)
+    expected = model.expected(net.arch_state)
     expected.backward()
-    for a, cost in zip(net.arch.alphas, model.costs, strict=True):
+    for a, cost in zip(net.arch_state.alphas, model.costs, strict=True):
         p = torch.softmax(a.detach().double(), 0)
         want = p * (cost - (p * cost).sum())  # ∂E/∂α_i = p_i (T_i − E_layer)
         torch.testing.assert_close(a.grad.double(), want, rtol=1e-5, atol=1e-9)
     # a one-hot α gives the derived architecture's latency, and the net.config walk agrees
     arch = net.derive()
     with torch.no_grad():
-        for a in net.arch.alphas:
+        for a in net.arch_state.alphas:
             a.mul_(1e4)
-    assert float(model.expected(net.arch).detach()) == pytest.approx(
+    assert float(model.expected(net.arch_state).detach()) == pytest.approx(
         architecture_latency(arch, table)
     )
     layout = space.latency_layout()

@@ -182,19 +182,19 @@ def test_sampled_zero_gives_a_fresh_alpha_gradient_in_a_supernet() -> None:
     """A block whose sampled path is Zero must still update α of both sampled paths."""
     space = create_space("mobilenet", **{**SMALL_SPACES["mobilenet"], "B": 2})
     net = SuperNet(space)  # train mode: BN normalises, so gradients have real magnitudes
-    net.arch.init_normal_(step_generator(0, 0))
+    net.arch_state.init_normal_(step_generator(0, 0))
     layer = next(i for i, s in enumerate(net.specs) if "zero" in s.candidates)
     zero = net.specs[layer].candidates.index("zero")
-    samples = sample_gates(net.arch, step_generator(0, 1))
+    samples = sample_gates(net.arch_state, step_generator(0, 1))
     samples[layer] = GateSample((zero, 0), 0)  # Zero is the path that runs
     grads = []
     for seed in (1, 2):
         g = torch.Generator().manual_seed(seed)
         x, y = torch.randn(4, 3, 32, 32, generator=g), torch.randint(0, 10, (4,), generator=g)
-        net.arch.zero_grad()
+        net.arch_state.zero_grad()
         net.set_gates(samples)
         nn.functional.cross_entropy(net(x), y).backward()
-        grad = net.arch.alphas[layer].grad
+        grad = net.arch_state.alphas[layer].grad
         assert grad is not None and grad[zero] != 0 and grad[0] != 0
         assert grad[zero] == pytest.approx(-float(grad[0]))  # two-path grads sum to zero
         grads.append(grad.clone())

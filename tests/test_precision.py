@@ -21,7 +21,7 @@ SPACE = {"B": 1, "F": 0.5, "resolution": 16, "num_classes": 4}
 def _net_and_batch() -> tuple[SuperNet, torch.Tensor, torch.Tensor]:
     torch.manual_seed(0)
     net = SuperNet(create_space("mobilenet", **SPACE))
-    net.arch.init_normal_(step_generator(0, 0), std=0.5)
+    net.arch_state.init_normal_(step_generator(0, 0), std=0.5)
     g = torch.Generator().manual_seed(1)
     return net, torch.randn(8, 3, 16, 16, generator=g), torch.randint(0, 4, (8,), generator=g)
 
@@ -47,14 +47,14 @@ def test_arch_step_inside_bf16_autocast_equals_fp32(name: str, mode: str) -> Non
 def test_bf16_autocast_would_change_the_gate_gradient() -> None:
     """Why the arch step leaves autocast: the same gated step in bf16 gives other gradients."""
     net, x, y = _net_and_batch()
-    samples = sample_gates(net.arch, step_generator(0, 5), "two")
+    samples = sample_gates(net.arch_state, step_generator(0, 5), "two")
 
     def alpha_grads(autocast: bool) -> list[torch.Tensor]:
-        net.arch.zero_grad()
+        net.arch_state.zero_grad()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
             net.set_gates(samples)
             ce = F.cross_entropy(net(x), y)
-        return list(torch.autograd.grad(ce, net.arch.alphas))
+        return list(torch.autograd.grad(ce, net.arch_state.alphas))
 
     fp32, bf16 = alpha_grads(False), alpha_grads(True)  # bf16 runs: the gate Function is safe
     assert all(torch.isfinite(g).all() for g in bf16)
@@ -68,7 +68,7 @@ def test_bf16_autocast_would_change_the_gate_gradient() -> None:
 def test_gate_function_recomputes_in_the_forwards_autocast_state() -> None:
     """The other paths' recompute in backward sees bf16 weights-by-autocast, not a dtype clash."""
     net, x, y = _net_and_batch()
-    samples = sample_gates(net.arch, step_generator(0, 6), "full")
+    samples = sample_gates(net.arch_state, step_generator(0, 6), "full")
     seen: set[torch.dtype] = set()
     hooks = [
         m.register_forward_hook(lambda _m, _i, out: seen.add(out.dtype))
@@ -82,7 +82,7 @@ def test_gate_function_recomputes_in_the_forwards_autocast_state() -> None:
     for h in hooks:
         h.remove()
     assert seen == {torch.bfloat16}
-    assert all(a.grad is not None and torch.isfinite(a.grad).all() for a in net.arch.alphas)
+    assert all(a.grad is not None and torch.isfinite(a.grad).all() for a in net.arch_state.alphas)
 
 
 def test_full_precision_overrides_the_callers_region() -> None:

@@ -54,7 +54,7 @@ def _tiny(out: Path, lut: str, **strategy) -> SearchConfig:
 
 
 def _state(searcher: Searcher) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
-    return [a.detach().clone() for a in searcher.net.arch.alphas], {
+    return [a.detach().clone() for a in searcher.net.arch_state.alphas], {
         k: v.clone() for k, v in searcher.net.state_dict().items()
     }
 

@@ -50,7 +50,7 @@ def _batch(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
 def test_gradient_apply_is_adam_on_the_mean_signal_and_keeps_unsampled_probs() -> None:
     space, latency = _space_and_latency()
     net = SuperNet(space)
-    net.arch.init_normal_(step_generator(0, 0), std=0.5)
+    net.arch_state.init_normal_(step_generator(0, 0), std=0.5)
     config = StrategyConfig(lambda2=0.0, arch_lr=0.05)
     strategy = create_strategy(config, latency)
     gen = step_generator(1, 2)
@@ -59,23 +59,25 @@ def test_gradient_apply_is_adam_on_the_mean_signal_and_keeps_unsampled_probs() -
         signals.append(strategy.signal(net, *_batch(seed), step_generator(1, 2)))
     assert signals[0].involved == signals[1].involved
     assert not torch.allclose(signals[0].grads[0], signals[1].grads[0])
-    before = [p.detach().clone() for p in net.arch.all_probs()]
+    before = [p.detach().clone() for p in net.arch_state.all_probs()]
     reference = ArchState(
-        net.arch.layer_names, net.arch.candidates, [a.detach() for a in net.arch.alphas]
+        net.arch_state.layer_names,
+        net.arch_state.candidates,
+        [a.detach() for a in net.arch_state.alphas],
     )
     ref_opt = make_arch_optimizer(reference, config)
     for a, g0, g1 in zip(reference.alphas, signals[0].grads, signals[1].grads, strict=True):
         a.grad = (g0 + g1) / 2
     ref_opt.step()
     for layer, inv in enumerate(signals[0].involved):
-        reference.rescale_(layer, inv, net.arch.alphas[layer].detach()[list(inv)].clone())
-    metrics = strategy.apply(signals, net.arch, make_arch_optimizer(net.arch, config))
+        reference.rescale_(layer, inv, net.arch_state.alphas[layer].detach()[list(inv)].clone())
+    metrics = strategy.apply(signals, net.arch_state, make_arch_optimizer(net.arch_state, config))
     assert metrics["arch/ce"] == pytest.approx((signals[0].ce + signals[1].ce) / 2)
-    for a, r in zip(net.arch.alphas, reference.alphas, strict=True):
+    for a, r in zip(net.arch_state.alphas, reference.alphas, strict=True):
         torch.testing.assert_close(a.detach(), r.detach())
     changed = 0
     for layer, (inv, p0) in enumerate(zip(signals[0].involved, before, strict=True)):
-        p1 = net.arch.probs(layer).detach()
+        p1 = net.arch_state.probs(layer).detach()
         others = [i for i in range(len(p0)) if i not in inv]
         torch.testing.assert_close(p1[others], p0[others])
         changed += int(not torch.allclose(p1[list(inv)], p0[list(inv)]))
@@ -91,7 +93,9 @@ def test_ranks_with_different_paths_are_refused() -> None:
     b = strategy.signal(net, *_batch(), step_generator(0, 2))
     if a.involved != b.involved:
         with pytest.raises(ProxylessError, match="different paths"):
-            strategy.apply([a, b], net.arch, make_arch_optimizer(net.arch, strategy.config))
+            strategy.apply(
+                [a, b], net.arch_state, make_arch_optimizer(net.arch_state, strategy.config)
+            )
 
 
 @pytest.mark.parametrize("loss", ["add", "mul"])
@@ -100,27 +104,27 @@ def test_latency_term_pushes_towards_cheaper_ops(loss: str) -> None:
     net = SuperNet(space)
     config = StrategyConfig(lambda2=2.0, latency_loss=loss, grad_mode="full", arch_lr=0.05)
     strategy = create_strategy(config, latency)
-    opt = make_arch_optimizer(net.arch, config)
+    opt = make_arch_optimizer(net.arch_state, config)
     zero_ce = GradientSignal(
-        tuple(torch.zeros_like(a) for a in net.arch.alphas),
+        tuple(torch.zeros_like(a) for a in net.arch_state.alphas),
         1.3,
         0.5,
-        tuple(tuple(range(len(a))) for a in net.arch.alphas),
+        tuple(tuple(range(len(a))) for a in net.arch_state.alphas),
     )
-    start = float(latency.expected(net.arch).detach())
+    start = float(latency.expected(net.arch_state).detach())
     for _ in range(20):
-        strategy.apply([zero_ce], net.arch, opt)
-    assert float(latency.expected(net.arch).detach()) < start * 0.9
+        strategy.apply([zero_ce], net.arch_state, opt)
+    assert float(latency.expected(net.arch_state).detach()) < start * 0.9
 
 
 def test_mul_loss_factor_and_gradient() -> None:
     space, latency = _space_and_latency()
     net = SuperNet(space)
-    net.arch.init_normal_(step_generator(0, 0), std=0.3)
+    net.arch_state.init_normal_(step_generator(0, 0), std=0.3)
     config = StrategyConfig(lambda2=0.3, latency_loss="mul", target_ms=5.0)
     strategy = create_strategy(config, latency)
-    factor, term = strategy._latency_factor(net.arch, ce=1.7)
-    e = float(latency.expected(net.arch).detach())
+    factor, term = strategy._latency_factor(net.arch_state, ce=1.7)
+    e = float(latency.expected(net.arch_state).detach())
     assert float(factor.detach()) == pytest.approx((math.log(e) / math.log(5.0)) ** 0.3)
     assert float(term.detach()) == pytest.approx(1.7 * float(factor.detach()))
 
@@ -137,11 +141,11 @@ def test_reinforce_gradient_and_baseline() -> None:
         acc_part = r / (latency.of_indices(path) / strategy.target_ms) ** -0.5
         assert 0 <= acc_part <= 1 + 1e-9
     fixed = ReinforceSignal(((0,) * len(net.specs), (1,) * len(net.specs)), (1.0, 0.0), 0.5, 1.0)
-    opt = torch.optim.SGD(net.arch.parameters(), lr=0.0)  # inspect the gradient, keep α
+    opt = torch.optim.SGD(net.arch_state.parameters(), lr=0.0)  # inspect the gradient, keep α
     strategy.baseline = 0.25
-    metrics = strategy.apply([fixed], net.arch, opt)
+    metrics = strategy.apply([fixed], net.arch_state, opt)
     assert metrics["arch/baseline"] == pytest.approx(0.9 * 0.25 + 0.1 * 0.5)
-    for a in net.arch.alphas:  # ∂/∂α of −Σ (R − b) log p / 2
+    for a in net.arch_state.alphas:  # ∂/∂α of −Σ (R − b) log p / 2
         p = torch.softmax(a.detach(), 0)
         onehot0, onehot1 = torch.zeros_like(p), torch.zeros_like(p)
         onehot0[0], onehot1[1] = 1, 1

@@ -51,10 +51,10 @@ class LatencyModel:
             for layer in layout.layers
         ]
 
-    def expected(self, arch: ArchState) -> torch.Tensor:
+    def expected(self, arch_state: ArchState) -> torch.Tensor:
         """E[latency] in ms under softmax(α), differentiable in α."""
         total = torch.tensor(self.fixed_ms, dtype=torch.float64)
-        for a, cost in zip(arch.alphas, self.costs, strict=True):
+        for a, cost in zip(arch_state.alphas, self.costs, strict=True):
             total = total + torch.softmax(a.double(), 0) @ cost.to(a.device)
         return total
 

@@ -51,10 +51,10 @@ class StrategyConfig(ConfigModel):
         return name
 
 
-def make_arch_optimizer(arch: ArchState, config: StrategyConfig) -> torch.optim.Adam:
+def make_arch_optimizer(arch_state: ArchState, config: StrategyConfig) -> torch.optim.Adam:
     """Adam on α with the official settings (betas (0, 0.999): no first-moment smoothing)."""
     return torch.optim.Adam(
-        arch.parameters(),
+        arch_state.parameters(),
         lr=config.arch_lr,
         betas=tuple(config.arch_betas),
         eps=config.arch_eps,
@@ -80,7 +80,7 @@ class Strategy(ABC):
 
     @abstractmethod
     def apply(
-        self, signals: Sequence[Any], arch: ArchState, optimizer: torch.optim.Optimizer
+        self, signals: Sequence[Any], arch_state: ArchState, optimizer: torch.optim.Optimizer
     ) -> dict[str, float]:
         """One α update from the signals of every process; returns metrics to log."""
 

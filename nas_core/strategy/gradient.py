@@ -44,19 +44,19 @@ class GradientStrategy(Strategy):
         # fp32 whatever the caller's autocast says: the gate gradient is a small difference of
         # large products (see nas_core.precision)
         with full_precision(x.device.type):
-            samples = sample_gates(net.arch, generator, self.config.grad_mode)
+            samples = sample_gates(net.arch_state, generator, self.config.grad_mode)
             # α copied to the net's device in one piece: gates, gate gradients and ∂CE/∂α stay
             # there, and the host reads them back in one transfer below
-            flat = to_device_async(torch.cat([a.detach() for a in net.arch.alphas]), x.device)
+            flat = to_device_async(torch.cat([a.detach() for a in net.arch_state.alphas]), x.device)
             flat.requires_grad_(True)
-            net.set_gates(samples, flat.split([len(a) for a in net.arch.alphas]))
+            net.set_gates(samples, flat.split([len(a) for a in net.arch_state.alphas]))
             logits = net(x)
             ce = F.cross_entropy(logits, y)
             # autograd.grad, not backward: weights must not collect gradients in an arch step
             (grad,) = torch.autograd.grad(ce, flat)
             correct = (logits.argmax(1) == y).sum()
         packed = to_host(torch.cat([grad, ce.detach().reshape(1), correct.reshape(1).to(grad)]))
-        grads = [g.clone() for g in packed[:-2].split([len(a) for a in net.arch.alphas])]
+        grads = [g.clone() for g in packed[:-2].split([len(a) for a in net.arch_state.alphas])]
         ce_value, right = packed[-2:].tolist()
         return GradientSignal(
             tuple(grads),
@@ -65,19 +65,24 @@ class GradientStrategy(Strategy):
             tuple(s.involved for s in samples),
         )
 
-    def _latency_factor(self, arch: ArchState, ce: float) -> tuple[torch.Tensor, torch.Tensor]:
+    def _latency_factor(
+        self, arch_state: ArchState, ce: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(the CE-gradient multiplier, the latency loss term), both functions of α."""
         cfg, one = self.config, torch.ones((), dtype=torch.float64)
         if self.latency is None or cfg.lambda2 == 0:
             return one, torch.zeros((), dtype=torch.float64)
-        expected = self.latency.expected(arch)
+        expected = self.latency.expected(arch_state)
         if cfg.latency_loss == "add":
             return one, cfg.lambda2 * expected / self.target_ms
         factor = (torch.log(expected) / math.log(self.target_ms)) ** cfg.lambda2
         return factor, ce * factor
 
     def apply(
-        self, signals: Sequence[GradientSignal], arch: ArchState, optimizer: torch.optim.Optimizer
+        self,
+        signals: Sequence[GradientSignal],
+        arch_state: ArchState,
+        optimizer: torch.optim.Optimizer,
     ) -> dict[str, float]:
         if not signals:
             raise ValueError("an arch step needs at least one signal")
@@ -86,22 +91,25 @@ class GradientStrategy(Strategy):
             raise ProxylessError("ranks sampled different paths: their step seeds disagree")
         n = len(signals)
         ce = sum(s.ce for s in signals) / n
-        ce_grads = [sum(s.grads[i] for s in signals) / n for i in range(len(arch))]
+        ce_grads = [sum(s.grads[i] for s in signals) / n for i in range(len(arch_state))]
         optimizer.zero_grad(set_to_none=True)
-        factor, lat_term = self._latency_factor(arch, ce)
+        factor, lat_term = self._latency_factor(arch_state, ce)
         if lat_term.requires_grad:
             lat_term.backward()
         with torch.no_grad():
             scale = float(factor.detach())
-            for a, g in zip(arch.alphas, ce_grads, strict=True):
+            for a, g in zip(arch_state.alphas, ce_grads, strict=True):
                 total = scale * g.to(a.device, a.dtype)
                 a.grad = total if a.grad is None else a.grad + total
-        old = [a.detach()[list(inv)].clone() for a, inv in zip(arch.alphas, involved, strict=True)]
+        old = [
+            a.detach()[list(inv)].clone()
+            for a, inv in zip(arch_state.alphas, involved, strict=True)
+        ]
         optimizer.step()
         if self.config.grad_mode == "two":
             for layer, (inv, prev) in enumerate(zip(involved, old, strict=True)):
-                arch.rescale_(layer, inv, prev)
+                arch_state.rescale_(layer, inv, prev)
         metrics = {"arch/ce": ce, "arch/accuracy": sum(s.accuracy for s in signals) / n}
         if self.latency is not None:
-            metrics["arch/expected_latency_ms"] = float(self.latency.expected(arch).detach())
+            metrics["arch/expected_latency_ms"] = float(self.latency.expected(arch_state).detach())
         return metrics

@@ -52,7 +52,7 @@ class ReinforceStrategy(Strategy):
         paths, correct = [], []
         with full_precision(x.device.type):
             for _ in range(self.config.samples):
-                path = sample_paths(net.arch, generator)
+                path = sample_paths(net.arch_state, generator)
                 net.set_paths(path)
                 correct.append((net(x).argmax(1) == y).sum())
                 paths.append(tuple(path))
@@ -64,14 +64,17 @@ class ReinforceStrategy(Strategy):
         return ReinforceSignal(tuple(paths), tuple(rewards), sum(accs) / n, sum(lats) / n)
 
     def apply(
-        self, signals: Sequence[ReinforceSignal], arch: ArchState, optimizer: torch.optim.Optimizer
+        self,
+        signals: Sequence[ReinforceSignal],
+        arch_state: ArchState,
+        optimizer: torch.optim.Optimizer,
     ) -> dict[str, float]:
         pairs = [(p, r) for s in signals for p, r in zip(s.paths, s.rewards, strict=True)]
         mean_reward = sum(r for _, r in pairs) / len(pairs)
         if self.baseline is None:
             self.baseline = mean_reward
         optimizer.zero_grad(set_to_none=True)
-        log_probs = [torch.log_softmax(a, 0) for a in arch.alphas]
+        log_probs = [torch.log_softmax(a, 0) for a in arch_state.alphas]
         loss = torch.zeros(())
         for path, r in pairs:
             logp = sum(lp[i] for lp, i in zip(log_probs, path, strict=True))
