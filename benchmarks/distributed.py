@@ -2,16 +2,16 @@
 
 The distributed search (`cluster/search.py`) adds two costs to the single-process searcher:
 
-1. Every arch step, each worker sends its signal to the central `ArchitectureActor` and
-   fetches the new α (`WorkerSearcher.arch_step`: `submit`, then `alphas`, then `last_metrics`
-   for logging). Issue target: that round trip <= 0.1x one super-net weight step. This script
-   creates the actor exactly as `run_search` does (`ray.remote(num_cpus=0)`, one worker), builds
-   the same super-net in the driver (one torch thread, like a Ray Train worker), and per round
-   times one weight step on a path sampled from softmax(α) (`nas_core.search.weight_step`), one
-   Proxyless-G signal (not part of the round trip), then `ray.get(submit)` + `ray.get(alphas)`
-   with the copy into the net (the round trip, which includes the actor's Adam step on α) and
-   `ray.get(last_metrics)` separately. Medians after warm-up rounds; a small setting (the one
-   the throughput runs use) and, unless `--no-large`, the paper-size space (B=4, F=1.0) at 64 px.
+1. Every arch step, rank 0 sends the K ranks' signals to the central `ArchitectureActor` in
+   one `step` call, which replies with the new α and the update's metrics
+   (`cluster.search.ActorArchSync`). Issue target: that round trip <= 0.05x one super-net weight
+   step. This script creates the actor exactly as `run_search` does (`ray.remote(num_cpus=0)`,
+   one worker), builds the same super-net in the driver (one torch thread, like a Ray Train
+   worker), and per round times one weight step on a path sampled from softmax(α)
+   (`nas_core.search.weight_step`), one Proxyless-G signal (not part of the round trip), then
+   `ray.get(step)` with the copy of α into the net (the round trip, which includes the actor's
+   Adam step on α). Medians after warm-up rounds; a small setting (the one the throughput runs
+   use) and, unless `--no-large`, the paper-size space (B=4, F=1.0) at 64 px.
 2. Weight-training throughput with K = 1 and K = 2 Ray Train workers: `run_search` on the
    embedded digits set (warm-up epochs plus search epochs), Ray started once before both so its
    start-up is not timed. Every epoch rank 0 reports a Train checkpoint; the gap between the
@@ -22,7 +22,12 @@ The distributed search (`cluster/search.py`) adds two costs to the single-proces
    the step counts (sharded: K=2 runs about half the batches per rank); `throughput_2_over_1`
    counts distinct training images per second (a batch that two ranks both run counts once),
    `processed_throughput_2_over_1` counts every rank's images. End-to-end walls of `run_search`
-   (worker start-up, process group, dataset, final derivation) are reported too.
+   (worker start-up, process group, dataset, final derivation) are reported too. The K=2 run's
+   `sync/grad_bytes_per_step` (what `PathSync` all-reduced) over the fp32 bytes of a sampled
+   compact net is `sync_bytes_per_weight_step_over_compact_net`.
+3. Calls the actor serves per arch step (unless `--no-count-calls`): `run_search` at K = 1, 2
+   and 4 for one search epoch with an `ArchitectureActor` subclass defined here that logs every
+   call it serves to a file, over the arch steps the ranks ran (batches // arch_every).
 
 `scaling_note` turns these figures into an estimate for a multi-node cluster. Ray logs go to
 stderr; the last line of stdout is one JSON object.
@@ -66,7 +71,7 @@ LARGE_SPACE = {"name": "mobilenet", "B": 4, "F": 1.0, "resolution": 64}
 TRANSITION_OP = "3x3_MBConv6"
 NUM_CLASSES = 10
 LAMBDA2 = 0.1
-TARGET_ROUNDTRIP_RATIO = 0.1
+TARGET_ROUNDTRIP_RATIO = 0.05
 ASSUMED_LINK_GBPS = 10.0  # for the all-reduce estimate in scaling_note
 
 
@@ -123,7 +128,7 @@ def measure_actor(
         net.arch_state.to_config(),
         table.to_yaml_dict(),
     )
-    ray.get(actor.alphas.remote())  # the actor is up before anything is timed
+    generation = ray.get(actor.begin.remote(None))[0]  # the actor is up before any timing
     local = ArchitectureActor(  # the same state machine in-process: its compute alone
         space.to_config(),
         strategy_config.to_config(),
@@ -131,6 +136,7 @@ def measure_actor(
         net.arch_state.to_config(),
         table.to_yaml_dict(),
     )
+    local_generation = local.begin(None)[0]
     g = torch.Generator().manual_seed(seed)
     res = cfg["resolution"]
     x = torch.randn(batch, 3, res, res, generator=g)
@@ -139,18 +145,10 @@ def measure_actor(
     vy = torch.randint(0, NUM_CLASSES, (batch,), generator=g)
 
     fixed_params = count_params(net) - sum(count_params(op) for op in net.mixed_ops)
-    names = (
-        "weight_step",
-        "signal",
-        "submit",
-        "alphas",
-        "roundtrip",
-        "last_metrics",
-        "actor_compute",
-    )
+    names = ("weight_step", "signal", "roundtrip", "actor_compute")
     times: dict[str, list[float]] = {n: [] for n in names}
     active_params: list[int] = []
-    signal_bytes = alpha_bytes = 0
+    signal_bytes = reply_bytes = 0
     for r in range(warmup + rounds):
         row: dict[str, float] = {}
         path = sample_paths(net.arch_state, step_generator(seed, r, Stream.WEIGHT_PATHS))
@@ -168,25 +166,20 @@ def measure_actor(
         row["signal"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        applied = ray.get(actor.submit.remote(r, 0, signal))
-        t1 = time.perf_counter()
-        version, alphas = ray.get(actor.alphas.remote())
+        reply = ray.get(actor.step.remote(generation, r, [signal]))
+        version, alphas, _metrics = reply
         with torch.no_grad():
             for a, b in zip(net.arch_state.alphas, alphas, strict=True):
                 a.copy_(b)
-        t2 = time.perf_counter()
-        ray.get(actor.last_metrics.remote())
-        t3 = time.perf_counter()
-        if applied != r + 1 or version != r + 1:
-            raise SystemExit(f"actor version {applied}/{version} after {r + 1} submits")
-        row.update(submit=t1 - t0, alphas=t2 - t1, roundtrip=t2 - t0, last_metrics=t3 - t2)
+        row["roundtrip"] = time.perf_counter() - t0
+        if version != r + 1:
+            raise SystemExit(f"actor version {version} after {r + 1} steps")
         t0 = time.perf_counter()
-        local.submit(r, 0, signal)
-        local.alphas()
+        local.step(local_generation, r, [signal])
         row["actor_compute"] = time.perf_counter() - t0
         if r == 0:
             signal_bytes = len(pickle.dumps(signal))
-            alpha_bytes = len(pickle.dumps(alphas))
+            reply_bytes = len(pickle.dumps(reply))
         if r >= warmup:
             for n in names:
                 times[n].append(row[n])
@@ -195,11 +188,9 @@ def measure_actor(
     ray.kill(actor)
 
     med = {n: statistics.median(v) for n, v in times.items()}
-    all_rpcs = med["roundtrip"] + med["last_metrics"]
     params = count_params(net)
     return {
         "roundtrip_over_weight_step": round(med["roundtrip"] / med["weight_step"], 4),
-        "all_rpcs_over_weight_step": round(all_rpcs / med["weight_step"], 4),
         "paired_median_roundtrip_over_weight_step": round(
             statistics.median(
                 a / b for a, b in zip(times["roundtrip"], times["weight_step"], strict=True)
@@ -208,10 +199,9 @@ def measure_actor(
         ),
         "median_ms": {n: ms(v) for n, v in med.items()},
         "iqr_ms": {n: quartiles(v) for n, v in times.items()},
-        "all_rpcs_ms": ms(all_rpcs),
         "roundtrip_minus_actor_compute_ms": ms(med["roundtrip"] - med["actor_compute"]),
         "signal_pickle_bytes": signal_bytes,
-        "alphas_pickle_bytes": alpha_bytes,
+        "reply_pickle_bytes": reply_bytes,
         "supernet_params": params,
         "active_path_params_mean": round(statistics.mean(active_params[warmup:])),
         "space": space.to_config(),
@@ -256,7 +246,9 @@ def measure_run(config: SearchConfig, workers: int) -> dict[str, Any]:
     if len(files) != total:
         raise SystemExit(f"{ckpt_dir}: {len(files)} checkpoints, expected {total}")
     stamps = [f.stat().st_mtime for f in files]
-    steps = [int(load_checkpoint(f)["step"]) for f in files]
+    states = [load_checkpoint(f) for f in files]
+    steps = [int(state["step"]) for state in states]
+    grad_bytes = [m.get("sync/grad_bytes_per_step") for m in states[-1]["history"]]
     per_epoch_steps = [b - a for a, b in itertools.pairwise([0, *steps])]
     intervals = [b - a for a, b in itertools.pairwise(stamps)]
     return {
@@ -269,6 +261,7 @@ def measure_run(config: SearchConfig, workers: int) -> dict[str, Any]:
         "timed_steps_per_rank": steps[-1] - steps[0],
         "total_steps_per_rank": steps[-1],
         "valid_accuracy": round(result.valid_accuracy, 4),
+        "grad_bytes_per_step": grad_bytes,  # per epoch, K > 1 only
     }
 
 
@@ -298,6 +291,62 @@ def throughput(runs: dict[int, dict[str, Any]], batch: int) -> dict[str, Any]:
     }
 
 
+# ---- 3. calls the actor serves per arch step, K = 1, 2, 4 ----
+
+
+def count_actor_calls(config: SearchConfig, workers: int, calls_file: Path) -> dict[str, Any]:
+    """`run_search` with an actor that appends the name of every call it serves to a file."""
+    import cluster.search as cluster_search
+
+    class CountingActor(ArchitectureActor):
+        def __init__(self, *args: Any) -> None:
+            super().__init__(*args)
+            self.serving = True  # the constructor's own state_dict() is no served call
+
+        def _served(self, name: str) -> None:
+            if getattr(self, "serving", False):
+                with open(calls_file, "a") as f:
+                    f.write(name + "\n")
+
+        def begin(self, *args: Any) -> Any:
+            self._served("begin")
+            return super().begin(*args)
+
+        def step(self, *args: Any) -> Any:
+            self._served("step")
+            return super().step(*args)
+
+        def state_dict(self) -> Any:
+            self._served("state_dict")
+            return super().state_dict()
+
+        def alphas(self) -> Any:
+            self._served("alphas")
+            return super().alphas()
+
+    original = cluster_search.ArchitectureActor
+    cluster_search.ArchitectureActor = CountingActor
+    try:
+        run_search(config, num_workers=workers, cpus_per_worker=2 / workers)
+    finally:
+        cluster_search.ArchitectureActor = original
+    names = calls_file.read_text().split()
+    calls = {n: names.count(n) for n in sorted(set(names))}
+    ckpt = max(
+        (Path(config.out_dir).resolve() / "ray" / "search").glob("checkpoint_*/checkpoint.pt"),
+        key=lambda f: f.stat().st_mtime,
+    )
+    batches_per_rank = int(load_checkpoint(ckpt)["step"])  # one search epoch, no warm-up
+    arch_steps = batches_per_rank // config.arch_every
+    return {
+        "workers": workers,
+        "arch_steps": arch_steps,
+        "calls": calls,
+        "calls_per_arch_step": round(calls.get("step", 0) / arch_steps, 4),
+        "all_calls_per_arch_step": round(len(names) / arch_steps, 4),
+    }
+
+
 # ---- the note ----
 
 
@@ -311,7 +360,8 @@ def scaling_note(
     m = small["median_ms"]
     ratio = small["roundtrip_over_weight_step"]
     parts = [
-        f"Actor: an arch step's submit+alphas round trip is {m['roundtrip']:.1f} ms ="
+        f"Actor: an arch step's one call (signals in, alpha and metrics back) takes"
+        f" {m['roundtrip']:.1f} ms ="
         f" {ratio} of a {m['weight_step']:.0f} ms weight step at the small setting"
     ]
     if large is not None:
@@ -325,32 +375,28 @@ def scaling_note(
         )
     parts.append(
         f". Only {m['actor_compute']:.1f} ms of it is the actor's own work (apply + copy of"
-        f" alpha, in-process) and a bare RPC costs ~{m['last_metrics']:.1f} ms (last_metrics,"
-        " a third RPC per arch step); the rest is Ray moving per-layer torch tensors and"
-        " scheduling on 2 busy cores, so returning alpha (and metrics) from submit and sending"
-        " flat arrays would cut most of it. Paid once per"
+        " alpha, in-process); the rest is Ray moving per-layer torch tensors and scheduling on"
+        " 2 busy cores, which flat arrays would cut. Paid once per"
         f" arch_every={arch_every} weight steps it is {ratio / arch_every:.3f} of weight time."
-        " Across nodes each RPC gains a LAN hop (~0.1-1 ms; KB payloads) and the update waits"
-        " for the slowest of K signals, so stragglers, not the RPC, dominate at scale."
+        " Only rank 0 calls the actor, once per arch step whatever K; across nodes that call"
+        " gains a LAN hop (~0.1-1 ms; KB payloads) and the gather waits for the slowest of K"
+        " ranks, so stragglers, not the RPC, dominate at scale."
     )
     full_mb = small["supernet_params"] * 4 / 1e6
     active_mb = small["active_path_params_mean"] * 4 / 1e6
     ddp = (
-        " DDP: with find_unused_parameters=True every gradient bucket of the super-net is"
-        " all-reduced (zeros for unused candidates), so a weight step moves"
-        f" {full_mb:.1f} MB, not the sampled path's ~{active_mb:.1f} MB"
+        " Weights: PathSync all-reduces only the sampled path's gradients, ~"
+        f"{active_mb:.2f} MB per weight step here against the super-net's {full_mb:.1f} MB that"
+        " DDP with find_unused_parameters=True moved (zeros for unused candidates)"
     )
     if large is not None:
-        big_mb = large["supernet_params"] * 4 / 1e6
+        big_mb = large["active_path_params_mean"] * 4 / 1e6
         ring_ms = big_mb / (ASSUMED_LINK_GBPS / 8 * 1e3) * 1e3  # 2(K-1)/K = 1 at K = 2
         ddp += (
-            f" ({big_mb:.0f} MB at the paper-size space, ~{ring_ms:.0f} ms per step on a"
-            f" {ASSUMED_LINK_GBPS:.0f} Gb/s ring at K=2, up to twice that for large K)"
+            f"; {big_mb:.0f} MB at the paper-size space, ~{ring_ms:.0f} ms per step on a"
+            f" {ASSUMED_LINK_GBPS:.0f} Gb/s ring at K=2, up to twice that for large K"
         )
-    ddp += (
-        ": all-reduce volume grows with the candidate count, and on multi-node GPUs it, not"
-        " the actor, is the cost to watch."
-    )
+    ddp += ": the volume of one compact net, whatever the number of candidates."
     parts.append(ddp)
     one, two = runs[1], runs[2]
     if tp["data_sharded"]:
@@ -389,6 +435,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=2, help="run_search search epochs")
     p.add_argument("--arch-every", type=int, default=5)
     p.add_argument("--no-throughput", dest="throughput", action="store_false")
+    p.add_argument("--no-count-calls", dest="count_calls", action="store_false",
+                   help="skip counting the actor's calls at K = 1, 2, 4")  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out-dir", default=None, help="keep run_search outputs here (default: tmp)")
     args = p.parse_args(argv)
@@ -437,7 +485,6 @@ def main(argv: list[str] | None = None) -> None:
         out["target_actor_roundtrip_over_weight_step"] = TARGET_ROUNDTRIP_RATIO
         out["actor_roundtrip_ms"] = small["median_ms"]["roundtrip"]
         out["weight_step_ms"] = small["median_ms"]["weight_step"]
-        out["actor_all_rpcs_over_weight_step"] = small["all_rpcs_over_weight_step"]
         out["actor_roundtrip_over_weight_step_large"] = (
             large["roundtrip_over_weight_step"] if large else None
         )
@@ -465,9 +512,34 @@ def main(argv: list[str] | None = None) -> None:
             out["throughput_2_over_1"] = tp["throughput_2_over_1"]
             out.update({k: v for k, v in tp.items() if k != "throughput_2_over_1"})
             out["images_per_s"] = {str(k): r["images_per_s"] for k, r in runs.items()}
+            moved = statistics.mean(runs[2]["grad_bytes_per_step"])
+            compact = small["active_path_params_mean"] * 4  # fp32 gradients of a sampled path
+            out["sync_bytes_per_weight_step"] = round(moved)
+            out["compact_net_param_bytes"] = compact
+            out["sync_bytes_per_weight_step_over_compact_net"] = round(moved / compact, 4)
+            out["supernet_param_bytes"] = small["supernet_params"] * 4
             out["end_to_end_s"] = {str(k): r["end_to_end_s"] for k, r in runs.items()}
             out["runs"] = {str(k): r for k, r in runs.items()}
             out["scaling_note"] = scaling_note(small, large, tp, runs, args.arch_every)
+        if args.count_calls:
+            with tempfile.TemporaryDirectory(prefix="proxyless-calls-") as tmp:
+                root = Path(tmp)
+                lut = root / "toy.parquet"
+                space = SearchSpace.from_config(
+                    {**space_config(SMALL_SPACE, args.resolution), "num_classes": NUM_CLASSES}
+                )
+                synthetic_table(space).save(lut)
+                counted = {}
+                for k in (1, 2, 4):
+                    config = search_config(args, root / f"calls{k}", lut).replace(
+                        warmup_epochs=0, epochs=1
+                    )
+                    counted[k] = count_actor_calls(config, k, root / f"calls{k}.txt")
+                    log(f"actor calls with {k} worker(s): {counted[k]}")
+            out["actor_calls_per_arch_step"] = {
+                str(k): c["calls_per_arch_step"] for k, c in counted.items()
+            }
+            out["actor_calls"] = {str(k): c for k, c in counted.items()}
         else:
             del out["throughput_2_over_1"]
         out["actor"] = {"small": small, "large": large}
@@ -490,7 +562,7 @@ def main(argv: list[str] | None = None) -> None:
         }
         out["method"] = (
             "actor: median over interleaved rounds of perf_counter around weight_step (sampled"
-            " path) and ray.get(submit)+ray.get(alphas)+copy; throughput: rank 0's per-epoch"
+            " path) and ray.get(actor.step)+copy of alpha; throughput: rank 0's per-epoch"
             " checkpoint write times (first epoch untimed) and their step counts; Ray started"
             " once before both runs"
         )

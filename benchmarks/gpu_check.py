@@ -476,8 +476,9 @@ def probe_sync(out_dir: str) -> None:
             out_dir=f"{out_dir}/sync-{strategy}",
             tensorboard=False,
         )
-        space = config.build_space(build_datasets(config.data).num_classes)
-        searcher = SyncCheckedSearcher(config, table=synthetic_table(space))
+        data = build_datasets(config.data)
+        space = config.build_space(data.num_classes)
+        searcher = SyncCheckedSearcher(config, data, synthetic_table(space))
         searcher.run()
         result[strategy] = searcher.history[-1]["valid/accuracy"]
     print(

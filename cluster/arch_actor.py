@@ -1,10 +1,16 @@
 """The architecture actor's state machine, without Ray.
 
 One per search: it owns α (`ArchState`), the arch optimiser and the strategy's state (the
-REINFORCE baseline), collects the K workers' signals of an arch step and applies them once,
-when all K have arrived, then bumps the α version. Kept free of Ray so it is tested directly
-and so the Ray actor (`ray.remote(ArchitectureActor)`) is a thin wrapper: workers call
-`submit(step, rank, signal)` then poll `alphas_at(version)`.
+REINFORCE baseline). Only rank 0 talks to it, once per arch step: the ranks gather their K
+signals over their own process group, rank 0 sends them in one `step` call, the actor applies
+their mean and replies with the new α and the update's metrics, and rank 0 broadcasts that
+reply to the other ranks. So the actor serves one call per arch step whatever K is.
+
+Exactly once: every worker-group attempt starts with `begin`, which resets the actor to the
+attempt's checkpoint (or to the initial state when there is none) and opens a new generation.
+A `step` from an older generation is refused, and a step at or below the last applied one
+(a retried call) changes nothing and gets the current α back. Kept free of Ray so it is
+tested directly; the Ray actor is `ray.remote(ArchitectureActor)`.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from typing import Any
 import torch
 
 from nas_core.arch_state import ArchState
+from nas_core.errors import ProxylessError
 from nas_core.latency.predictor import LatencyModel
 from nas_core.latency.table import LatencyTable
 from nas_core.spaces import SearchSpace
@@ -23,7 +30,7 @@ from nas_core.strategy import StrategyConfig, create_strategy, make_arch_optimiz
 
 
 class ArchitectureActor:
-    """α, its optimiser and strategy state; applies one update per step from K signals."""
+    """α, its optimiser and strategy state; one update per arch step from the K signals."""
 
     def __init__(
         self,
@@ -42,43 +49,46 @@ class ArchitectureActor:
         self.optimizer = make_arch_optimizer(self.arch_state, config)
         self.num_workers = num_workers
         self.version = 0
-        self._pending: dict[int, dict[int, Any]] = {}
+        self.last_step = -1  # the step of the latest applied update
+        self.generation = 0  # bumped by every `begin`
         self.applied: list[dict[str, float]] = []
+        self._initial = self.state_dict()
 
-    def submit(self, step: int, rank: int, signal: Any) -> int | None:
-        """Record rank's signal of `step`; the K-th signal applies the update.
+    def begin(self, state: Mapping[str, Any] | None) -> tuple[int, int, list[torch.Tensor]]:
+        """A worker group (re)starts from `state` (its checkpoint's actor state; None: from the
+        start). Returns (generation, version, α) for rank 0 to hand to every rank."""
+        self.load_state_dict(state if state is not None else self._initial)
+        self.generation += 1
+        return (self.generation, *self.alphas())
 
-        Returns the new version when this call applied it, else None. A duplicate from the
-        same rank (a retried call) replaces its earlier signal instead of counting twice.
-        """
-        if not 0 <= rank < self.num_workers:
-            raise ValueError(f"rank {rank} outside 0..{self.num_workers - 1}")
-        pending = self._pending.setdefault(step, {})
-        pending[rank] = signal
-        if len(pending) < self.num_workers:
-            return None
-        del self._pending[step]
-        signals = [pending[r] for r in range(self.num_workers)]
+    def step(
+        self, generation: int, step: int, signals: list[Any]
+    ) -> tuple[int, list[torch.Tensor], dict[str, float]]:
+        """Apply the mean of the K ranks' signals of `step` once: (version, α, metrics)."""
+        if generation != self.generation:
+            raise ProxylessError(
+                f"arch step {step} came from worker attempt {generation}, but attempt "
+                f"{self.generation} is running"
+            )
+        if len(signals) != self.num_workers:
+            raise ValueError(f"{len(signals)} signals for {self.num_workers} workers")
+        if step <= self.last_step:  # a retried call: already applied
+            return self.version, self.alphas()[1], {}
         metrics = self.strategy.apply(signals, self.arch_state, self.optimizer)
         self.version += 1
+        self.last_step = step
         self.applied.append({"step": step, "version": self.version, **metrics})
-        return self.version
-
-    def last_metrics(self) -> dict[str, float]:
-        """Metrics of the latest applied update (empty before the first)."""
-        if not self.applied:
-            return {}
-        return {k: v for k, v in self.applied[-1].items() if k not in ("step", "version")}
+        return self.version, self.alphas()[1], metrics
 
     def alphas(self) -> tuple[int, list[torch.Tensor]]:
-        """(version, α tensors) — what workers copy into their super-net."""
+        """(version, α tensors)."""
         return self.version, [a.detach().clone() for a in self.arch_state.alphas]
 
     def state_dict(self) -> dict[str, Any]:
-        """Goes into every Train checkpoint; pending signals are not kept (a restart redoes
-        the step that produced them)."""
+        """Goes into every Train checkpoint."""
         return {
             "version": self.version,
+            "last_step": self.last_step,
             "arch": self.arch_state.state_dict(),
             "optimizer": copy.deepcopy(self.optimizer.state_dict()),  # no aliasing of moments
             "strategy": self.strategy.state_dict(),
@@ -86,7 +96,7 @@ class ArchitectureActor:
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.arch_state.load_state_dict(state["arch"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
         self.strategy.load_state_dict(state["strategy"])
         self.version = int(state["version"])
-        self._pending.clear()
+        self.last_step = int(state["last_step"])

@@ -1,23 +1,25 @@
-"""Distributed search on Ray: DDP weight workers and one central architecture actor.
+"""Distributed search on Ray: K Ray Train ranks of one search loop and one architecture actor.
 
 `run_search` starts an `ArchitectureActor` that owns α and a Ray Train `TorchTrainer`
-whose K workers each run a `WorkerSearcher`: the single-process `Searcher` with its data
-sharded by rank, its weight steps through DDP (gloo on CPU, NCCL on GPU), and its arch step
-replaced by submit-signal-then-fetch-α. Every rank samples the same path at every step from
-(seed, step), so DDP's reducer sees the same graph on all ranks without any exchange of paths.
-Rank 0 puts the actor's state into every Train checkpoint; after a restart the actor is
-restored from it before any rank reads α. Each rank trains on the device Ray Train assigned it
-(`ray.train.torch.get_device()`), never on a `cuda:N` of its own choosing; a CUDA search
-without a table has it profiled on a cluster GPU (`cluster.profile`).
+whose K workers each run the one search loop (`Searcher.loop`) with their data sharded by
+rank, `PathSync` for the weights (only the sampled path's gradients and BN statistics cross
+the process group: gloo on CPU, NCCL on GPU), `ActorArchSync` for α (gather the
+signals, one actor call on rank 0, broadcast its reply; see `cluster.arch_actor`) and
+`TrainReport` for the end of each epoch.
+Every rank samples the same path at every step from (seed, step), so every rank knows which
+gradients to exchange without any exchange of paths. Rank 0 puts the actor's state into
+every Train checkpoint; each attempt starts by resetting the actor to its checkpoint (or to
+the start), so a failed attempt's updates never count twice. Every wait has a timeout
+(`sync_timeout_s`): a rank that stops answering fails the attempt instead of hanging it.
+Each rank trains on the device Ray Train assigned it (`ray.train.torch.get_device()`), never
+on a `cuda:N` of its own choosing; a CUDA search without a table has it profiled on a cluster
+GPU (`cluster.profile`).
 """
 
 from __future__ import annotations
 
-import copy
-import json
 import os
 import tempfile
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ from typing import Any
 import torch
 
 from cluster.arch_actor import ArchitectureActor
+from cluster.path_sync import PathSync
 from cluster.profile import profile_on_gpu
 from cluster.resources import (
     DEFAULT_PLACEMENT_TIMEOUT_S,
@@ -33,119 +36,137 @@ from cluster.resources import (
     start_retries,
 )
 from nas_core.arch_state import ArchState
-from nas_core.architecture import Architecture, build_net
 from nas_core.checkpoint import load_checkpoint, save_checkpoint
 from nas_core.data import build_datasets
 from nas_core.errors import ProxylessError, first_line
-from nas_core.io import atomic_write_text
-from nas_core.latency.predictor import architecture_latency
 from nas_core.latency.table import LatencyTable
-from nas_core.sampling import Stream, step_generator
-from nas_core.search import SearchConfig, Searcher, SearchResult, resolve_latency_table
-from nas_core.stats import net_stats
+from nas_core.search import (
+    LocalOutputs,
+    SearchConfig,
+    Searcher,
+    SearchResult,
+    initial_arch_state,
+    resolve_latency_table,
+    save_result,
+    search_result,
+)
+
+# How long a rank waits for the architecture actor, and for the other ranks in a collective,
+# before its attempt fails (and Ray Train restarts the worker group from the last checkpoint)
+SYNC_TIMEOUT_S = 600.0
 
 
-class WorkerSearcher(Searcher):
-    """One Ray Train rank: sharded data, DDP weights, α from the architecture actor."""
+def _from_rank0(value: Any, world: int) -> Any:
+    """Rank 0's `value` on every rank (one broadcast over the ranks' process group)."""
+    if world == 1:
+        return value
+    box = [value]
+    torch.distributed.broadcast_object_list(box, src=0)
+    return box[0]
 
-    def __init__(
-        self,
-        config: SearchConfig,
-        actor: Any,
-        table: LatencyTable,
-        rank: int,
-        world: int,
-        device: torch.device,
-    ) -> None:
-        super().__init__(config, table=table, rank=rank, world_size=world, device=device)
-        self.actor = actor
-        if world > 1:
-            from torch.nn.parallel import DistributedDataParallel
 
-            # unused candidates differ per step but are the same on every rank
-            self.train_module = DistributedDataParallel(
-                self.net,
-                device_ids=[device.index] if device.type == "cuda" else None,
-                find_unused_parameters=True,
-            )
-        self.version = self._copy_alphas(0)
+def _set_alphas(searcher: Searcher, alphas: Sequence[torch.Tensor]) -> None:
+    with torch.no_grad():
+        for a, b in zip(searcher.net.arch_state.alphas, alphas, strict=True):
+            a.copy_(b)
 
-    def _copy_alphas(self, at_least: int) -> int:
+
+class ActorArchSync:
+    """A rank's arch step: every rank's signal to rank 0, one `ArchitectureActor.step` call
+    there, and the reply (new α, metrics) broadcast to every rank."""
+
+    def __init__(self, actor: Any, timeout_s: float) -> None:
+        self.actor, self.timeout_s = actor, timeout_s
+        self.generation = 0  # this worker-group attempt, as the actor numbered it (`begin`)
+
+    def ask(self, searcher: Searcher, call: Any, what: str) -> Any:
+        """Rank 0 waits for one actor reply, at most `timeout_s`."""
         import ray
 
-        while True:
-            version, alphas = ray.get(self.actor.alphas.remote())
-            if version >= at_least:
-                break
-            time.sleep(0.002)
-        with torch.no_grad():
-            for a, b in zip(self.net.arch_state.alphas, alphas, strict=True):
-                a.copy_(b)
-        return version
+        try:
+            return ray.get(call, timeout=self.timeout_s)
+        except ray.exceptions.GetTimeoutError:
+            raise TimeoutError(
+                f"rank {searcher.rank}, step {searcher.step}: the architecture actor did not "
+                f"answer {what} within {self.timeout_s:g} s"
+            ) from None
 
-    def run_epoch(self) -> dict[str, float]:
-        metrics = super().run_epoch()
-        if self.world_size > 1:  # every rank takes part in the gather
-            metrics.update(self.rank_spread())
+    def begin(self, searcher: Searcher, actor_state: Mapping[str, Any] | None) -> None:
+        """Start this attempt: rank 0 resets the actor to `actor_state` (the checkpoint's; None
+        for the start, so a failed attempt's updates never count) and every rank takes its α."""
+        reply = None
+        if searcher.rank == 0:
+            call = self.actor.begin.remote(actor_state)
+            reply = self.ask(searcher, call, "the start of an attempt")
+        self.generation, _version, alphas = _from_rank0(reply, searcher.world_size)
+        _set_alphas(searcher, alphas)
+
+    def update(self, searcher: Searcher, signal: Any) -> dict[str, float]:
+        signals = [signal]
+        if searcher.world_size > 1:
+            signals = [None] * searcher.world_size
+            torch.distributed.all_gather_object(signals, signal)
+        reply = None
+        if searcher.rank == 0:
+            call = self.actor.step.remote(self.generation, searcher.step, signals)
+            reply = self.ask(searcher, call, "an arch step")
+        _version, alphas, metrics = _from_rank0(reply, searcher.world_size)
+        _set_alphas(searcher, alphas)
         return metrics
 
-    def rank_spread(self) -> dict[str, float]:
-        """How far the ranks' weights and α are apart (0 when in sync): one all_gather of two
-        sums per epoch, so a rank that drifted (a collective skipped, a non-deterministic op)
-        shows in every epoch's metrics instead of in a worse architecture."""
-        # weights live on the device, α on the host; the collective needs both on the device
-        weights = sum(p.detach().double().abs().sum() for p in self.net.parameters())
-        alphas = sum(a.detach().double().abs().sum() for a in self.net.arch_state.alphas)
-        local = torch.stack([weights.to(self.device), alphas.to(self.device)])
-        gathered = [torch.zeros_like(local) for _ in range(self.world_size)]
-        torch.distributed.all_gather(gathered, local)
-        stacked = torch.stack(gathered)
-        spread = (stacked.max(0).values - stacked.min(0).values).tolist()
-        return {"sync/weights_spread": spread[0], "sync/alpha_spread": spread[1]}
 
-    def arch_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
-        import ray
+def rank_spread(searcher: Searcher) -> dict[str, float]:
+    """How far the ranks' weights and α are apart (0 when in sync): one all_gather of two sums
+    per epoch, so a rank that drifted (a collective skipped, a non-deterministic op) shows in
+    every epoch's metrics instead of in a worse architecture."""
+    # weights live on the device, α on the host; the collective needs both on the device
+    weights = sum(p.detach().double().abs().sum() for p in searcher.net.parameters())
+    alphas = sum(a.detach().double().abs().sum() for a in searcher.net.arch_state.alphas)
+    local = torch.stack([weights.to(searcher.device), alphas.to(searcher.device)])
+    gathered = [torch.zeros_like(local) for _ in range(searcher.world_size)]
+    torch.distributed.all_gather(gathered, local)
+    stacked = torch.stack(gathered)
+    spread = (stacked.max(0).values - stacked.min(0).values).tolist()
+    return {"sync/weights_spread": spread[0], "sync/alpha_spread": spread[1]}
 
-        gen = step_generator(self.config.seed, self.step, Stream.ARCH)
-        signal = self.strategy.signal(self.net, x, y, gen)
-        ray.get(self.actor.submit.remote(self.step, self.rank, signal))
-        self.version = self._copy_alphas(self.version + 1)
-        self.net.arch_state.check_finite(self.step)
-        return ray.get(self.actor.last_metrics.remote())
 
-    def end_epoch(self, metrics: Mapping[str, float]) -> None:
+class TrainReport:
+    """A rank's end of epoch: the rank spread (K > 1), then `ray.train.report`; rank 0 adds
+    the checkpoint (its state and the actor's) and writes TensorBoard."""
+
+    def __init__(
+        self, sync: ActorArchSync, searcher: Searcher, weights: PathSync | None = None
+    ) -> None:
+        self.sync, self.weights = sync, weights
+        self.tensorboard = LocalOutputs(searcher.out, searcher.config.tensorboard)
+
+    def on_epoch_end(self, searcher: Searcher, metrics: dict[str, float]) -> None:
         import ray.train
 
+        if searcher.world_size > 1:  # every rank takes part in the gather
+            metrics.update(rank_spread(searcher))
+        if self.weights is not None:
+            metrics["sync/grad_bytes_per_step"] = self.weights.bytes_per_step()
         report = {k: float(v) for k, v in metrics.items()}
-        if self.rank != 0:
+        if searcher.rank != 0:
             ray.train.report(report)
             return
-        state = self.state_dict()
-        state["actor"] = ray.get(self.actor.state_dict.remote())
+        state = searcher.state_dict()
+        state["actor"] = self.sync.ask(
+            searcher, self.sync.actor.state_dict.remote(), "a checkpoint"
+        )
         with tempfile.TemporaryDirectory() as tmp:
             save_checkpoint(Path(tmp) / "checkpoint.pt", state)
             ray.train.report(report, checkpoint=ray.train.Checkpoint.from_directory(tmp))
-        self._log(metrics)
+        if self.tensorboard.tensorboard:
+            self.tensorboard.log(searcher, metrics)
 
-    def restore(self) -> None:
-        """Continue from the latest Train checkpoint (rank 0 restores the actor first)."""
-        import ray
-        import ray.train
-
-        checkpoint = ray.train.get_checkpoint()
-        if checkpoint is not None:
-            with checkpoint.as_directory() as d:
-                state = load_checkpoint(Path(d) / "checkpoint.pt")
-            self.load_state_dict(state)
-            if self.rank == 0:
-                ray.get(self.actor.load_state_dict.remote(state["actor"]))
-        if self.world_size > 1:
-            torch.distributed.barrier()
-        self.version = self._copy_alphas(ray.get(self.actor.alphas.remote())[0])
+    def close(self) -> None:
+        self.tensorboard.close()
 
 
 def _worker_loop(loop_config: dict[str, Any]) -> None:
-    """Ray Train entry point of every rank."""
+    """Ray Train entry point of every rank: the search loop, with α from the actor."""
     import ray.train
     import ray.train.torch
 
@@ -155,13 +176,29 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
     table = LatencyTable.from_yaml_dict(loop_config["table"], "latency table")
     # the GPU Ray assigned this rank (every rank on cuda:0 is NCCL's "Duplicate GPU detected")
     device = ray.train.torch.get_device() if config.device != "cpu" else torch.device("cpu")
-    searcher = WorkerSearcher(config, loop_config["actor"], table, rank, world, device)
-    searcher.restore()
-    while searcher.epoch < searcher.total_epochs:
-        metrics = searcher.run_epoch()
-        searcher.history.append(metrics)
-        searcher.epoch += 1
-        searcher.end_epoch(metrics)
+    sync = ActorArchSync(loop_config["actor"], loop_config["sync_timeout_s"])
+    weights = PathSync(world) if world > 1 else None
+    data = build_datasets(config.data)
+    searcher = Searcher(config, data, table, rank, world, device, sync, weights)
+    state = None
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            state = load_checkpoint(Path(d) / "checkpoint.pt")
+        searcher.load_state_dict(state)
+    if weights is not None:
+        weights.start(searcher.net)
+    sync.begin(searcher, state["actor"] if state is not None else None)
+    report = TrainReport(sync, searcher, weights)
+    try:
+        searcher.loop([report])
+    finally:
+        report.close()
+
+
+def actor_name(storage_path: str, run_name: str) -> str:
+    """The architecture actor's Ray name: one per Train run, i.e. per (storage, run name)."""
+    return f"proxyless-arch:{storage_path}/{run_name}"
 
 
 def cluster_address(address: str | None = None) -> str | None:
@@ -272,6 +309,7 @@ def run_search(
     cpus_per_worker: float = 1.0,
     placement_timeout_s: float = DEFAULT_PLACEMENT_TIMEOUT_S,
     checkpoints_to_keep: int = 2,
+    sync_timeout_s: float = SYNC_TIMEOUT_S,
 ) -> SearchResult:
     """One ProxylessNAS search with K DDP workers and a central architecture actor.
 
@@ -287,10 +325,11 @@ def run_search(
         RunConfig,
         ScalingConfig,
     )
-    from ray.train.torch import TorchTrainer
+    from ray.train.torch import TorchConfig, TorchTrainer
     from ray.train.v2._internal.exceptions import WorkerGroupStartupTimeoutError
 
     check_gpu_request(config.device, num_workers, gpus_per_worker if use_gpu else 0.0)
+    config.rank_batches(num_workers)  # before Ray starts: batch sizes split over the workers
     ensure_ray(address)
     require_gpus(num_workers * gpus_per_worker if use_gpu else 0.0, f"{num_workers} search workers")
     data = build_datasets(config.data)
@@ -301,14 +340,11 @@ def run_search(
         table = profile_on_gpu(keys, out / "latency.parquet", {"space": space.to_config()})
     elif table is None:
         table = resolve_latency_table(config, space, torch.device("cpu"))
-    arch_state = ArchState(
-        [s.name for s in space.layer_specs()], [s.candidates for s in space.layer_specs()]
-    )
-    arch_state.init_normal_(
-        step_generator(config.seed, 0, Stream.ALPHA_INIT), config.alpha_init_std
-    )
+    arch_state = initial_arch_state(space, config)
+    storage = str(storage_path or out / "ray")
     actor_cls = ray.remote(num_cpus=0, max_restarts=0)(ArchitectureActor)
-    actor = actor_cls.remote(
+    # named after its Train run, so anyone on the cluster can look at α while it trains
+    actor = actor_cls.options(name=actor_name(storage, run_name)).remote(
         space.to_config(),
         config.strategy.to_config(),
         num_workers,
@@ -317,10 +353,13 @@ def run_search(
     )
     trainer = TorchTrainer(
         _worker_loop,
+        # a collective that waits longer than this fails the attempt instead of hanging it
+        torch_config=TorchConfig(timeout_s=int(sync_timeout_s)),
         train_loop_config={
             "search": config.to_config(),
             "actor": actor,
             "table": table.to_yaml_dict(),
+            "sync_timeout_s": sync_timeout_s,
         },
         scaling_config=ScalingConfig(
             num_workers=num_workers,
@@ -332,7 +371,7 @@ def run_search(
         ),
         run_config=RunConfig(
             name=run_name,
-            storage_path=str(storage_path or out / "ray"),
+            storage_path=storage,
             failure_config=FailureConfig(
                 max_failures=max_failures,
                 # a worker group that cannot be placed is retried this often, then fails
@@ -345,6 +384,7 @@ def run_search(
     )
     try:
         result = trainer.fit()
+        _, alphas = ray.get(actor.alphas.remote())
     except ControllerError as e:
         if not isinstance(e.controller_failure, WorkerGroupStartupTimeoutError):
             raise
@@ -353,21 +393,13 @@ def run_search(
             f"the Ray cluster did not place {num_workers} search workers{per} within "
             f"{placement_timeout_s:g} s; free or add resources, or lower resources per worker"
         ) from None
-    _, alphas = ray.get(actor.alphas.remote())
+    finally:
+        ray.kill(actor)  # a named actor outlives its handles
     final = ArchState(arch_state.layer_names, arch_state.candidates, alphas)
-    derived = Architecture(space, tuple(final.argmax()))
-    derived.save(out / "architecture.json")
-    atomic_write_text(out / "arch_state.json", json.dumps(final.to_config()) + "\n")
-    stats = net_stats(build_net(derived), space.resolution)
-    metrics = dict(result.metrics or {})
-    searched = SearchResult(
-        derived,
-        architecture_latency(derived, table),
-        stats.params,
-        stats.macs,
-        float(metrics.get("valid/accuracy", float("nan"))),
-        int(metrics.get("epoch", -1)) + 1,
-        (copy.deepcopy(metrics),),
-    )
-    atomic_write_text(out / "summary.json", json.dumps(searched.summary(), indent=2) + "\n")
+    history = []
+    if result.checkpoint is not None:  # rank 0's last checkpoint holds every epoch's metrics
+        with result.checkpoint.as_directory() as d:
+            history = load_checkpoint(Path(d) / "checkpoint.pt")["history"]
+    searched = search_result(final, space, table, history)
+    save_result(searched, final, out)
     return searched

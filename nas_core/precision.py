@@ -11,7 +11,7 @@ a context that restores them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -37,12 +37,22 @@ class Amp:
     def autocast(self) -> torch.autocast:
         return torch.autocast(self.device_type, dtype=self.dtype, enabled=self.dtype is not None)
 
-    def backward_and_step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
+    def backward_and_step(
+        self,
+        loss: torch.Tensor,
+        optimizer: torch.optim.Optimizer,
+        before_step: Callable[[], None] | None = None,
+    ) -> None:
+        """Backward, then `before_step` (e.g. averaging gradients over ranks), then the step."""
         if self.scaler is None:
             loss.backward()
+            if before_step is not None:
+                before_step()
             optimizer.step()
             return
         self.scaler.scale(loss).backward()
+        if before_step is not None:  # scaled gradients average to the scaled average
+            before_step()
         self.scaler.step(optimizer)
         self.scaler.update()
 

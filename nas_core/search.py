@@ -8,6 +8,12 @@ of (seed, step) or (seed, epoch), and the end-of-epoch checkpoint holds everythi
 the same trajectory as one run straight through (bit for bit on the CPU; on a GPU cuDNN's
 autotuned kernels are not deterministic, so only closely). A checkpoint resumes on any device.
 
+There is one loop (`Searcher.loop`). What differs between a single process and a Ray Train
+rank is injected: how α is updated from this rank's arch signal (`ArchSync`), how the ranks'
+weights are kept equal (`WeightSync`) and what happens at the end of each epoch (callbacks:
+checkpoint file and TensorBoard here, `ray.train.report` there). Data and the latency table
+are built by the caller (`Searcher.from_config` for a single process).
+
 On CUDA, weight steps may run in bf16/fp16 (`amp`), arch steps always in fp32
 (`nas_core.precision`), and no step waits for the GPU: metrics stay on the device until the end
 of the epoch, and the one host read per arch step goes through `nas_core.device.to_host`.
@@ -18,16 +24,17 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 import torch
 import torch.nn.functional as F
 from pydantic import Field, field_validator
 from torch import nn
 
+from nas_core.arch_state import ArchState
 from nas_core.architecture import Architecture, build_net
 from nas_core.checkpoint import load_checkpoint, save_checkpoint
 from nas_core.config import ConfigModel, FiniteFloat, RunSettings
@@ -54,7 +61,7 @@ class WeightConfig(ConfigModel):
     nesterov: bool = True
     weight_decay: FiniteFloat = Field(4e-5, ge=0)
     label_smoothing: FiniteFloat = Field(0.1, ge=0, lt=1)
-    batch_size: int = Field(64, ge=1)
+    batch_size: int = Field(64, ge=1)  # global: K ranks take batch_size / K each
     zero_init_residual: bool = True  # residual candidates start as identity (see SuperNet)
 
 
@@ -73,7 +80,7 @@ class SearchSchedule(ConfigModel):
     epochs: int = Field(10, ge=1)  # search epochs after warm-up
     warmup_epochs: int = Field(2, ge=0)  # weight-only epochs on uniform paths (official: 40)
     arch_every: int = Field(5, ge=1)  # one arch step per this many weight batches
-    arch_batch_size: int = Field(64, ge=1)
+    arch_batch_size: int = Field(64, ge=1)  # global, like weights.batch_size
     alpha_init_std: FiniteFloat = Field(1e-3, ge=0)  # α ~ N(0, std²), official
 
 
@@ -94,6 +101,20 @@ class SearchConfig(SearchSchedule, RunSettings):
     def _known_space(cls, space: dict[str, Any]) -> dict[str, Any]:
         SearchSpace.from_config({"num_classes": 10, **space})  # the dataset sets num_classes
         return space
+
+    def rank_batches(self, world_size: int) -> tuple[int, int]:
+        """(weight, arch) batch of one of `world_size` ranks: the configured sizes are global,
+        so the number of weight and α updates per epoch does not depend on the rank count."""
+        sizes = {
+            "weights.batch_size": self.weights.batch_size,
+            "arch_batch_size": self.arch_batch_size,
+        }
+        for field, size in sizes.items():
+            if size % world_size:
+                raise ProxylessError(
+                    f"{field}: {size} does not split evenly over {world_size} workers"
+                )
+        return self.weights.batch_size // world_size, self.arch_batch_size // world_size
 
     def build_space(self, num_classes: int) -> SearchSpace:
         """The space with the dataset's class count (an explicit, different count is an error)."""
@@ -169,6 +190,7 @@ def weight_step(
     lr: float,
     label_smoothing: float,
     amp: Amp | None = None,
+    before_step: Callable[[], None] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One SGD step on the active path; (loss, accuracy) stay on the device (no host sync).
 
@@ -182,7 +204,7 @@ def weight_step(
     with amp.autocast():
         logits = net(x)
         loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
-    amp.backward_and_step(loss, optimizer)
+    amp.backward_and_step(loss, optimizer, before_step)
     return loss.detach(), (logits.detach().argmax(1) == y).float().mean()
 
 
@@ -224,38 +246,102 @@ def _cycle(make: Callable[[int], torch.utils.data.DataLoader]):
         k += 1
 
 
+def initial_arch_state(space: SearchSpace, config: SearchSchedule) -> ArchState:
+    """α of a new search: N(0, std²) from the seed's own stream (the official initialisation)."""
+    specs = space.layer_specs()
+    arch_state = ArchState([s.name for s in specs], [s.candidates for s in specs])
+    return arch_state.init_normal_(
+        step_generator(config.seed, 0, Stream.ALPHA_INIT), config.alpha_init_std
+    )
+
+
+def search_result(
+    arch_state: ArchState,
+    space: SearchSpace,
+    table: LatencyTable | None,
+    history: Sequence[Mapping[str, float]],
+) -> SearchResult:
+    """What a search produced: its argmax architecture, priced and counted."""
+    arch = Architecture(space, tuple(arch_state.argmax()))
+    stats = net_stats(build_net(arch), space.resolution)
+    latency = architecture_latency(arch, table) if table is not None else None
+    valid_acc = history[-1]["valid/accuracy"] if history else float("nan")
+    return SearchResult(
+        arch, latency, stats.params, stats.macs, valid_acc, len(history), tuple(history)
+    )
+
+
+def save_result(result: SearchResult, arch_state: ArchState, out: Path) -> None:
+    """architecture.json, arch_state.json (α) and summary.json in `out`."""
+    result.architecture.save(out / "architecture.json")
+    atomic_write_text(out / "arch_state.json", json.dumps(arch_state.to_config()) + "\n")
+    atomic_write_text(out / "summary.json", json.dumps(result.summary(), indent=2) + "\n")
+
+
+class ArchSync(Protocol):
+    """How an arch step turns this process's signal into the new α (and its metrics)."""
+
+    def update(self, searcher: Searcher, signal: Any) -> dict[str, float]: ...
+
+
+class LocalArchSync:
+    """A single process: apply its one signal with its own arch optimiser."""
+
+    def update(self, searcher: Searcher, signal: Any) -> dict[str, float]:
+        return searcher.strategy.apply([signal], searcher.net.arch_state, searcher.arch_opt)
+
+
+class WeightSync(Protocol):
+    """How K ranks keep their weights equal (a single process has none)."""
+
+    def gradients(self, net: SuperNet, step: int) -> None:
+        """Between the backward and the optimizer step."""
+
+    def buffers(self, net: SuperNet) -> None:
+        """After the optimizer step."""
+
+
+class SearchCallback(Protocol):
+    """Called on every rank after each epoch, with that epoch's metrics (which it may extend)."""
+
+    def on_epoch_end(self, searcher: Searcher, metrics: dict[str, float]) -> None: ...
+
+
 class Searcher:
-    """Runs one search from a `SearchConfig`: data, super-net, strategy, checkpoints, logs."""
+    """The search's state and its one loop: super-net, strategy, optimisers, epoch and step."""
 
     def __init__(
         self,
         config: SearchConfig,
-        data: DataSplits | None = None,
-        table: LatencyTable | None = None,
+        data: DataSplits,
+        table: LatencyTable | None,
         rank: int = 0,
         world_size: int = 1,
         device: torch.device | None = None,
+        arch_sync: ArchSync | None = None,
+        weight_sync: WeightSync | None = None,
     ) -> None:
+        """`table` None searches without latency; the syncs are what K ranks inject."""
         self.config = config
         self.rank, self.world_size = rank, world_size
+        self.batches = config.rank_batches(world_size)  # (weight, arch) batch of this rank
         self.out = Path(config.out_dir)
         # a Ray Train worker passes the device Ray assigned it; else the config's
         self.device = device if device is not None else resolve_device(config.device)
-        self.data = data or build_datasets(config.data)
+        self.data = data
         self.space = config.build_space(self.data.num_classes)
-        torch.manual_seed(config.seed)
-        self.net = to_memory_format(SuperNet(self.space), config.channels_last).to(self.device)
-        self.net.arch_state.init_normal_(
-            step_generator(config.seed, 0, Stream.ALPHA_INIT), config.alpha_init_std
-        )
+        with torch.random.fork_rng(devices=[]):  # the weights' init, not the caller's RNG
+            torch.manual_seed(config.seed)
+            supernet = SuperNet(self.space, initial_arch_state(self.space, config))
+            self._rng = torch.get_rng_state()  # the loop's own RNG (dropout, path drop)
+        self.net = to_memory_format(supernet, config.channels_last).to(self.device)
         if config.weights.zero_init_residual:
             self.net.zero_init_residual_()
-        if table is None:
-            table = resolve_latency_table(config, self.space, self.device)
         self.table = table
         self.latency = LatencyModel(self.space, self.table) if self.table is not None else None
         self.strategy = create_strategy(config.strategy, self.latency)
         self.arch_opt = make_arch_optimizer(self.net.arch_state, config.strategy)
+        self.arch_sync = arch_sync if arch_sync is not None else LocalArchSync()
         self.amp = Amp(config.amp, self.device)
         w = config.weights
         self.weight_opt = torch.optim.SGD(
@@ -267,10 +353,16 @@ class Searcher:
         )
         self.epoch, self.step = 0, 0
         self.history: list[dict[str, float]] = []
-        self._writer = None
-        self.train_module: nn.Module = (
-            self.net
-        )  # what weight steps run (a DDP wrapper in a cluster)
+        self.weight_sync = weight_sync
+
+    @classmethod
+    def from_config(cls, config: SearchConfig) -> Searcher:
+        """A single-process search: its data, and its table (profiled on its device if the
+        config names none)."""
+        data = build_datasets(config.data)
+        space = config.build_space(data.num_classes)
+        device = resolve_device(config.device)
+        return cls(config, data, resolve_latency_table(config, space, device), device=device)
 
     # ---- set-up ----
 
@@ -293,12 +385,12 @@ class Searcher:
 
     def _train_loader(self, epoch: int) -> torch.utils.data.DataLoader:
         c = self.config
-        return self._loader(self.data.train, c.weights.batch_size, c.seed, epoch)
+        return self._loader(self.data.train, self.batches[0], c.seed, epoch)
 
     def _valid_batches(self, epoch: int):
         c = self.config
         return _cycle(
-            lambda k: self._loader(self.data.valid, c.arch_batch_size, c.seed + 1, epoch * 1000 + k)
+            lambda k: self._loader(self.data.valid, self.batches[1], c.seed + 1, epoch * 1000 + k)
         )
 
     # ---- state ----
@@ -315,7 +407,7 @@ class Searcher:
             "arch_opt": self.arch_opt.state_dict(),
             "strategy": self.strategy.state_dict(),
             "amp": self.amp.state_dict(),
-            "torch_rng": torch.get_rng_state(),
+            "torch_rng": self._rng,
             "history": list(self.history),
         }
 
@@ -334,7 +426,7 @@ class Searcher:
         self.arch_opt.load_state_dict(state["arch_opt"])
         self.strategy.load_state_dict(state["strategy"])
         self.amp.load_state_dict(state.get("amp", {}))
-        torch.set_rng_state(state["torch_rng"].cpu())
+        self._rng = state["torch_rng"].cpu()
         self.epoch, self.step = int(state["epoch"]), int(state["step"])
         self.history = list(state["history"])
 
@@ -353,10 +445,10 @@ class Searcher:
         return cosine_lr(c.weights.lr, e * per_epoch + batch, c.epochs * per_epoch)
 
     def arch_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
-        """One α update (local: this process computes the signal and applies it)."""
+        """One α update: this rank's signal, turned into the new α by the `ArchSync`."""
         gen = step_generator(self.config.seed, self.step, Stream.ARCH)
         signal = self.strategy.signal(self.net, x, y, gen)
-        metrics = self.strategy.apply([signal], self.net.arch_state, self.arch_opt)
+        metrics = self.arch_sync.update(self, signal)
         self.net.arch_state.check_finite(self.step)
         return metrics
 
@@ -379,9 +471,13 @@ class Searcher:
         self.net.set_paths(sample_paths(self.net.arch_state, gen, uniform=warm))
         x = to_device(x, self.device, c.channels_last)
         y = y.to(self.device, non_blocking=True)
+        sync, step = self.weight_sync, self.step
         loss, acc = weight_step(
-            self.train_module, self.weight_opt, x, y, lr, c.weights.label_smoothing, self.amp
-        )
+            self.net, self.weight_opt, x, y, lr, c.weights.label_smoothing, self.amp,
+            None if sync is None else lambda: sync.gradients(self.net, step),
+        )  # fmt: skip
+        if sync is not None:
+            sync.buffers(self.net)
         metrics.watch_finite(loss)
         metrics.add({"train/loss": loss, "train/accuracy": acc, "lr/weights": lr})
         if arch_batch is not None:
@@ -425,56 +521,60 @@ class Searcher:
             out["latency/derived_ms"] = architecture_latency(self.net.derive(), self.table)
         return out
 
+    def loop(self, callbacks: Sequence[SearchCallback] = ()) -> None:
+        """The search loop: epochs to the end, `callbacks` after each (on every rank)."""
+        with torch.random.fork_rng(devices=[]), training_speedups(self.device):
+            torch.set_rng_state(self._rng)
+            while self.epoch < self.total_epochs:
+                metrics = self.run_epoch()
+                self.history.append(metrics)
+                self.epoch += 1
+                self._rng = torch.get_rng_state()
+                for callback in callbacks:
+                    callback.on_epoch_end(self, metrics)
+
     def run(
         self,
         resume: bool = False,
         on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
     ) -> SearchResult:
-        """Search to the end (resuming from the checkpoint in out_dir when asked)."""
+        """A single-process search to the end, outputs in out_dir (resuming from its checkpoint
+        when asked): the loop with `LocalOutputs`, then the result saved."""
         self.out.mkdir(parents=True, exist_ok=True)
         if resume and self.checkpoint_path.exists():
             self.load_state_dict(load_checkpoint(self.checkpoint_path))
         atomic_write_text(
             self.out / "config.json", json.dumps(self.config.to_config(), indent=2) + "\n"
         )
+        callbacks: list[SearchCallback] = [LocalOutputs(self.out, self.config.tensorboard)]
+        if on_epoch_end is not None:
+            callbacks.append(_EpochFunction(on_epoch_end))
         try:
-            with training_speedups(self.device):
-                while self.epoch < self.total_epochs:
-                    metrics = self.run_epoch()
-                    self.history.append(metrics)
-                    self.epoch += 1
-                    self.end_epoch(metrics)
-                    if on_epoch_end is not None:
-                        on_epoch_end(self.epoch - 1, metrics)
+            self.loop(callbacks)
         finally:
-            if self._writer is not None:
-                self._writer.close()
-                self._writer = None
-        return self.finish()
-
-    def end_epoch(self, metrics: Mapping[str, float]) -> None:
-        """Checkpoint and log (a cluster worker reports to Ray Train instead)."""
-        save_checkpoint(self.checkpoint_path, self.state_dict())
-        self._log(metrics)
-
-    def finish(self) -> SearchResult:
-        """Derive, price and save the architecture; write summary.json."""
-        arch = self.net.derive()
-        arch.save(self.out / "architecture.json")
-        stats = net_stats(build_net(arch), self.space.resolution)
-        latency = architecture_latency(arch, self.table) if self.table is not None else None
-        valid_acc = self.history[-1]["valid/accuracy"] if self.history else float("nan")
-        result = SearchResult(
-            arch, latency, stats.params, stats.macs, valid_acc, self.epoch, tuple(self.history)
-        )
-        atomic_write_text(self.out / "summary.json", json.dumps(result.summary(), indent=2) + "\n")
+            callbacks[0].close()
+        result = self.result()
+        save_result(result, self.net.arch_state, self.out)
         return result
 
-    # ---- logging ----
+    def result(self) -> SearchResult:
+        return search_result(self.net.arch_state, self.space, self.table, self.history)
 
-    def _log(self, metrics: Mapping[str, float]) -> None:
-        if not self.config.tensorboard:
-            return
+
+class LocalOutputs:
+    """A single process's outputs after each epoch: the checkpoint file and TensorBoard."""
+
+    def __init__(self, out: Path, tensorboard: bool) -> None:
+        self.out, self.tensorboard = out, tensorboard
+        self._writer = None
+
+    def on_epoch_end(self, searcher: Searcher, metrics: dict[str, float]) -> None:
+        save_checkpoint(searcher.checkpoint_path, searcher.state_dict())
+        if self.tensorboard:
+            self.log(searcher, metrics)
+
+    def log(self, searcher: Searcher, metrics: Mapping[str, float]) -> None:
+        """One epoch's metrics, per-layer entropies and the α probability image."""
         if self._writer is None:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -483,19 +583,36 @@ class Searcher:
         for k, v in metrics.items():
             if k not in ("epoch", "warmup"):
                 w.add_scalar(k, v, epoch)
-        for i, e in enumerate(self.net.arch_state.entropy().tolist()):
-            w.add_scalar(f"arch_entropy/{self.net.specs[i].name}", e, epoch)
-        w.add_image("arch/probabilities", self.probability_image(), epoch, dataformats="HW")
+        for i, e in enumerate(searcher.net.arch_state.entropy().tolist()):
+            w.add_scalar(f"arch_entropy/{searcher.net.specs[i].name}", e, epoch)
+        w.add_image("arch/probabilities", probability_image(searcher.net.arch_state), epoch,
+                    dataformats="HW")  # fmt: skip
         w.flush()
 
-    def probability_image(self) -> torch.Tensor:
-        """Layers × candidates matrix of softmax(α) (rows padded with 0), values in [0, 1]."""
-        probs = self.net.arch_state.all_probs()
-        width = max(len(p) for p in probs)
-        img = torch.zeros(len(probs), width)
-        for i, p in enumerate(probs):
-            img[i, : len(p)] = p.detach().cpu()
-        return img
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+@dataclass(frozen=True)
+class _EpochFunction:
+    """A plain `f(epoch, metrics)` as a callback (progress lines, Tune reports)."""
+
+    function: Callable[[int, dict[str, float]], None]
+
+    def on_epoch_end(self, searcher: Searcher, metrics: dict[str, float]) -> None:
+        self.function(searcher.epoch - 1, metrics)
+
+
+def probability_image(arch_state: ArchState) -> torch.Tensor:
+    """Layers × candidates matrix of softmax(α) (rows padded with 0), values in [0, 1]."""
+    probs = arch_state.all_probs()
+    width = max(len(p) for p in probs)
+    img = torch.zeros(len(probs), width)
+    for i, p in enumerate(probs):
+        img[i, : len(p)] = p.detach().cpu()
+    return img
 
 
 def with_overrides(config: SearchConfig, **changes: Any) -> SearchConfig:

@@ -44,6 +44,7 @@ class SuperNet(nn.Module):
 
         self.net = space.build(make)
         self._mixed = tuple(mixed)  # in α order (the build order), not modules() order
+        self._fixed_buffers: list[torch.Tensor] | None = None
         if arch_state is None:
             arch_state = ArchState([s.name for s in self.specs], [s.candidates for s in self.specs])
         elif arch_state.candidates != [list(s.candidates) for s in self.specs]:
@@ -56,6 +57,15 @@ class SuperNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+    def active_buffers(self) -> list[torch.Tensor]:
+        """The buffers (BN statistics) of the fixed parts and of each layer's running candidate,
+        in module order: what a single-path step updates."""
+        if self._fixed_buffers is None:
+            inside = {id(b) for op in self._mixed for b in op.buffers()}
+            self._fixed_buffers = [b for b in self.net.buffers() if id(b) not in inside]
+        running = [b for op in self._mixed for b in op.candidates[op.active].buffers()]
+        return [*self._fixed_buffers, *running]
 
     def set_paths(self, indices: Sequence[int]) -> None:
         """Single-path mode: layer i runs candidate indices[i]."""

@@ -331,7 +331,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         )
     else:
         try:
-            searcher = Searcher(config)  # builds data, space and table: config mistakes show here
+            searcher = Searcher.from_config(config)  # data, space, table: config mistakes here
         except ProxylessError as e:
             if args.config is None or str(args.config) in str(e):
                 raise

@@ -202,7 +202,8 @@ class SweepSpec(RunSettings):
         if self.pareto_latency == "measured" and not self.retrain.measure_latency:
             raise ValueError("pareto_latency: measured needs retrain.measure_latency true")
         for point in self.grid_points():  # a bad value fails here, before Ray starts
-            self.search_config(point, out_dir="unused")
+            config = self.search_config(point, out_dir="unused")
+            config.rank_batches(max(self.resources.workers, 1))
         return self
 
     # ---- what the trials run ----

@@ -22,6 +22,7 @@ import torch
 
 from nas_core.architecture import Architecture
 from nas_core.checkpoint import load_checkpoint, save_checkpoint
+from nas_core.data import build_datasets
 from nas_core.errors import ProxylessError
 from nas_core.latency.table import LatencyTable
 from nas_core.search import Searcher, SearchResult
@@ -104,7 +105,7 @@ def _search_in_process(sweep: SweepSpec, config: Any, table: LatencyTable) -> Se
     from ray import tune
 
     _threads(sweep)
-    searcher = Searcher(config, table=table)
+    searcher = Searcher(config, build_datasets(config.data), table)
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as d:

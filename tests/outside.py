@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 
 
@@ -19,6 +20,7 @@ class Killer:
     def __init__(self, targets: dict[str, Callable[[], int | None]], every_s: float = 0.05):
         self.targets, self.every_s = targets, every_s
         self.killed: dict[str, int] = {}
+        self.times: dict[str, float] = {}  # time.time() of each kill
         self.error: BaseException | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -42,6 +44,7 @@ class Killer:
                 except ProcessLookupError:
                     continue  # it ended on its own first: try the next one that appears
                 self.killed[name] = pid
+                self.times[name] = time.time()
             self._stop.wait(self.every_s)
 
     def __enter__(self) -> Killer:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from cluster.arch_actor import ArchitectureActor
+from nas_core.errors import ProxylessError
 from nas_core.sampling import step_generator
 from nas_core.spaces import create_space
 from nas_core.strategy import StrategyConfig, create_strategy, make_arch_optimizer
@@ -22,47 +24,76 @@ def _signals(net: SuperNet, strategy, step: int, ranks: int) -> list:
     return out
 
 
-def test_applies_once_all_ranks_arrived_with_the_mean_signal() -> None:
+def _actor_and_reference(ranks: int, **strategy) -> tuple:
     space = create_space(**SPACE)
     net = SuperNet(space)
     net.arch_state.init_normal_(step_generator(0, 0), std=0.3)
-    config = StrategyConfig(lambda2=0.0, arch_lr=0.05)
-    actor = ArchitectureActor(space.to_config(), config.to_config(), 2, net.arch_state.to_config())
+    config = StrategyConfig(**{"lambda2": 0.0, "arch_lr": 0.05, **strategy})
+    actor = ArchitectureActor(
+        space.to_config(), config.to_config(), ranks, net.arch_state.to_config()
+    )
+    return net, config, actor
+
+
+def _alphas_equal(a: list, b: list) -> None:
+    for x, y in zip(a, b, strict=True):
+        torch.testing.assert_close(x, y.detach(), rtol=0, atol=0)
+
+
+def test_one_call_applies_the_mean_of_the_k_signals_once() -> None:
+    net, config, actor = _actor_and_reference(2)
     local_arch = SuperNet.from_config(net.to_config()).arch_state  # the single-process reference
     local = create_strategy(config, None)
     local_opt = make_arch_optimizer(local_arch, config)
+    generation, version, alphas = actor.begin(None)
+    assert (generation, version) == (1, 0)
+    _alphas_equal(alphas, net.arch_state.alphas)
     for step in range(3):
         signals = _signals(net, local, step, 2)
-        assert actor.submit(step, 1, signals[1]) is None  # waits for rank 0
-        assert actor.submit(step, 1, signals[1]) is None  # a retried call does not count twice
-        assert actor.submit(step, 0, signals[0]) == step + 1
+        version, alphas, metrics = actor.step(generation, step, signals)
         local.apply(signals, local_arch, local_opt)
-        version, alphas = actor.alphas()
-        assert version == step + 1
-        for a, b in zip(alphas, local_arch.alphas, strict=True):
-            torch.testing.assert_close(a, b.detach())
+        assert version == step + 1 and "arch/ce" in metrics
+        _alphas_equal(alphas, local_arch.alphas)
+        # a retried call of the same step changes nothing and returns the current α
+        again = actor.step(generation, step, signals)
+        assert again[0] == version and again[2] == {}
+        _alphas_equal(again[1], local_arch.alphas)
         with torch.no_grad():  # the workers copy the new α
             for a, b in zip(net.arch_state.alphas, alphas, strict=True):
                 a.copy_(b)
     assert [m["step"] for m in actor.applied] == [0, 1, 2]
+    with pytest.raises(ValueError, match="1 signals for 2 workers"):
+        actor.step(generation, 3, signals[:1])
 
 
-def test_state_round_trip_restores_alpha_optimiser_and_baseline() -> None:
-    space = create_space(**SPACE)
-    net = SuperNet(space)
-    config = StrategyConfig(name="reinforce", lambda2=0.0, samples=2, arch_lr=0.1)
-    actor = ArchitectureActor(space.to_config(), config.to_config(), 1, net.arch_state.to_config())
+def test_a_new_attempt_without_checkpoint_starts_from_the_initial_state() -> None:
+    net, config, actor = _actor_and_reference(1, name="reinforce", samples=2, arch_lr=0.1)
     strategy = create_strategy(config, None)
+    initial = [a.detach().clone() for a in net.arch_state.alphas]
+    first, _, _ = actor.begin(None)
+    signals = [_signals(net, strategy, step, 1) for step in range(2)]
+    ran = [actor.step(first, step, signals[step])[1] for step in range(2)]
+    # the attempt dies before its first checkpoint; the next one must not inherit its updates
+    second, version, alphas = actor.begin(None)
+    assert second == first + 1 and version == 0 and actor.strategy.baseline is None
+    _alphas_equal(alphas, initial)
+    with pytest.raises(ProxylessError, match="attempt 1, but attempt 2 is running"):
+        actor.step(first, 2, signals[0])  # a straggler of the dead attempt
+    rerun = [actor.step(second, step, signals[step])[1] for step in range(2)]
+    for a, b in zip(ran, rerun, strict=True):
+        _alphas_equal(a, b)
+
+
+def test_a_new_attempt_from_a_checkpoint_continues_exactly() -> None:
+    net, config, actor = _actor_and_reference(1, name="reinforce", samples=2, arch_lr=0.1)
+    strategy = create_strategy(config, None)
+    generation, _, _ = actor.begin(None)
     for step in range(2):
-        actor.submit(step, 0, _signals(net, strategy, step, 1)[0])
+        actor.step(generation, step, _signals(net, strategy, step, 1))
     state = actor.state_dict()
-    restored = ArchitectureActor(
-        space.to_config(), config.to_config(), 1, net.arch_state.to_config()
-    )
-    restored.load_state_dict(state)
-    assert restored.version == 2 and restored.strategy.baseline == actor.strategy.baseline
-    nxt = _signals(net, strategy, 2, 1)[0]
-    actor.submit(2, 0, nxt)
-    restored.submit(2, 0, nxt)
-    for a, b in zip(actor.alphas()[1], restored.alphas()[1], strict=True):
-        torch.testing.assert_close(a, b)
+    nxt = _signals(net, strategy, 2, 1)
+    straight = actor.step(generation, 2, nxt)[1]
+    generation, version, _ = actor.begin(state)  # restart from the checkpoint after step 1
+    assert version == 2 and actor.last_step == 1
+    assert actor.step(generation, 1, nxt)[2] == {}  # at or below the checkpoint: already applied
+    _alphas_equal(actor.step(generation, 2, nxt)[1], straight)  # α, Adam moments and baseline

@@ -19,7 +19,9 @@ from tests.conftest import toy_latency_table
 SPACE = {"name": "mobilenet", "B": 2, "F": 0.25, "resolution": 16, "transition_op": "3x3_MBConv6"}
 
 
-def _config(tmp_path: Path, out: str, epochs: int = 1, **strategy) -> SearchConfig:
+def _config(
+    tmp_path: Path, out: str, epochs: int = 1, warmup_epochs: int = 1, **strategy
+) -> SearchConfig:
     lut = tmp_path / "toy.parquet"
     if not lut.exists():
         toy_latency_table(SearchSpace.from_config({**SPACE, "num_classes": 10})).save(lut)
@@ -30,25 +32,38 @@ def _config(tmp_path: Path, out: str, epochs: int = 1, **strategy) -> SearchConf
         weights=WeightConfig(lr=0.1),
         lut=str(lut),
         epochs=epochs,
-        warmup_epochs=1,
+        warmup_epochs=warmup_epochs,
         arch_every=2,
         out_dir=str(tmp_path / out),
         tensorboard=False,
     )
 
 
-def _train_worker(storage: Path, since: float) -> int | None:
-    """A Ray Train worker started after `since`, once the run's first checkpoint is in `storage`."""
+def _train_worker(since: float) -> int | None:
+    """A Ray Train worker started after `since`."""
     import psutil
 
-    if not any(storage.glob("checkpoint_*")):
-        return None
     for p in psutil.process_iter(["cmdline", "create_time"]):
         title = (p.info["cmdline"] or [""])[0]
         # create_time is derived from the boot time: up to a second early
         if title.startswith("ray::RayTrainWorker") and p.info["create_time"] >= since - 2:
             return p.pid
     return None
+
+
+def _after_arch_steps(name: str, steps: int, since: float) -> int | None:
+    """The Train worker, once the run's architecture actor has applied `steps` updates."""
+    import ray
+
+    try:
+        version, _ = ray.get(ray.get_actor(name).alphas.remote(), timeout=10)
+    except (ValueError, ray.exceptions.RayActorError):  # not up yet, or already gone
+        return None
+    return _train_worker(since) if version >= steps else None
+
+
+def _after_first_checkpoint(storage: Path, since: float) -> int | None:
+    return _train_worker(since) if any(storage.glob("checkpoint_*")) else None
 
 
 def _last_checkpoint(out: Path) -> dict:
@@ -61,22 +76,28 @@ def _last_checkpoint(out: Path) -> dict:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, local_ray) -> dict:
     """The single-process search, the same on 1 Train worker, and 2 workers, one killed."""
-    from cluster.search import run_search
+    from cluster.search import actor_name, run_search
     from tests.outside import Killer
 
     tmp_path = tmp_path_factory.mktemp("cluster")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # Ray workers run one thread; float sums must match exactly
     try:
-        local = Searcher(_config(tmp_path, "local"))
+        local = Searcher.from_config(_config(tmp_path, "local", 2, warmup_epochs=0))
         expected = local.run()
     finally:
         torch.set_num_threads(threads)
-    one = run_search(_config(tmp_path, "one"), num_workers=1)
+    # killed in its first epoch (arch steps, no checkpoint yet): the restarted attempt must not
+    # inherit the dead one's α updates
+    one_config = _config(tmp_path, "one", 2, warmup_epochs=0)
+    arch_actor = actor_name(str(Path(one_config.out_dir).resolve() / "ray"), "search")
+    since = time.time()
+    with Killer({"worker": lambda: _after_arch_steps(arch_actor, 3, since)}) as early:
+        one = run_search(one_config, num_workers=1)
     two_config = _config(tmp_path, "two", epochs=2)
     storage = Path(two_config.out_dir) / "ray" / "search"
     since = time.time()
-    with Killer({"worker": lambda: _train_worker(storage, since)}) as killer:
+    with Killer({"worker": lambda: _after_first_checkpoint(storage, since)}) as killer:
         two = run_search(two_config, num_workers=2)
     return {
         "tmp": tmp_path,
@@ -85,11 +106,18 @@ def runs(tmp_path_factory, local_ray) -> dict:
         "one": one,
         "two": two,
         "killed": killer.killed,
+        "killed_early": early.killed,
+        "killed_early_at": early.times,
     }
 
 
 @pytest.mark.slow
-def test_one_worker_reproduces_the_single_process_search(runs) -> None:
+def test_one_worker_killed_before_its_first_checkpoint_reproduces_the_single_process_search(
+    runs,
+) -> None:
+    assert set(runs["killed_early"]) == {"worker"}
+    first = min((runs["tmp"] / "one" / "ray" / "search").glob("checkpoint_*"))
+    assert runs["killed_early_at"]["worker"] < first.stat().st_mtime  # before any checkpoint
     expected, result = runs["expected"], runs["one"]
     assert result.architecture == expected.architecture
     state = json.loads((runs["tmp"] / "one" / "arch_state.json").read_text())
@@ -106,10 +134,15 @@ def test_two_workers_stay_identical_and_share_the_data(runs) -> None:
     assert len(history) == 3
     for epoch in history:  # the ranks' weights and α agree at the end of every epoch
         assert epoch["sync/weights_spread"] == 0.0 and epoch["sync/alpha_spread"] == 0.0
-    # each rank trained on its own half of the data: half the steps per epoch of one worker
+    # batch sizes are global: each rank takes half of each batch from its half of the data,
+    # so both make as many weight and α updates per epoch as one worker does
     per_epoch_two = _last_checkpoint(runs["tmp"] / "two")["step"] / 3
     per_epoch_one = _last_checkpoint(runs["tmp"] / "one")["step"] / 2
-    assert per_epoch_two * 2 == pytest.approx(per_epoch_one, abs=2)
+    assert per_epoch_two == per_epoch_one
+    # only the sampled path's gradients cross the process group
+    supernet_bytes = sum(p.numel() * 4 for p in runs["local"].net.parameters())
+    for epoch in history:
+        assert 0 < epoch["sync/grad_bytes_per_step"] < supernet_bytes / 2
 
 
 @pytest.mark.slow

@@ -127,7 +127,7 @@ def test_a_gpu_checkpoint_resumes_on_the_cpu(tmp_path: Path, lut: str) -> None:
         out_dir=str(tmp_path / "a"),
         tensorboard=False,
     )
-    straight = Searcher(config)
+    straight = Searcher.from_config(config)
     straight.run()
 
     class StopSearchError(Exception):
@@ -138,7 +138,7 @@ def test_a_gpu_checkpoint_resumes_on_the_cpu(tmp_path: Path, lut: str) -> None:
             raise StopSearchError
 
     other = SearchConfig.from_config({**config.to_config(), "out_dir": str(tmp_path / "b")})
-    stopped = Searcher(other)
+    stopped = Searcher.from_config(other)
     with pytest.raises(StopSearchError):
         stopped.run(on_epoch_end=stop_after)
     state = load_checkpoint(stopped.checkpoint_path)
@@ -148,7 +148,7 @@ def test_a_gpu_checkpoint_resumes_on_the_cpu(tmp_path: Path, lut: str) -> None:
     with pytest.raises(RuntimeError, match=r"(?i)cuda"):  # the tags are real: no plain load
         torch.load(stopped.checkpoint_path, weights_only=True)
 
-    resumed = Searcher(other)
+    resumed = Searcher.from_config(other)
     resumed.run(resume=True)
     assert resumed.epoch == straight.epoch == 3
     for a, b in zip(straight.net.arch_state.alphas, resumed.net.arch_state.alphas, strict=True):

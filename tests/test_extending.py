@@ -59,7 +59,7 @@ def test_a_registered_op_is_searched_priced_and_exported(tmp_path: Path, toy_op:
             "out_dir": str(tmp_path / "search"),
         }
     )
-    searcher = Searcher(config)
+    searcher = Searcher.from_config(config)
     before = [a.detach().clone() for a in searcher.net.arch_state.alphas]
     result = searcher.run()
     assert all(m.names == ["identity", toy_op] for m in searcher.net.mixed_ops)

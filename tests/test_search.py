@@ -64,7 +64,7 @@ def _state(searcher: Searcher) -> tuple[list[torch.Tensor], dict[str, torch.Tens
 def test_resumed_search_follows_the_same_trajectory(
     tmp_path: Path, tiny_lut: str, strategy: str
 ) -> None:
-    straight = Searcher(_tiny(tmp_path / "a", tiny_lut, name=strategy, samples=3))
+    straight = Searcher.from_config(_tiny(tmp_path / "a", tiny_lut, name=strategy, samples=3))
     straight.run()
 
     class StopSearchError(Exception):
@@ -76,9 +76,9 @@ def test_resumed_search_follows_the_same_trajectory(
 
     config = _tiny(tmp_path / "b", tiny_lut, name=strategy, samples=3)
     with pytest.raises(StopSearchError):
-        Searcher(config).run(on_epoch_end=stop_after_first)
+        Searcher.from_config(config).run(on_epoch_end=stop_after_first)
     assert load_checkpoint(tmp_path / "b" / "checkpoint.pt")["epoch"] == 2
-    resumed = Searcher(config)
+    resumed = Searcher.from_config(config)
     resumed.run(resume=True)
     (a1, w1), (a2, w2) = _state(straight), _state(resumed)
     for x, y in zip(a1, a2, strict=True):
@@ -91,7 +91,7 @@ def test_resumed_search_follows_the_same_trajectory(
 @pytest.mark.slow
 def test_search_outputs_and_logs(tmp_path: Path, tiny_lut: str) -> None:
     config = _tiny(tmp_path, tiny_lut)
-    result = Searcher(config).run()
+    result = Searcher.from_config(config).run()
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["params"] == result.params and summary["macs"] == result.macs > 0
     from nas_core.architecture import Architecture
@@ -120,7 +120,7 @@ def test_search_outputs_and_logs(tmp_path: Path, tiny_lut: str) -> None:
     assert any(t.startswith("arch_entropy/") for t in tags["scalars"])
     assert "arch/probabilities" in tags["images"]
     with pytest.raises(ProxylessError, match="another config"):
-        Searcher(_tiny(tmp_path, tiny_lut, lambda2=0.7)).run(resume=True)
+        Searcher.from_config(_tiny(tmp_path, tiny_lut, lambda2=0.7)).run(resume=True)
 
 
 @pytest.mark.slow
@@ -149,7 +149,7 @@ def test_bf16_search_runs_weight_steps_in_bf16_and_learns_like_fp32(tmp_path: Pa
             out_dir=str(tmp_path / amp),
             tensorboard=False,
         )
-        searcher = Searcher(config)
+        searcher = Searcher.from_config(config)
         seen: dict[str, set[torch.dtype]] = {"weight": set(), "arch": set(), "eval": set()}
         mixed = searcher.net.mixed_ops[0]
 
@@ -197,7 +197,7 @@ def test_digits_search_learns_and_lambda2_trades_latency(
             out_dir=str(tmp_path / f"{lam}"),
             tensorboard=False,
         )
-        result = Searcher(config).run()
+        result = Searcher.from_config(config).run()
         history = result.history
         assert history[-1]["arch/entropy_mean"] < history[config.warmup_epochs]["arch/entropy_mean"]
         if lam == 0.0:  # 258 of 287 valid images here (0.899): ±1 image across CPU kinds
@@ -231,7 +231,7 @@ def test_search_cli_config_errors(tmp_path: Path, capsys) -> None:
 @pytest.mark.slow
 def test_full_mode_search_lowers_entropy(tmp_path: Path, tiny_lut: str) -> None:
     config = _tiny(tmp_path, tiny_lut, grad_mode="full", arch_lr=0.1)
-    history = Searcher(config).run().history
+    history = Searcher.from_config(config).run().history
     assert history[-1]["arch/entropy_mean"] < history[0]["arch/entropy_mean"] - 0.01
 
 
