@@ -53,7 +53,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from cluster.arch_actor import ArchitectureActor  # noqa: E402
+from cluster.arch_actor import ArchitectureActor, split_alphas  # noqa: E402
 from cluster.search import ensure_ray, run_search  # noqa: E402
 from nas_core.checkpoint import load_checkpoint  # noqa: E402
 from nas_core.data import DataConfig  # noqa: E402
@@ -167,9 +167,9 @@ def measure_actor(
 
         t0 = time.perf_counter()
         reply = ray.get(actor.step.remote(generation, r, [signal]))
-        version, alphas, _metrics = reply
+        version, flat, _metrics = reply
         with torch.no_grad():
-            for a, b in zip(net.arch_state.alphas, alphas, strict=True):
+            for a, b in zip(net.arch_state.alphas, split_alphas(flat, net.arch_state), strict=True):
                 a.copy_(b)
         row["roundtrip"] = time.perf_counter() - t0
         if version != r + 1:
@@ -235,14 +235,14 @@ def search_config(args: argparse.Namespace, out: Path, lut: Path) -> SearchConfi
 def measure_run(config: SearchConfig, workers: int) -> dict[str, Any]:
     """`run_search` with `workers` ranks; epoch times from rank 0's per-epoch checkpoints."""
     t0 = time.perf_counter()
-    result = run_search(config, num_workers=workers)
+    total = config.warmup_epochs + config.epochs
+    result = run_search(config, num_workers=workers, checkpoints_to_keep=total)
     wall = time.perf_counter() - t0
     ckpt_dir = Path(config.out_dir).resolve() / "ray" / "search"
     files = sorted(
         (p / "checkpoint.pt" for p in ckpt_dir.glob("checkpoint_*") if p.is_dir()),
         key=lambda f: f.stat().st_mtime,
     )
-    total = config.warmup_epochs + config.epochs
     if len(files) != total:
         raise SystemExit(f"{ckpt_dir}: {len(files)} checkpoints, expected {total}")
     stamps = [f.stat().st_mtime for f in files]

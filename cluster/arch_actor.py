@@ -19,6 +19,7 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import torch
 
 from nas_core.arch_state import ArchState
@@ -54,17 +55,17 @@ class ArchitectureActor:
         self.applied: list[dict[str, float]] = []
         self._initial = self.state_dict()
 
-    def begin(self, state: Mapping[str, Any] | None) -> tuple[int, int, list[torch.Tensor]]:
+    def begin(self, state: Mapping[str, Any] | None) -> tuple[int, int, np.ndarray]:
         """A worker group (re)starts from `state` (its checkpoint's actor state; None: from the
-        start). Returns (generation, version, α) for rank 0 to hand to every rank."""
+        start). Returns (generation, version, flat α) for rank 0 to hand to every rank."""
         self.load_state_dict(state if state is not None else self._initial)
         self.generation += 1
-        return (self.generation, *self.alphas())
+        return self.generation, self.version, self.flat_alphas()
 
     def step(
         self, generation: int, step: int, signals: list[Any]
-    ) -> tuple[int, list[torch.Tensor], dict[str, float]]:
-        """Apply the mean of the K ranks' signals of `step` once: (version, α, metrics)."""
+    ) -> tuple[int, np.ndarray, dict[str, float]]:
+        """Apply the mean of the K ranks' signals of `step` once: (version, flat α, metrics)."""
         if generation != self.generation:
             raise ProxylessError(
                 f"arch step {step} came from worker attempt {generation}, but attempt "
@@ -73,16 +74,21 @@ class ArchitectureActor:
         if len(signals) != self.num_workers:
             raise ValueError(f"{len(signals)} signals for {self.num_workers} workers")
         if step <= self.last_step:  # a retried call: already applied
-            return self.version, self.alphas()[1], {}
+            return self.version, self.flat_alphas(), {}
         metrics = self.strategy.apply(signals, self.arch_state, self.optimizer)
         self.version += 1
         self.last_step = step
         self.applied.append({"step": step, "version": self.version, **metrics})
-        return self.version, self.alphas()[1], metrics
+        return self.version, self.flat_alphas(), metrics
 
     def alphas(self) -> tuple[int, list[torch.Tensor]]:
         """(version, α tensors)."""
         return self.version, [a.detach().clone() for a in self.arch_state.alphas]
+
+    def flat_alphas(self) -> np.ndarray:
+        """Every layer's α in one array: one buffer for Ray to move instead of a tensor per
+        layer (`split_alphas` undoes it)."""
+        return torch.cat([a.detach() for a in self.arch_state.alphas]).numpy()
 
     def state_dict(self) -> dict[str, Any]:
         """Goes into every Train checkpoint."""
@@ -100,3 +106,9 @@ class ArchitectureActor:
         self.strategy.load_state_dict(state["strategy"])
         self.version = int(state["version"])
         self.last_step = int(state["last_step"])
+
+
+def split_alphas(flat: np.ndarray, arch_state: ArchState) -> list[torch.Tensor]:
+    """`ArchitectureActor.flat_alphas` back into one tensor per layer of `arch_state`."""
+    sizes = [len(a) for a in arch_state.alphas]
+    return list(torch.from_numpy(np.array(flat)).split(sizes))

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from cluster.arch_actor import ArchitectureActor
+from cluster.arch_actor import ArchitectureActor, split_alphas
 from cluster.path_sync import PathSync
 from cluster.profile import profile_on_gpu
 from cluster.resources import (
@@ -54,6 +54,7 @@ from nas_core.search import (
 # How long a rank waits for the architecture actor, and for the other ranks in a collective,
 # before its attempt fails (and Ray Train restarts the worker group from the last checkpoint)
 SYNC_TIMEOUT_S = 600.0
+ACTOR_RESTARTS = 3
 
 
 def _from_rank0(value: Any, world: int) -> Any:
@@ -65,9 +66,11 @@ def _from_rank0(value: Any, world: int) -> Any:
     return box[0]
 
 
-def _set_alphas(searcher: Searcher, alphas: Sequence[torch.Tensor]) -> None:
+def _set_alphas(searcher: Searcher, flat: Any) -> None:
+    """The actor's flat α into this rank's super-net."""
+    arch_state = searcher.net.arch_state
     with torch.no_grad():
-        for a, b in zip(searcher.net.arch_state.alphas, alphas, strict=True):
+        for a, b in zip(arch_state.alphas, split_alphas(flat, arch_state), strict=True):
             a.copy_(b)
 
 
@@ -342,7 +345,9 @@ def run_search(
         table = resolve_latency_table(config, space, torch.device("cpu"))
     arch_state = initial_arch_state(space, config)
     storage = str(storage_path or out / "ray")
-    actor_cls = ray.remote(num_cpus=0, max_restarts=0)(ArchitectureActor)
+    # restarted if its process or node dies: the attempt that was talking to it fails, and the
+    # next one's `begin` restores it from the checkpoint
+    actor_cls = ray.remote(num_cpus=0, max_restarts=ACTOR_RESTARTS)(ArchitectureActor)
     # named after its Train run, so anyone on the cluster can look at α while it trains
     actor = actor_cls.options(name=actor_name(storage, run_name)).remote(
         space.to_config(),
