@@ -18,10 +18,9 @@ The distributed search (`cluster/search.py`) adds two costs to the single-proces
    first and the last checkpoint's write times spans all epochs but the first (which carries the
    workers' first-step costs), and each checkpoint's `step` gives the batches a rank ran, hence
    images. An epoch interval includes everything a real epoch does: weight steps, arch steps,
-   the end-of-epoch validation and the checkpoint. Whether the workers shard the data is read off
-   the step counts (sharded: K=2 runs about half the batches per rank); `throughput_2_over_1`
-   counts distinct training images per second (a batch that two ranks both run counts once),
-   `processed_throughput_2_over_1` counts every rank's images. End-to-end walls of `run_search`
+   the end-of-epoch validation and the checkpoint. Batch sizes are global (each of K ranks takes
+   batch / K), so both runs make the same steps per epoch and `throughput_2_over_1` is the ratio
+   of images (steps × batch) per second. End-to-end walls of `run_search`
    (worker start-up, process group, dataset, final derivation) are reported too. The K=2 run's
    `sync/grad_bytes_per_step` (what `PathSync` all-reduced) over the fp32 bytes of a sampled
    compact net is `sync_bytes_per_weight_step_over_compact_net`.
@@ -266,28 +265,19 @@ def measure_run(config: SearchConfig, workers: int) -> dict[str, Any]:
 
 
 def throughput(runs: dict[int, dict[str, Any]], batch: int) -> dict[str, Any]:
-    one, two = runs[1], runs[2]
-    sharded = two["steps_per_epoch_per_rank"][0] < one["steps_per_epoch_per_rank"][0]
+    """Images per second: batch sizes are global, so every step of any K trains one batch."""
     for run in runs.values():
-        k = run["workers"]
-        rank_images = run["timed_steps_per_rank"] * batch
-        processed = k * rank_images
-        distinct = processed if sharded else rank_images
-        run["timed_images_distinct"] = distinct
-        run["timed_images_processed"] = processed
-        run["images_per_s"] = round(distinct / run["timed_s"], 1)
-        run["processed_images_per_s"] = round(processed / run["timed_s"], 1)
-        all_distinct = run["total_steps_per_rank"] * batch * (k if sharded else 1)
-        run["end_to_end_images_per_s"] = round(all_distinct / run["end_to_end_s"], 1)
+        run["timed_images"] = run["timed_steps_per_rank"] * batch
+        run["images_per_s"] = round(run["timed_images"] / run["timed_s"], 1)
+        all_images = run["total_steps_per_rank"] * batch
+        run["end_to_end_images_per_s"] = round(all_images / run["end_to_end_s"], 1)
+    one, two = runs[1], runs[2]
     return {
         "throughput_2_over_1": round(two["images_per_s"] / one["images_per_s"], 4),
-        "processed_throughput_2_over_1": round(
-            two["processed_images_per_s"] / one["processed_images_per_s"], 4
-        ),
         "end_to_end_throughput_2_over_1": round(
             two["end_to_end_images_per_s"] / one["end_to_end_images_per_s"], 4
         ),
-        "data_sharded": sharded,
+        "same_steps_per_epoch": two["steps_per_epoch_per_rank"] == one["steps_per_epoch_per_rank"],
     }
 
 
@@ -356,6 +346,7 @@ def scaling_note(
     tp: dict[str, Any],
     runs: dict[int, dict[str, Any]],
     arch_every: int,
+    batch: int,
 ) -> str:
     m = small["median_ms"]
     ratio = small["roundtrip_over_weight_step"]
@@ -375,8 +366,8 @@ def scaling_note(
         )
     parts.append(
         f". Only {m['actor_compute']:.1f} ms of it is the actor's own work (apply + copy of"
-        " alpha, in-process); the rest is Ray moving per-layer torch tensors and scheduling on"
-        " 2 busy cores, which flat arrays would cut. Paid once per"
+        " alpha, in-process); the rest is Ray's RPC and the signal's per-layer tensors on 2 busy"
+        " cores (alpha already comes back as one flat array). Paid once per"
         f" arch_every={arch_every} weight steps it is {ratio / arch_every:.3f} of weight time."
         " Only rank 0 calls the actor, once per arch step whatever K; across nodes that call"
         " gains a LAN hop (~0.1-1 ms; KB payloads) and the gather waits for the slowest of K"
@@ -399,22 +390,15 @@ def scaling_note(
     ddp += ": the volume of one compact net, whatever the number of candidates."
     parts.append(ddp)
     one, two = runs[1], runs[2]
-    if tp["data_sharded"]:
-        parts.append(
-            f" Here 2 single-thread workers gave {tp['throughput_2_over_1']}x the images/s of"
-            f" 1 (epochs {statistics.median(one['epoch_s']):.2f} s vs"
-            f" {statistics.median(two['epoch_s']):.2f} s with half the batches per rank), with"
-            " Ray and gloo sharing the same 2 cores: a floor for separate nodes."
-        )
-    else:
-        parts.append(
-            " The Train workers do NOT shard the data in this checkout: each rank runs"
-            f" {two['steps_per_epoch_per_rank'][0]} batches an epoch, as many as one worker's"
-            f" {one['steps_per_epoch_per_rank'][0]}, the same batches on both ranks, so a second"
-            f" worker only adds cost (distinct images/s ratio {tp['throughput_2_over_1']});"
-            f" counting every rank's images the ratio is {tp['processed_throughput_2_over_1']},"
-            " about what sharding would yield on these 2 cores."
-        )
+    parts.append(
+        f" Throughput: 2 single-thread workers, each taking half of every {batch}-image"
+        " global batch from its half of the data, gave {tp['throughput_2_over_1']}x the images/s"
+        f" of 1 (epochs {statistics.median(one['epoch_s']):.2f} s vs"
+        f" {statistics.median(two['epoch_s']):.2f} s, the same"
+        f" {one['steps_per_epoch_per_rank'][0]} steps each): halving a rank's batch does not"
+        " halve a step on these 2 shared cores (per-step Python, the path sync and Ray's own"
+        " processes stay), a floor for separate nodes where each rank has its own cores."
+    )
     return "".join(parts)
 
 
@@ -520,7 +504,7 @@ def main(argv: list[str] | None = None) -> None:
             out["supernet_param_bytes"] = small["supernet_params"] * 4
             out["end_to_end_s"] = {str(k): r["end_to_end_s"] for k, r in runs.items()}
             out["runs"] = {str(k): r for k, r in runs.items()}
-            out["scaling_note"] = scaling_note(small, large, tp, runs, args.arch_every)
+            out["scaling_note"] = scaling_note(small, large, tp, runs, args.arch_every, args.batch)
         if args.count_calls:
             with tempfile.TemporaryDirectory(prefix="proxyless-calls-") as tmp:
                 root = Path(tmp)

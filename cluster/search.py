@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,19 @@ from nas_core.search import (
 # before its attempt fails (and Ray Train restarts the worker group from the last checkpoint)
 SYNC_TIMEOUT_S = 600.0
 ACTOR_RESTARTS = 3
+
+
+@dataclass(frozen=True)
+class TrainRanks:
+    """The ranks of a Ray Train worker group, summing over their torch process group."""
+
+    rank: int
+    world_size: int
+
+    def sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        if self.world_size > 1:
+            torch.distributed.all_reduce(tensor)
+        return tensor
 
 
 def _from_rank0(value: Any, world: int) -> Any:
@@ -182,7 +196,9 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
     sync = ActorArchSync(loop_config["actor"], loop_config["sync_timeout_s"])
     weights = PathSync(world) if world > 1 else None
     data = build_datasets(config.data)
-    searcher = Searcher(config, data, table, rank, world, device, sync, weights)
+    ranks = TrainRanks(rank, world)
+    loaders = loop_config["loader_workers"]
+    searcher = Searcher(config, data, table, ranks, device, sync, weights, loaders)
     state = None
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
@@ -365,6 +381,8 @@ def run_search(
             "actor": actor,
             "table": table.to_yaml_dict(),
             "sync_timeout_s": sync_timeout_s,
+            # the rank's reserved CPUs decode batches, one is left for the training thread
+            "loader_workers": max(int(cpus_per_worker) - 1, 0),
         },
         scaling_config=ScalingConfig(
             num_workers=num_workers,

@@ -33,13 +33,14 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field, field_validator
 from torch import nn
+from torch.utils.data import Subset
 
 from nas_core.arch_state import ArchState
 from nas_core.architecture import Architecture, build_net
 from nas_core.checkpoint import load_checkpoint, save_checkpoint
 from nas_core.config import ConfigModel, FiniteFloat, RunSettings
 from nas_core.data import DataConfig, DataSplits, build_datasets, make_loader
-from nas_core.device import host_floats, resolve_device
+from nas_core.device import resolve_device, to_host
 from nas_core.errors import ProxylessError
 from nas_core.io import atomic_write_text, load_yaml_config
 from nas_core.latency.predictor import LatencyModel, architecture_latency
@@ -209,6 +210,27 @@ def weight_step(
 
 
 @torch.no_grad()
+def evaluate_sums(
+    net: nn.Module,
+    loader: torch.utils.data.DataLoader,
+    device: torch.device,
+    channels_last: bool = False,
+) -> torch.Tensor:
+    """(Σ CE loss, correct, samples) over a loader, in eval mode and fp32, left on the device
+    (sums, so shards evaluated on several ranks add up)."""
+    was = net.training
+    net.eval()
+    sums = torch.zeros(3, dtype=torch.float64, device=device)
+    for x, y in loader:
+        x, y = to_device(x, device, channels_last), y.to(device, non_blocking=True)
+        logits = net(x)
+        sums[0] += F.cross_entropy(logits.float(), y, reduction="sum")
+        sums[1] += (logits.argmax(1) == y).sum()
+        sums[2] += len(y)
+    net.train(was)
+    return sums
+
+
 def evaluate(
     net: nn.Module,
     loader: torch.utils.data.DataLoader,
@@ -216,19 +238,11 @@ def evaluate(
     channels_last: bool = False,
 ) -> tuple[float, float]:
     """Mean CE loss and accuracy over a loader, in eval mode and fp32; one host read."""
-    was = net.training
-    net.eval()
-    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-    correct = torch.zeros((), dtype=torch.int64, device=device)
-    total = 0
-    for x, y in loader:
-        x, y = to_device(x, device, channels_last), y.to(device, non_blocking=True)
-        logits = net(x)
-        loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
-        correct += (logits.argmax(1) == y).sum()
-        total += len(y)
-    net.train(was)
-    loss, right = host_floats([loss_sum, correct])
+    return _means(evaluate_sums(net, loader, device, channels_last))
+
+
+def _means(sums: torch.Tensor) -> tuple[float, float]:
+    loss, right, total = to_host(sums).tolist()
     return loss / max(total, 1), right / max(total, 1)
 
 
@@ -278,6 +292,27 @@ def save_result(result: SearchResult, arch_state: ArchState, out: Path) -> None:
     atomic_write_text(out / "summary.json", json.dumps(result.summary(), indent=2) + "\n")
 
 
+class RankGroup(Protocol):
+    """The ranks of one search as its loop sees them (a single process is rank 0 of 1)."""
+
+    rank: int
+    world_size: int
+
+    def sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        """`tensor` summed over the ranks (every rank gets the sum)."""
+
+
+@dataclass(frozen=True)
+class SingleProcess:
+    """A search that runs in one process."""
+
+    rank: int = 0
+    world_size: int = 1
+
+    def sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        return tensor
+
+
 class ArchSync(Protocol):
     """How an arch step turns this process's signal into the new α (and its metrics)."""
 
@@ -315,16 +350,19 @@ class Searcher:
         config: SearchConfig,
         data: DataSplits,
         table: LatencyTable | None,
-        rank: int = 0,
-        world_size: int = 1,
+        ranks: RankGroup | None = None,
         device: torch.device | None = None,
         arch_sync: ArchSync | None = None,
         weight_sync: WeightSync | None = None,
+        loader_workers: int = 0,
     ) -> None:
-        """`table` None searches without latency; the syncs are what K ranks inject."""
+        """`table` None searches without latency; `ranks` and the syncs are what K ranks
+        inject; `loader_workers` processes decode each loader's batches."""
         self.config = config
-        self.rank, self.world_size = rank, world_size
-        self.batches = config.rank_batches(world_size)  # (weight, arch) batch of this rank
+        self.ranks = ranks if ranks is not None else SingleProcess()
+        self.rank, self.world_size = self.ranks.rank, self.ranks.world_size
+        self.batches = config.rank_batches(self.world_size)  # (weight, arch) batch of this rank
+        self.loader_workers = loader_workers
         self.out = Path(config.out_dir)
         # a Ray Train worker passes the device Ray assigned it; else the config's
         self.device = device if device is not None else resolve_device(config.device)
@@ -378,6 +416,7 @@ class Searcher:
             seed=seed,
             epoch=epoch,
             drop_last=True,
+            num_workers=self.loader_workers,
             rank=self.rank,
             world_size=self.world_size,
             pin_memory=self.device.type == "cuda",
@@ -512,8 +551,16 @@ class Searcher:
     def evaluate_derived(self) -> dict[str, float]:
         """Valid loss / accuracy of the argmax path, its table latency, E[latency], entropy."""
         self.net.set_argmax()
-        valid = make_loader(self.data.valid, 256, False, pin_memory=self.device.type == "cuda")
-        loss, acc = evaluate(self.net, valid, self.device, self.config.channels_last)
+        shard = Subset(self.data.valid, range(self.rank, len(self.data.valid), self.world_size))
+        valid = make_loader(
+            shard,
+            256,
+            False,
+            num_workers=self.loader_workers,
+            pin_memory=self.device.type == "cuda",
+        )  # each rank its own share of the split, the sums added over the ranks
+        sums = evaluate_sums(self.net, valid, self.device, self.config.channels_last)
+        loss, acc = _means(self.ranks.sum(sums))
         ent = self.net.arch_state.entropy()
         out = {"valid/loss": loss, "valid/accuracy": acc, "arch/entropy_mean": float(ent.mean())}
         if self.latency is not None:

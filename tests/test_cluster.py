@@ -10,10 +10,11 @@ import pytest
 import torch
 
 from nas_core.arch_state import ArchState
-from nas_core.data import DataConfig
-from nas_core.search import SearchConfig, Searcher, WeightConfig
+from nas_core.data import DataConfig, build_datasets, make_loader
+from nas_core.search import SearchConfig, Searcher, WeightConfig, evaluate
 from nas_core.spaces import SearchSpace
 from nas_core.strategy import StrategyConfig
+from nas_core.supernet import SuperNet
 from tests.conftest import toy_latency_table
 
 SPACE = {"name": "mobilenet", "B": 2, "F": 0.25, "resolution": 16, "transition_op": "3x3_MBConv6"}
@@ -139,6 +140,15 @@ def test_two_workers_stay_identical_and_share_the_data(runs) -> None:
     per_epoch_two = _last_checkpoint(runs["tmp"] / "two")["step"] / 3
     per_epoch_one = _last_checkpoint(runs["tmp"] / "one")["step"] / 2
     assert per_epoch_two == per_epoch_one
+    # each rank evaluated its own share of the valid split; the sums add up to the whole split
+    last = _last_checkpoint(runs["tmp"] / "two")
+    net = SuperNet(runs["local"].space)
+    net.load_state_dict(last["weights"])
+    net.arch_state.load_state_dict(last["arch"])
+    net.set_argmax()
+    data = build_datasets(runs["local"].config.data)
+    _, whole = evaluate(net, make_loader(data.valid, 256, False), torch.device("cpu"))
+    assert history[-1]["valid/accuracy"] == pytest.approx(whole, abs=1e-12)
     # only the sampled path's gradients cross the process group
     supernet_bytes = sum(p.numel() * 4 for p in runs["local"].net.parameters())
     for epoch in history:
