@@ -392,7 +392,7 @@ def scaling_note(
     one, two = runs[1], runs[2]
     parts.append(
         f" Throughput: 2 single-thread workers, each taking half of every {batch}-image"
-        " global batch from its half of the data, gave {tp['throughput_2_over_1']}x the images/s"
+        f" global batch from its half of the data, gave {tp['throughput_2_over_1']}x the images/s"
         f" of 1 (epochs {statistics.median(one['epoch_s']):.2f} s vs"
         f" {statistics.median(two['epoch_s']):.2f} s, the same"
         f" {one['steps_per_epoch_per_rank'][0]} steps each): halving a rank's batch does not"
