@@ -103,3 +103,36 @@ def test_a_new_attempt_from_a_checkpoint_continues_exactly() -> None:
     assert actor.step(generation, 1, nxt)[2] == {}  # at or below the checkpoint: already applied
     # α, Adam moments and baseline all continue exactly
     np.testing.assert_array_equal(actor.step(generation, 2, nxt)[1], straight)
+
+
+class _Silent:
+    """An actor that takes longer to answer than a rank will wait."""
+
+    def step(self, *args: object) -> None:
+        import time
+
+        time.sleep(30)
+
+
+def test_a_rank_waits_for_the_actor_at_most_its_timeout(local_ray, tmp_path) -> None:
+    import time
+
+    import ray
+
+    from cluster.search import ActorArchSync
+    from nas_core.data import build_datasets
+    from nas_core.search import SearchConfig, Searcher
+
+    config = SearchConfig.from_config(
+        {"space": {**SPACE, "num_classes": 10}, "data": {"resolution": 16},
+         "strategy": {"lambda2": 0.0}, "out_dir": str(tmp_path), "tensorboard": False}
+    )  # fmt: skip
+    searcher = Searcher(config, build_datasets(config.data), None)  # no latency table
+    searcher.step = 7
+    silent = ray.remote(num_cpus=0)(_Silent).remote()
+    sync = ActorArchSync(silent, timeout_s=1.0)
+    started = time.perf_counter()
+    with pytest.raises(TimeoutError, match=r"^rank 0, step 7: the architecture actor did not"):
+        sync.ask(searcher, silent.step.remote(), "an arch step")
+    assert time.perf_counter() - started < 10  # it gave up; it did not wait for the reply
+    ray.kill(silent)
