@@ -155,7 +155,7 @@ class TrainReport:
         self, sync: ActorArchSync, searcher: Searcher, weights: PathSync | None = None
     ) -> None:
         self.sync, self.weights = sync, weights
-        self.tensorboard = LocalOutputs(searcher.out, searcher.config.tensorboard)
+        self.outputs = LocalOutputs(searcher.out, searcher.config.tensorboard)
 
     def on_epoch_end(self, searcher: Searcher, metrics: dict[str, float]) -> None:
         import ray.train
@@ -175,11 +175,11 @@ class TrainReport:
         with tempfile.TemporaryDirectory() as tmp:
             save_checkpoint(Path(tmp) / "checkpoint.pt", state)
             ray.train.report(report, checkpoint=ray.train.Checkpoint.from_directory(tmp))
-        if self.tensorboard.tensorboard:
-            self.tensorboard.log(searcher, metrics)
+        if self.outputs.tensorboard:
+            self.outputs.log(searcher, metrics)
 
     def close(self) -> None:
-        self.tensorboard.close()
+        self.outputs.close()
 
 
 def _worker_loop(loop_config: dict[str, Any]) -> None:

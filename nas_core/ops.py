@@ -132,84 +132,76 @@ class _OrderedLayer(Layer):
         return x
 
 
+class _GroupConvLayer(_OrderedLayer):
+    """The arguments ConvLayer and DepthConvLayer share in the official configs, and their
+    one check; each subclass builds its own convolutions (`_convs`)."""
+
+    @typed
+    def __init__(
+        self,
+        in_channels: Channels,
+        out_channels: Channels,
+        kernel_size: Size = 3,
+        stride: Size = 1,
+        dilation: Size = 1,
+        groups: Channels = 1,
+        bias: bool = False,
+        has_shuffle: bool = False,
+        use_bn: bool = True,
+        act_func: ActFunc = "relu",
+        dropout_rate: Rate = 0,
+        ops_order: OpsOrder = "weight_bn_act",
+    ) -> None:
+        super().__init__(in_channels, out_channels, use_bn, act_func, dropout_rate, ops_order)
+        self.kernel_size, self.stride, self.dilation = kernel_size, stride, dilation
+        self.groups, self.bias, self.has_shuffle = groups, bias, has_shuffle
+        _groups_divide(self, groups, in_channels, out_channels)
+        self._convs(kernel_size // 2 * dilation)  # same padding
+
+    def _convs(self, pad: int) -> None:
+        raise NotImplementedError
+
+    def _shuffled(self, x: torch.Tensor) -> torch.Tensor:
+        return channel_shuffle(x, self.groups) if self.has_shuffle and self.groups > 1 else x
+
+
 @LAYERS.register()
-class ConvLayer(_OrderedLayer):
+class ConvLayer(_GroupConvLayer):
     """Plain (group) convolution with same padding and optional channel shuffle."""
 
     config_name = "ConvLayer"
 
-    @typed
-    def __init__(
-        self,
-        in_channels: Channels,
-        out_channels: Channels,
-        kernel_size: Size = 3,
-        stride: Size = 1,
-        dilation: Size = 1,
-        groups: Channels = 1,
-        bias: bool = False,
-        has_shuffle: bool = False,
-        use_bn: bool = True,
-        act_func: ActFunc = "relu",
-        dropout_rate: Rate = 0,
-        ops_order: OpsOrder = "weight_bn_act",
-    ) -> None:
-        super().__init__(in_channels, out_channels, use_bn, act_func, dropout_rate, ops_order)
-        self.kernel_size, self.stride, self.dilation = kernel_size, stride, dilation
-        self.groups, self.bias, self.has_shuffle = groups, bias, has_shuffle
-        _groups_divide(self, groups, in_channels, out_channels)
-        pad = kernel_size // 2 * dilation
+    def _convs(self, pad: int) -> None:
         self.conv = nn.Conv2d(
-            in_channels, out_channels, kernel_size, stride, pad, dilation, groups, bias
+            self.in_channels,
+            self.out_channels,
+            self.kernel_size,
+            self.stride,
+            pad,
+            self.dilation,
+            self.groups,
+            self.bias,
         )
 
     def weight_call(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.conv(x)
-        return channel_shuffle(x, self.groups) if self.has_shuffle and self.groups > 1 else x
+        return self._shuffled(self.conv(x))
 
 
 @LAYERS.register()
-class DepthConvLayer(_OrderedLayer):
+class DepthConvLayer(_GroupConvLayer):
     """Separable convolution: depthwise k×k (optionally dilated) then pointwise 1×1."""
 
     config_name = "DepthConvLayer"
 
-    @typed
-    def __init__(
-        self,
-        in_channels: Channels,
-        out_channels: Channels,
-        kernel_size: Size = 3,
-        stride: Size = 1,
-        dilation: Size = 1,
-        groups: Channels = 1,
-        bias: bool = False,
-        has_shuffle: bool = False,
-        use_bn: bool = True,
-        act_func: ActFunc = "relu",
-        dropout_rate: Rate = 0,
-        ops_order: OpsOrder = "weight_bn_act",
-    ) -> None:
-        super().__init__(in_channels, out_channels, use_bn, act_func, dropout_rate, ops_order)
-        self.kernel_size, self.stride, self.dilation = kernel_size, stride, dilation
-        self.groups, self.bias, self.has_shuffle = groups, bias, has_shuffle
-        _groups_divide(self, groups, in_channels, out_channels)
-        pad = kernel_size // 2 * dilation
+    def _convs(self, pad: int) -> None:
+        cin = self.in_channels
         self.depth_conv = nn.Conv2d(
-            in_channels,
-            in_channels,
-            kernel_size,
-            stride,
-            pad,
-            dilation,
-            groups=in_channels,
-            bias=False,
+            cin, cin, self.kernel_size, self.stride, pad, self.dilation, groups=cin, bias=False
         )
-        self.point_conv = nn.Conv2d(in_channels, out_channels, 1, groups=groups, bias=bias)
+        self.point_conv = nn.Conv2d(cin, self.out_channels, 1, groups=self.groups, bias=self.bias)
 
     def weight_call(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.point_conv(self.depth_conv(x))
-        return channel_shuffle(x, self.groups) if self.has_shuffle and self.groups > 1 else x
+        return self._shuffled(self.point_conv(self.depth_conv(x)))
 
 
 @LAYERS.register()
