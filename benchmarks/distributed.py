@@ -2,9 +2,9 @@
 
 The distributed search (`cluster/search.py`) adds two costs to the single-process searcher:
 
-1. Every arch step, rank 0 sends the K ranks' signals to the central `ArchitectureActor` in
-   one `step` call, which replies with the new α and the update's metrics
-   (`cluster.search.ActorArchSync`). Issue target: that round trip <= 0.05x one super-net weight
+1. Every arch step, the K ranks reduce their signals over their process group and rank 0 sends
+   the result to the central `ArchitectureActor` in one `step` call, which replies with the
+   new α and the update's metrics (`cluster.search.ActorArchSync`). Issue target: that round trip <= 0.05x one super-net weight
    step. This script creates the actor exactly as `run_search` does (`ray.remote(num_cpus=0)`,
    one worker), builds the same super-net in the driver (one torch thread, like a Ray Train
    worker), and per round times one weight step on a path sampled from softmax(α)
@@ -123,7 +123,6 @@ def measure_actor(
     actor = ray.remote(num_cpus=0, max_restarts=0)(ArchitectureActor).remote(
         space.to_config(),
         strategy_config.to_config(),
-        1,
         net.arch_state.to_config(),
         table.to_yaml_dict(),
     )
@@ -131,7 +130,6 @@ def measure_actor(
     local = ArchitectureActor(  # the same state machine in-process: its compute alone
         space.to_config(),
         strategy_config.to_config(),
-        1,
         net.arch_state.to_config(),
         table.to_yaml_dict(),
     )
@@ -165,7 +163,7 @@ def measure_actor(
         row["signal"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        reply = ray.get(actor.step.remote(generation, r, [signal]))
+        reply = ray.get(actor.step.remote(generation, r, signal))
         version, flat, _metrics = reply
         with torch.no_grad():
             for a, b in zip(net.arch_state.alphas, split_alphas(flat, net.arch_state), strict=True):
@@ -174,7 +172,7 @@ def measure_actor(
         if version != r + 1:
             raise SystemExit(f"actor version {version} after {r + 1} steps")
         t0 = time.perf_counter()
-        local.step(local_generation, r, [signal])
+        local.step(local_generation, r, signal)
         row["actor_compute"] = time.perf_counter() - t0
         if r == 0:
             signal_bytes = len(pickle.dumps(signal))
@@ -351,7 +349,7 @@ def scaling_note(
     m = small["median_ms"]
     ratio = small["roundtrip_over_weight_step"]
     parts = [
-        f"Actor: an arch step's one call (signals in, alpha and metrics back) takes"
+        f"Actor: an arch step's one call (the reduced signal in, alpha and metrics back) takes"
         f" {m['roundtrip']:.1f} ms ="
         f" {ratio} of a {m['weight_step']:.0f} ms weight step at the small setting"
     ]
@@ -366,12 +364,12 @@ def scaling_note(
         )
     parts.append(
         f". Only {m['actor_compute']:.1f} ms of it is the actor's own work (apply + copy of"
-        " alpha, in-process); the rest is Ray's RPC and the signal's per-layer tensors on 2 busy"
-        " cores (alpha already comes back as one flat array). Paid once per"
+        " alpha, in-process); the rest is Ray's RPC on 2 busy cores (the signal travels as host"
+        " arrays, alpha comes back as one flat array). Paid once per"
         f" arch_every={arch_every} weight steps it is {ratio / arch_every:.3f} of weight time."
         " Only rank 0 calls the actor, once per arch step whatever K; across nodes that call"
-        " gains a LAN hop (~0.1-1 ms; KB payloads) and the gather waits for the slowest of K"
-        " ranks, so stragglers, not the RPC, dominate at scale."
+        " gains a LAN hop (~0.1-1 ms; KB payloads) and the signal's all-reduce waits for the"
+        " slowest of K ranks, so stragglers, not the RPC, dominate at scale."
     )
     full_mb = small["supernet_params"] * 4 / 1e6
     active_mb = small["active_path_params_mean"] * 4 / 1e6

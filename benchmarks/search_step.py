@@ -192,7 +192,7 @@ class Bench:
         def arch_step() -> None:
             gen = step_generator(seed, step, Stream.ARCH)
             signal = self.strategy.signal(net, self.vx, self.vy, gen)
-            self.strategy.apply([signal], net.arch_state, self.arch_opt)
+            self.strategy.apply(signal, net.arch_state, self.arch_opt)
 
         def gates() -> list[Any]:
             gen = step_generator(seed, step, Stream.ARCH)

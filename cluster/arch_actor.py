@@ -1,15 +1,18 @@
 """The architecture actor's state machine, without Ray.
 
 One per search: it owns α (`ArchState`), the arch optimiser and the strategy's state (the
-REINFORCE baseline). Only rank 0 talks to it, once per arch step: the ranks gather their K
-signals over their own process group, rank 0 sends them in one `step` call, the actor applies
-their mean and replies with the new α and the update's metrics, and rank 0 broadcasts that
-reply to the other ranks. So the actor serves one call per arch step whatever K is.
+REINFORCE baseline). Only rank 0 talks to it, once per arch step: the ranks reduce their K
+signals over their own process group (`Signal.reduce`), rank 0 sends the result in one `step`
+call, the actor applies it and replies with the new α and the update's metrics, and rank 0
+broadcasts that reply to the other ranks. So the actor serves one call per arch step whatever
+K is, and the call carries one signal.
 
 Exactly once: every worker-group attempt starts with `begin`, which resets the actor to the
 attempt's checkpoint (or to the initial state when there is none) and opens a new generation.
-A `step` from an older generation is refused, and a step at or below the last applied one
-(a retried call) changes nothing and gets the current α back. Kept free of Ray so it is
+A `step` from another generation is refused (`StaleAttemptError`: a worker group that should be
+gone, or an actor restarted under a running attempt; the attempt fails and Ray Train starts the
+next one), and a step at or below the last applied one (a retried call) changes nothing and gets
+the current α back. Kept free of Ray so it is
 tested directly; the Ray actor is `ray.remote(ArchitectureActor)`.
 """
 
@@ -23,21 +26,26 @@ import numpy as np
 import torch
 
 from nas_core.arch_state import ArchState
-from nas_core.errors import ProxylessError
 from nas_core.latency.predictor import LatencyModel
 from nas_core.latency.table import LatencyTable
 from nas_core.spaces import SearchSpace
 from nas_core.strategy import StrategyConfig, create_strategy, make_arch_optimizer
 
 
+class StaleAttemptError(RuntimeError):
+    """An arch step from a worker-group attempt other than the one the actor is serving.
+
+    Not a `ProxylessError`: nothing the user did; Ray Train retries the worker group.
+    """
+
+
 class ArchitectureActor:
-    """α, its optimiser and strategy state; one update per arch step from the K signals."""
+    """α, its optimiser and strategy state; one update per arch step from the reduced signal."""
 
     def __init__(
         self,
         space_config: Mapping[str, Any],
         strategy_config: Mapping[str, Any],
-        num_workers: int,
         arch_state: Mapping[str, Any],
         table_yaml: Mapping[str, Any] | None = None,
     ) -> None:
@@ -48,7 +56,6 @@ class ArchitectureActor:
         config = StrategyConfig.from_config(strategy_config)
         self.strategy = create_strategy(config, latency)
         self.optimizer = make_arch_optimizer(self.arch_state, config)
-        self.num_workers = num_workers
         self.version = 0
         self.last_step = -1  # the step of the latest applied update
         self.generation = 0  # bumped by every `begin`
@@ -63,23 +70,25 @@ class ArchitectureActor:
         return self.generation, self.version, self.flat_alphas()
 
     def step(
-        self, generation: int, step: int, signals: list[Any]
+        self, generation: int, step: int, signal: Any
     ) -> tuple[int, np.ndarray, dict[str, float]]:
-        """Apply the mean of the K ranks' signals of `step` once: (version, flat α, metrics)."""
+        """Apply the ranks' reduced signal of `step` once: (version, flat α, metrics)."""
         if generation != self.generation:
-            raise ProxylessError(
+            raise StaleAttemptError(
                 f"arch step {step} came from worker attempt {generation}, but attempt "
                 f"{self.generation} is running"
             )
-        if len(signals) != self.num_workers:
-            raise ValueError(f"{len(signals)} signals for {self.num_workers} workers")
         if step <= self.last_step:  # a retried call: already applied
             return self.version, self.flat_alphas(), {}
-        metrics = self.strategy.apply(signals, self.arch_state, self.optimizer)
+        metrics = self.strategy.apply(signal, self.arch_state, self.optimizer)
         self.version += 1
         self.last_step = step
         self.applied.append({"step": step, "version": self.version, **metrics})
         return self.version, self.flat_alphas(), metrics
+
+    def attempt(self) -> int:
+        """The worker-group attempt being served (1 for the first; 0 before any `begin`)."""
+        return self.generation
 
     def alphas(self) -> tuple[int, list[torch.Tensor]]:
         """(version, α tensors)."""

@@ -3,8 +3,8 @@
 `run_search` starts an `ArchitectureActor` that owns α and a Ray Train `TorchTrainer`
 whose K workers each run the one search loop (`Searcher.loop`) with their data sharded by
 rank, `PathSync` for the weights (only the sampled path's gradients and BN statistics cross
-the process group: gloo on CPU, NCCL on GPU), `ActorArchSync` for α (gather the
-signals, one actor call on rank 0, broadcast its reply; see `cluster.arch_actor`) and
+the process group: gloo on CPU, NCCL on GPU), `ActorArchSync` for α (the signals reduced over
+the process group, one actor call on rank 0, its reply broadcast; see `cluster.arch_actor`) and
 `TrainReport` for the end of each epoch.
 Every rank samples the same path at every step from (seed, step), so every rank knows which
 gradients to exchange without any exchange of paths. Rank 0 puts the actor's state into
@@ -18,10 +18,10 @@ GPU (`cluster.profile`).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,7 @@ from nas_core.checkpoint import load_checkpoint, save_checkpoint
 from nas_core.data import build_datasets
 from nas_core.errors import ProxylessError, first_line
 from nas_core.latency.table import LatencyTable
+from nas_core.ranks import ProcessGroupRanks
 from nas_core.search import (
     LocalOutputs,
     SearchConfig,
@@ -56,19 +57,6 @@ from nas_core.search import (
 # before its attempt fails (and Ray Train restarts the worker group from the last checkpoint)
 SYNC_TIMEOUT_S = 600.0
 ACTOR_RESTARTS = 3
-
-
-@dataclass(frozen=True)
-class TrainRanks:
-    """The ranks of a Ray Train worker group, summing over their torch process group."""
-
-    rank: int
-    world_size: int
-
-    def sum(self, tensor: torch.Tensor) -> torch.Tensor:
-        if self.world_size > 1:
-            torch.distributed.all_reduce(tensor)
-        return tensor
 
 
 def _from_rank0(value: Any, world: int) -> Any:
@@ -89,8 +77,8 @@ def _set_alphas(searcher: Searcher, flat: Any) -> None:
 
 
 class ActorArchSync:
-    """A rank's arch step: every rank's signal to rank 0, one `ArchitectureActor.step` call
-    there, and the reply (new α, metrics) broadcast to every rank."""
+    """A rank's arch step: rank 0 sends the ranks' reduced signal in one
+    `ArchitectureActor.step` call and broadcasts the reply (new α, metrics) to every rank."""
 
     def __init__(self, actor: Any, timeout_s: float) -> None:
         self.actor, self.timeout_s = actor, timeout_s
@@ -119,13 +107,9 @@ class ActorArchSync:
         _set_alphas(searcher, alphas)
 
     def update(self, searcher: Searcher, signal: Any) -> dict[str, float]:
-        signals = [signal]
-        if searcher.world_size > 1:
-            signals = [None] * searcher.world_size
-            torch.distributed.all_gather_object(signals, signal)
         reply = None
         if searcher.rank == 0:
-            call = self.actor.step.remote(self.generation, searcher.step, signals)
+            call = self.actor.step.remote(self.generation, searcher.step, signal)
             reply = self.ask(searcher, call, "an arch step")
         _version, alphas, metrics = _from_rank0(reply, searcher.world_size)
         _set_alphas(searcher, alphas)
@@ -196,7 +180,7 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
     sync = ActorArchSync(loop_config["actor"], loop_config["sync_timeout_s"])
     weights = PathSync(world) if world > 1 else None
     data = build_datasets(config.data)
-    ranks = TrainRanks(rank, world)
+    ranks = ProcessGroupRanks(rank, world, device)
     loaders = loop_config["loader_workers"]
     searcher = Searcher(config, data, table, ranks, device, sync, weights, loaders)
     state = None
@@ -205,14 +189,39 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
         with checkpoint.as_directory() as d:
             state = load_checkpoint(Path(d) / "checkpoint.pt")
         searcher.load_state_dict(state)
-    if weights is not None:
-        weights.start(searcher.net)
-    sync.begin(searcher, state["actor"] if state is not None else None)
     report = TrainReport(sync, searcher, weights)
     try:
-        searcher.loop([report])
+        with _collective_deadline(searcher, loop_config["sync_timeout_s"]):
+            if weights is not None:
+                weights.start(searcher.net)
+            sync.begin(searcher, state["actor"] if state is not None else None)
+            searcher.loop([report])
     finally:
         report.close()
+
+
+@contextlib.contextmanager
+def _collective_deadline(searcher: Searcher, timeout_s: float) -> Iterator[None]:
+    """A collective the other ranks never joined (one stopped, hung or lost its node) fails
+    after the process group's timeout; say so in one line naming this rank and its step,
+    instead of the backend's message from deep inside gloo or NCCL."""
+    from ray.train.v2._internal.exceptions import CollectiveTimeoutError
+
+    try:
+        yield
+    # gloo: RuntimeError; NCCL: DistBackendError, a RuntimeError; Ray Train's report barrier:
+    # CollectiveTimeoutError
+    except (RuntimeError, CollectiveTimeoutError) as e:
+        text = str(e).lower()
+        timed_out = (
+            isinstance(e, CollectiveTimeoutError) or "timed out" in text or "timeout" in text
+        )
+        if searcher.world_size == 1 or not timed_out:
+            raise
+        raise TimeoutError(
+            f"rank {searcher.rank}, step {searcher.step}: the other ranks did not join a "
+            f"collective within {timeout_s:g} s (a rank stopped answering or its node was lost)"
+        ) from None
 
 
 def actor_name(storage_path: str, run_name: str) -> str:
@@ -343,9 +352,12 @@ def run_search(
         FailureConfig,
         RunConfig,
         ScalingConfig,
+        WorkerGroupError,
     )
-    from ray.train.torch import TorchConfig, TorchTrainer
+    from ray.train.torch import TorchConfig
     from ray.train.v2._internal.exceptions import WorkerGroupStartupTimeoutError
+
+    from cluster.failures import SearchTrainer, user_error
 
     check_gpu_request(config.device, num_workers, gpus_per_worker if use_gpu else 0.0)
     config.rank_batches(num_workers)  # before Ray starts: batch sizes split over the workers
@@ -368,14 +380,14 @@ def run_search(
     actor = actor_cls.options(name=actor_name(storage, run_name)).remote(
         space.to_config(),
         config.strategy.to_config(),
-        num_workers,
         arch_state.to_config(),
         table.to_yaml_dict(),
     )
-    trainer = TorchTrainer(
+    trainer = SearchTrainer(
         _worker_loop,
         # a collective that waits longer than this fails the attempt instead of hanging it
         torch_config=TorchConfig(timeout_s=int(sync_timeout_s)),
+        collective_timeout_s=sync_timeout_s,
         train_loop_config={
             "search": config.to_config(),
             "actor": actor,
@@ -395,6 +407,7 @@ def run_search(
         run_config=RunConfig(
             name=run_name,
             storage_path=storage,
+            # a worker's ProxylessError is not retried (`cluster.failures`)
             failure_config=FailureConfig(
                 max_failures=max_failures,
                 # a worker group that cannot be placed is retried this often, then fails
@@ -408,6 +421,11 @@ def run_search(
     try:
         result = trainer.fit()
         _, alphas = ray.get(actor.alphas.remote())
+    except WorkerGroupError as e:
+        error = user_error(e)
+        if error is None:
+            raise
+        raise error from None  # the worker's own message, once
     except ControllerError as e:
         if not isinstance(e.controller_failure, WorkerGroupStartupTimeoutError):
             raise

@@ -7,6 +7,7 @@ different candidate counts, so α is a list of 1-D leaf tensors, one per layer.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -136,14 +137,29 @@ class ArchState:
             for a, b in zip(self.alphas, state["alphas"], strict=True):
                 a.copy_(torch.as_tensor(b))
 
-    def rescale_(self, layer: int, involved: Sequence[int], old: torch.Tensor) -> None:
-        """Offset α[involved] so Σ exp over them is what it was before the update (`old`).
+    def log_mass(self, involved: Sequence[Sequence[int]]) -> list[float]:
+        """log Σ exp α over each layer's `involved` candidates (host floats, float64)."""
+        out = []
+        for a, inv in zip(self.alphas, involved, strict=True):
+            values = a.detach().tolist()
+            top = max(values[i] for i in inv)
+            out.append(top + math.log(sum(math.exp(values[i] - top) for i in inv)))
+        return out
+
+    def rescale_(self, involved: Sequence[Sequence[int]], old: Sequence[float]) -> None:
+        """Offset each layer's α[involved] so its `log_mass` is `old` again (its value before
+        the update).
 
         After a two-path update this leaves the probability of every unsampled path unchanged:
         only the mass already held by the two sampled paths is redistributed between them.
+        Host arithmetic and one subtraction per layer: α is dozens of tiny tensors, and this
+        runs in every arch step, on the architecture actor's critical path.
         """
-        idx = torch.as_tensor(list(involved))
         with torch.no_grad():
-            a = self.alphas[layer]
-            offset = torch.logsumexp(a[idx], 0) - torch.logsumexp(old, 0)
-            a[idx] -= offset
+            for a, inv, before, now in zip(
+                self.alphas, involved, old, self.log_mass(involved), strict=True
+            ):
+                delta = [0.0] * len(a)
+                for i in inv:
+                    delta[i] = now - before
+                a.sub_(torch.tensor(delta, dtype=a.dtype, device=a.device))

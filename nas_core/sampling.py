@@ -29,6 +29,7 @@ class Stream(IntEnum):
     ALPHA_INIT = 9  # α ~ N(0, std²) at the start of a search
     SHUFFLE = 11  # a loader's permutation of each epoch
     LOADER_WORKERS = 12  # a loader's worker seeds (+ rank)
+    AUGMENT = 13  # one sample's random augmentation in one epoch (`sample_seed`)
 
 
 class SplitStream(IntEnum):
@@ -38,12 +39,21 @@ class SplitStream(IntEnum):
     VALID = 2  # the train/valid split
 
 
+def _seed(*entropy: int) -> int:
+    state = np.random.SeedSequence([int(e) for e in entropy]).generate_state(1, np.uint64)
+    return int(state[0]) & ((1 << 63) - 1)
+
+
 def step_generator(seed: int, step: int, stream: int = Stream.WEIGHT_PATHS) -> torch.Generator:
     """A CPU generator seeded from (seed, step, stream) by NumPy's SeedSequence."""
-    state = np.random.SeedSequence([int(seed), int(step), int(stream)]).generate_state(1, np.uint64)
     g = torch.Generator()
-    g.manual_seed(int(state[0]) & ((1 << 63) - 1))
+    g.manual_seed(_seed(seed, step, stream))
     return g
+
+
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    """The seed of sample `index`'s random augmentation in `epoch`, by NumPy's SeedSequence."""
+    return _seed(seed, epoch, Stream.AUGMENT, index)
 
 
 @dataclass(frozen=True)

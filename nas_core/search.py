@@ -47,6 +47,7 @@ from nas_core.latency.predictor import LatencyModel, architecture_latency
 from nas_core.latency.table import LatencyTable
 from nas_core.metrics import NONFINITE_CHECK_EVERY, StepMetrics
 from nas_core.precision import Amp, to_memory_format, training_speedups
+from nas_core.ranks import RankGroup, SingleProcess
 from nas_core.sampling import Stream, sample_paths, step_generator
 from nas_core.spaces import SearchSpace
 from nas_core.stats import net_stats
@@ -252,14 +253,6 @@ def to_device(x: torch.Tensor, device: torch.device, channels_last: bool = False
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
-def _cycle(make: Callable[[int], torch.utils.data.DataLoader]):
-    """Endless batches: pass k of the loader uses seed offset k (deterministic)."""
-    k = 0
-    while True:
-        yield from make(k)
-        k += 1
-
-
 def initial_arch_state(space: SearchSpace, config: SearchSchedule) -> ArchState:
     """α of a new search: N(0, std²) from the seed's own stream (the official initialisation)."""
     specs = space.layer_specs()
@@ -292,29 +285,8 @@ def save_result(result: SearchResult, arch_state: ArchState, out: Path) -> None:
     atomic_write_text(out / "summary.json", json.dumps(result.summary(), indent=2) + "\n")
 
 
-class RankGroup(Protocol):
-    """The ranks of one search as its loop sees them (a single process is rank 0 of 1)."""
-
-    rank: int
-    world_size: int
-
-    def sum(self, tensor: torch.Tensor) -> torch.Tensor:
-        """`tensor` summed over the ranks (every rank gets the sum)."""
-
-
-@dataclass(frozen=True)
-class SingleProcess:
-    """A search that runs in one process."""
-
-    rank: int = 0
-    world_size: int = 1
-
-    def sum(self, tensor: torch.Tensor) -> torch.Tensor:
-        return tensor
-
-
 class ArchSync(Protocol):
-    """How an arch step turns this process's signal into the new α (and its metrics)."""
+    """How an arch step turns the ranks' reduced signal into the new α (and its metrics)."""
 
     def update(self, searcher: Searcher, signal: Any) -> dict[str, float]: ...
 
@@ -323,7 +295,7 @@ class LocalArchSync:
     """A single process: apply its one signal with its own arch optimiser."""
 
     def update(self, searcher: Searcher, signal: Any) -> dict[str, float]:
-        return searcher.strategy.apply([signal], searcher.net.arch_state, searcher.arch_opt)
+        return searcher.strategy.apply(signal, searcher.net.arch_state, searcher.arch_opt)
 
 
 class WeightSync(Protocol):
@@ -392,6 +364,7 @@ class Searcher:
         self.epoch, self.step = 0, 0
         self.history: list[dict[str, float]] = []
         self.weight_sync = weight_sync
+        self._train = self._valid = self._eval = None  # made on first use, kept (`_loader`)
 
     @classmethod
     def from_config(cls, config: SearchConfig) -> Searcher:
@@ -408,29 +381,44 @@ class Searcher:
     def total_epochs(self) -> int:
         return self.config.warmup_epochs + self.config.epochs
 
-    def _loader(self, dataset: Any, batch_size: int, seed: int, epoch: int) -> Any:
+    def _loader(self, dataset: Any, batch_size: int, seed: int, shuffle: bool = True) -> Any:
+        """One loader per split for the whole run (its workers persist; `set_epoch` moves it)."""
         return make_loader(
             dataset,
             batch_size,
-            True,
+            shuffle,
             seed=seed,
-            epoch=epoch,
-            drop_last=True,
+            drop_last=shuffle,
             num_workers=self.loader_workers,
-            rank=self.rank,
-            world_size=self.world_size,
+            rank=self.rank if shuffle else 0,
+            world_size=self.world_size if shuffle else 1,
             pin_memory=self.device.type == "cuda",
+            persistent=True,
         )
 
     def _train_loader(self, epoch: int) -> torch.utils.data.DataLoader:
-        c = self.config
-        return self._loader(self.data.train, self.batches[0], c.seed, epoch)
+        if self._train is None:
+            self._train = self._loader(self.data.train, self.batches[0], self.config.seed)
+        self._train.sampler.set_epoch(epoch)
+        return self._train
 
     def _valid_batches(self, epoch: int):
-        c = self.config
-        return _cycle(
-            lambda k: self._loader(self.data.valid, self.batches[1], c.seed + 1, epoch * 1000 + k)
-        )
+        """Endless arch batches: pass k over the valid split in `epoch` is loader epoch
+        epoch·1000 + k."""
+        if self._valid is None:
+            self._valid = self._loader(self.data.valid, self.batches[1], self.config.seed + 1)
+        k = 0
+        while True:
+            self._valid.sampler.set_epoch(epoch * 1000 + k)
+            yield from self._valid
+            k += 1
+
+    def _eval_loader(self) -> torch.utils.data.DataLoader:
+        """This rank's share of the valid split (its sums are added over the ranks)."""
+        if self._eval is None:
+            shard = Subset(self.data.valid, range(self.rank, len(self.data.valid), self.world_size))
+            self._eval = self._loader(shard, 256, 0, shuffle=False)
+        return self._eval
 
     # ---- state ----
 
@@ -484,9 +472,10 @@ class Searcher:
         return cosine_lr(c.weights.lr, e * per_epoch + batch, c.epochs * per_epoch)
 
     def arch_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
-        """One α update: this rank's signal, turned into the new α by the `ArchSync`."""
+        """One α update: this rank's signal, reduced over the ranks, turned into the new α by
+        the `ArchSync`."""
         gen = step_generator(self.config.seed, self.step, Stream.ARCH)
-        signal = self.strategy.signal(self.net, x, y, gen)
+        signal = self.strategy.signal(self.net, x, y, gen).reduce(self.ranks)
         metrics = self.arch_sync.update(self, signal)
         self.net.arch_state.check_finite(self.step)
         return metrics
@@ -551,15 +540,7 @@ class Searcher:
     def evaluate_derived(self) -> dict[str, float]:
         """Valid loss / accuracy of the argmax path, its table latency, E[latency], entropy."""
         self.net.set_argmax()
-        shard = Subset(self.data.valid, range(self.rank, len(self.data.valid), self.world_size))
-        valid = make_loader(
-            shard,
-            256,
-            False,
-            num_workers=self.loader_workers,
-            pin_memory=self.device.type == "cuda",
-        )  # each rank its own share of the split, the sums added over the ranks
-        sums = evaluate_sums(self.net, valid, self.device, self.config.channels_last)
+        sums = evaluate_sums(self.net, self._eval_loader(), self.device, self.config.channels_last)
         loss, acc = _means(self.ranks.sum(sums))
         ent = self.net.arch_state.entropy()
         out = {"valid/loss": loss, "valid/accuracy": acc, "arch/entropy_mean": float(ent.mean())}

@@ -1,24 +1,36 @@
-"""Faults injected from outside the code under test: SIGKILL a process once a condition holds.
+"""Faults injected from outside the code under test, and ranks started from outside.
 
-The packages under test carry no fault hooks; a test names what to kill and when (a pid read
-from events.jsonl, a Ray worker found after its first checkpoint), and `Killer` polls for it
-in a thread while the run goes on in the test's own thread.
+The packages under test carry no fault hooks; a test names what to kill (or stop) and when (a
+pid read from events.jsonl, a Ray worker found after its first checkpoint), and `Killer` polls
+for it in a thread while the run goes on in the test's own thread. `two_gloo_ranks` runs a
+function on two real processes joined by a gloo process group.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
 import time
+import traceback
 from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
 
 class Killer:
-    """Kills, once each, the process that `targets[name]()` returns (None: not yet)."""
+    """Sends `sig` (SIGKILL), once each, to the process that `targets[name]()` returns (None:
+    not yet). A process it stopped (SIGSTOP) it lets go on (SIGCONT) when the test is done."""
 
-    def __init__(self, targets: dict[str, Callable[[], int | None]], every_s: float = 0.05):
-        self.targets, self.every_s = targets, every_s
+    def __init__(
+        self,
+        targets: dict[str, Callable[[], int | None]],
+        every_s: float = 0.05,
+        sig: int = signal.SIGKILL,
+    ):
+        self.targets, self.every_s, self.sig = targets, every_s, sig
         self.killed: dict[str, int] = {}
         self.times: dict[str, float] = {}  # time.time() of each kill
         self.error: BaseException | None = None
@@ -40,7 +52,7 @@ class Killer:
                 if pid is None:
                     continue
                 try:
-                    os.kill(pid, signal.SIGKILL)
+                    os.kill(pid, self.sig)
                 except ProcessLookupError:
                     continue  # it ended on its own first: try the next one that appears
                 self.killed[name] = pid
@@ -54,5 +66,40 @@ class Killer:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
+        if self.sig == signal.SIGSTOP:
+            for pid in self.killed.values():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
         if self.error is not None:
             raise self.error
+
+
+def _gloo_rank(rank: int, target: Callable[[int], Any], init: str, out: Path) -> None:
+    import torch
+    import torch.distributed as dist
+
+    try:
+        dist.init_process_group(
+            "gloo", init_method=init, rank=rank, world_size=2, timeout=timedelta(seconds=60)
+        )
+        torch.set_num_threads(1)
+        target(rank)
+        (out / f"ok{rank}").write_text("ok")
+    except BaseException:
+        (out / f"error{rank}").write_text(traceback.format_exc())
+        raise
+    finally:
+        dist.destroy_process_group()
+
+
+def two_gloo_ranks(target: Callable[[int], Any], tmp_path: Path) -> None:
+    """`target(rank)` on two spawned processes of one gloo process group; an assertion that
+    fails on either rank fails the test with that rank's traceback."""
+    import torch.multiprocessing as mp
+
+    init = f"file://{tmp_path / 'rendezvous'}"
+    with contextlib.suppress(mp.ProcessRaisedException):  # its traceback is in its error file
+        mp.spawn(_gloo_rank, args=(target, init, tmp_path), nprocs=2)
+    errors = [p.read_text() for p in sorted(tmp_path.glob("error*"))]
+    assert not errors, "\n".join(errors)
+    assert sorted(p.name for p in tmp_path.glob("ok*")) == ["ok0", "ok1"]

@@ -1,4 +1,4 @@
-"""The architecture actor's core: K signals in, one mean update out, versioned, restorable."""
+"""The architecture actor's core: one reduced signal in, one update out, versioned, restorable."""
 
 from __future__ import annotations
 
@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from cluster.arch_actor import ArchitectureActor, split_alphas
-from nas_core.errors import ProxylessError
+from cluster.arch_actor import ArchitectureActor, StaleAttemptError, split_alphas
 from nas_core.sampling import step_generator
 from nas_core.spaces import create_space
 from nas_core.strategy import StrategyConfig, create_strategy, make_arch_optimizer
@@ -16,23 +15,18 @@ from nas_core.supernet import SuperNet
 SPACE = {"name": "mobilenet", "B": 2, "F": 0.25, "resolution": 16, "num_classes": 4}
 
 
-def _signals(net: SuperNet, strategy, step: int, ranks: int) -> list:
-    out = []
-    for rank in range(ranks):
-        g = torch.Generator().manual_seed(100 * step + rank)
-        x, y = torch.randn(6, 3, 16, 16, generator=g), torch.randint(0, 4, (6,), generator=g)
-        out.append(strategy.signal(net, x, y, step_generator(0, step, stream=1)))
-    return out
+def _signal(net: SuperNet, strategy, step: int):
+    g = torch.Generator().manual_seed(100 * step)
+    x, y = torch.randn(6, 3, 16, 16, generator=g), torch.randint(0, 4, (6,), generator=g)
+    return strategy.signal(net, x, y, step_generator(0, step, stream=1))
 
 
-def _actor_and_reference(ranks: int, **strategy) -> tuple:
+def _actor_and_reference(**strategy) -> tuple:
     space = create_space(**SPACE)
     net = SuperNet(space)
     net.arch_state.init_normal_(step_generator(0, 0), std=0.3)
     config = StrategyConfig(**{"lambda2": 0.0, "arch_lr": 0.05, **strategy})
-    actor = ArchitectureActor(
-        space.to_config(), config.to_config(), ranks, net.arch_state.to_config()
-    )
+    actor = ArchitectureActor(space.to_config(), config.to_config(), net.arch_state.to_config())
     return net, config, actor
 
 
@@ -43,8 +37,8 @@ def _alphas_equal(flat, b: list) -> None:
         torch.testing.assert_close(x, y.detach(), rtol=0, atol=0)
 
 
-def test_one_call_applies_the_mean_of_the_k_signals_once() -> None:
-    net, config, actor = _actor_and_reference(2)
+def test_one_call_applies_the_signal_once() -> None:
+    net, config, actor = _actor_and_reference()
     local_arch = SuperNet.from_config(net.to_config()).arch_state  # the single-process reference
     local = create_strategy(config, None)
     local_opt = make_arch_optimizer(local_arch, config)
@@ -52,13 +46,13 @@ def test_one_call_applies_the_mean_of_the_k_signals_once() -> None:
     assert (generation, version) == (1, 0)
     _alphas_equal(alphas, net.arch_state.alphas)
     for step in range(3):
-        signals = _signals(net, local, step, 2)
-        version, alphas, metrics = actor.step(generation, step, signals)
-        local.apply(signals, local_arch, local_opt)
+        signal = _signal(net, local, step)
+        version, alphas, metrics = actor.step(generation, step, signal)
+        local.apply(signal, local_arch, local_opt)
         assert version == step + 1 and "arch/ce" in metrics
         _alphas_equal(alphas, local_arch.alphas)
         # a retried call of the same step changes nothing and returns the current α
-        again = actor.step(generation, step, signals)
+        again = actor.step(generation, step, signal)
         assert again[0] == version and again[2] == {}
         _alphas_equal(again[1], local_arch.alphas)
         with torch.no_grad():  # the workers copy the new α
@@ -67,22 +61,20 @@ def test_one_call_applies_the_mean_of_the_k_signals_once() -> None:
             ):
                 a.copy_(b)
     assert [m["step"] for m in actor.applied] == [0, 1, 2]
-    with pytest.raises(ValueError, match="1 signals for 2 workers"):
-        actor.step(generation, 3, signals[:1])
 
 
 def test_a_new_attempt_without_checkpoint_starts_from_the_initial_state() -> None:
-    net, config, actor = _actor_and_reference(1, name="reinforce", samples=2, arch_lr=0.1)
+    net, config, actor = _actor_and_reference(name="reinforce", samples=2, arch_lr=0.1)
     strategy = create_strategy(config, None)
     initial = [a.detach().clone() for a in net.arch_state.alphas]
     first, _, _ = actor.begin(None)
-    signals = [_signals(net, strategy, step, 1) for step in range(2)]
+    signals = [_signal(net, strategy, step) for step in range(2)]
     ran = [actor.step(first, step, signals[step])[1] for step in range(2)]
     # the attempt dies before its first checkpoint; the next one must not inherit its updates
     second, version, alphas = actor.begin(None)
     assert second == first + 1 and version == 0 and actor.strategy.baseline is None
     _alphas_equal(alphas, initial)
-    with pytest.raises(ProxylessError, match="attempt 1, but attempt 2 is running"):
+    with pytest.raises(StaleAttemptError, match="attempt 1, but attempt 2 is running"):
         actor.step(first, 2, signals[0])  # a straggler of the dead attempt
     rerun = [actor.step(second, step, signals[step])[1] for step in range(2)]
     for a, b in zip(ran, rerun, strict=True):
@@ -90,13 +82,13 @@ def test_a_new_attempt_without_checkpoint_starts_from_the_initial_state() -> Non
 
 
 def test_a_new_attempt_from_a_checkpoint_continues_exactly() -> None:
-    net, config, actor = _actor_and_reference(1, name="reinforce", samples=2, arch_lr=0.1)
+    net, config, actor = _actor_and_reference(name="reinforce", samples=2, arch_lr=0.1)
     strategy = create_strategy(config, None)
     generation, _, _ = actor.begin(None)
     for step in range(2):
-        actor.step(generation, step, _signals(net, strategy, step, 1))
+        actor.step(generation, step, _signal(net, strategy, step))
     state = actor.state_dict()
-    nxt = _signals(net, strategy, 2, 1)
+    nxt = _signal(net, strategy, 2)
     straight = actor.step(generation, 2, nxt)[1]
     generation, version, _ = actor.begin(state)  # restart from the checkpoint after step 1
     assert version == 2 and actor.last_step == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -161,3 +162,83 @@ def test_a_killed_worker_restarts_from_the_last_checkpoint(runs) -> None:
     last = _last_checkpoint(runs["tmp"] / "two")
     assert [h["epoch"] for h in last["history"]] == [0, 1, 2]  # no epoch lost or repeated
     assert runs["two"].epochs == 3 and (runs["tmp"] / "two" / "architecture.json").exists()
+
+
+@pytest.mark.slow
+def test_a_user_error_in_a_worker_ends_the_run_at_once_as_that_error(tmp_path, local_ray) -> None:
+    """λ₂ = 1e300 turns α NaN at the first arch step: every attempt would fail alike."""
+    import threading
+
+    import ray
+
+    from cluster.search import actor_name, run_search
+    from nas_core.errors import ProxylessError
+
+    config = _config(tmp_path, "nan", epochs=1, warmup_epochs=0, lambda2=1e300)
+    name = actor_name(str(Path(config.out_dir).resolve() / "ray"), "search")
+    attempts: set[int] = set()
+    done = threading.Event()
+
+    def watch() -> None:  # every attempt the run's architecture actor serves
+        while not done.is_set():
+            with contextlib.suppress(ValueError, ray.exceptions.RayError):  # not up, or gone
+                attempts.add(ray.get(ray.get_actor(name).attempt.remote(), timeout=5))
+            done.wait(0.05)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        with pytest.raises(
+            ProxylessError, match=r"^architecture parameters of layer .* not finite"
+        ):
+            run_search(config, num_workers=1, max_failures=2)
+    finally:
+        done.set()
+        watcher.join(timeout=10)
+    assert max(attempts) == 1  # the first attempt ran and none followed it
+
+
+@pytest.mark.slow
+def test_a_rank_that_stops_answering_fails_the_other_with_one_line(tmp_path, local_ray) -> None:
+    """SIGSTOP one of two workers mid-search: the other gives up after sync_timeout_s."""
+    import re
+    import signal
+
+    from ray.train import WorkerGroupError
+
+    from cluster.search import actor_name, run_search
+    from tests.outside import Killer
+
+    config = _config(tmp_path, "stopped", epochs=3, warmup_epochs=0)
+    name = actor_name(str(Path(config.out_dir).resolve() / "ray"), "search")
+    since = time.time()
+    stop = {"worker": lambda: _after_arch_steps(name, 2, since)}
+    with Killer(stop, sig=signal.SIGSTOP) as stopper:
+        started = time.time()
+        with pytest.raises(WorkerGroupError) as failed:
+            run_search(config, num_workers=2, max_failures=0, sync_timeout_s=5)
+    assert set(stopper.killed) == {"worker"}  # the fault really happened
+    assert time.time() - started < 120  # it failed; it did not hang
+    gave_up = [e for e in failed.value.worker_failures.values() if isinstance(e, TimeoutError)]
+    assert len(gave_up) == 1  # the rank still running
+    assert re.fullmatch(
+        r"rank [01], step \d+: the other ranks did not join a collective within 5 s \(.+\)",
+        str(gave_up[0]),
+    )
+
+
+def test_only_a_user_error_skips_the_retries() -> None:
+    from ray.train import FailureConfig, WorkerGroupError
+    from ray.train.v2._internal.execution.failure_handling import FailureDecision
+
+    from cluster.failures import UserErrorsEndTheRun, user_error
+    from nas_core.errors import ProxylessError
+
+    policy = UserErrorsEndTheRun(FailureConfig(max_failures=3))
+    mine = ProxylessError("loss is not finite")
+    both = WorkerGroupError("…", {1: ProxylessError("rank 1 too"), 0: mine, 2: RuntimeError("x")})
+    assert policy.make_decision(both) is FailureDecision.RAISE
+    assert user_error(both) is mine  # the lowest rank's
+    crash = WorkerGroupError("…", {0: RuntimeError("connection reset by peer")})
+    assert user_error(crash) is None
+    assert policy.make_decision(crash) is FailureDecision.RETRY

@@ -177,6 +177,40 @@ def test_cifar10_workers_and_pickling(fake_cifar: Path) -> None:
     assert all(torch.equal(a, b) for a, b in zip(serial, forked, strict=True))
 
 
+def test_augmentation_is_a_function_of_seed_epoch_and_sample(fake_cifar: Path) -> None:
+    """The same augmented batches from the main process and from two loader workers that
+    persist across epochs; each epoch draws new ones; fetching leaves the caller's RNG alone."""
+    s = build_datasets(DataConfig(dataset="cifar10", data_dir=str(fake_cifar)))
+
+    pids: list[list[int]] = []
+
+    def epochs(loader) -> list[list[torch.Tensor]]:
+        out = []
+        for epoch in (0, 1, 0):
+            loader.sampler.set_epoch(epoch)
+            out.append([x for x, _ in loader])
+            pids.append([w.pid for w in getattr(loader._iterator, "_workers", [])])
+        return out
+
+    torch.manual_seed(5)
+    caller = torch.get_rng_state()
+    serial = epochs(make_loader(s.train, 8, shuffle=True, seed=3))
+    assert torch.equal(torch.get_rng_state(), caller)  # augmentation drew from its own seeds
+    persistent = make_loader(s.train, 8, shuffle=True, seed=3, num_workers=2, persistent=True)
+    forked = epochs(persistent)
+    assert len(pids[-1]) == 2 and pids[-3:] == [pids[-1]] * 3  # the same two workers throughout
+    for a, b in zip(serial, forked, strict=True):
+        assert len(a) == len(b) == 4 and all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+    assert torch.equal(serial[2][0], serial[0][0])  # epoch 0 again: the same images
+    # epoch 1 shuffles again; its augmentation is new even for the images epoch 0 drew
+    again = make_loader(s.train, 30, shuffle=False, seed=3)
+    again.sampler.set_epoch(1)
+    one = next(iter(again))[0]
+    again.sampler.set_epoch(0)
+    zero = next(iter(again))[0]
+    assert not torch.equal(one, zero)
+
+
 def test_cifar10_resizes(fake_cifar: Path) -> None:
     s = build_datasets(DataConfig(dataset="cifar10", data_dir=str(fake_cifar), resolution=16))
     assert s.train[0][0].shape == s.test[0][0].shape == (3, 16, 16)

@@ -7,21 +7,18 @@ rank 0, and ranks that sample different paths stop with an error.
 
 from __future__ import annotations
 
-import contextlib
-import traceback
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from cluster.path_sync import PathSync
 from nas_core.errors import ProxylessError
 from nas_core.sampling import sample_paths, step_generator
 from nas_core.spaces import create_space
 from nas_core.supernet import SuperNet
+from tests.outside import two_gloo_ranks
 
 SPACE = {"name": "mobilenet", "B": 2, "F": 0.25, "resolution": 16, "num_classes": 4}
 
@@ -40,48 +37,32 @@ def _grads(net: SuperNet, rank: int) -> dict[str, torch.Tensor]:
     return {n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None}
 
 
-def _rank(rank: int, init: str, out: Path) -> None:
-    try:
-        dist.init_process_group(
-            "gloo", init_method=init, rank=rank, world_size=2, timeout=timedelta(seconds=60)
-        )
-        torch.set_num_threads(1)
-        net, sync = _net(), PathSync(2, check_every=1)
-        net.set_paths(sample_paths(net.arch_state, step_generator(0, 0)))
-        own = _grads(net, rank)
-        theirs = [None, None]
-        dist.all_gather_object(theirs, own)
-        _grads(net, rank)
-        sync.gradients(net, step=0)
-        for name, p in net.named_parameters():
-            if name in own:
-                torch.testing.assert_close(p.grad, (theirs[0][name] + theirs[1][name]) / 2)
-        moved = sync.bytes_per_step()
-        path_bytes = sum(g.numel() * 4 for g in own.values())
-        all_bytes = sum(p.numel() * 4 for p in net.parameters())
-        assert moved == path_bytes < all_bytes / 2, (moved, path_bytes, all_bytes)
-        sync.buffers(net)  # after the step every rank holds rank 0's BN statistics
-        stats = [None, None]
-        dist.all_gather_object(stats, [b.clone() for b in net.active_buffers()])
-        for a, b in zip(*stats, strict=True):
-            torch.testing.assert_close(a, b)
-        # a rank on another path: both stop, neither averages mismatched gradients
-        other = [(i + rank) % len(op.candidates) for i, op in enumerate(net.mixed_ops)]
-        net.set_paths(other)
-        with pytest.raises(ProxylessError, match="step 7: the ranks sampled different paths"):
-            sync.gradients(net, step=7)
-        (out / f"ok{rank}").write_text("ok")
-    except BaseException:
-        (out / f"error{rank}").write_text(traceback.format_exc())
-        raise
-    finally:
-        dist.destroy_process_group()
+def _rank(rank: int) -> None:
+    net, sync = _net(), PathSync(2, check_every=1)
+    net.set_paths(sample_paths(net.arch_state, step_generator(0, 0)))
+    own = _grads(net, rank)
+    theirs = [None, None]
+    dist.all_gather_object(theirs, own)
+    _grads(net, rank)
+    sync.gradients(net, step=0)
+    for name, p in net.named_parameters():
+        if name in own:
+            torch.testing.assert_close(p.grad, (theirs[0][name] + theirs[1][name]) / 2)
+    moved = sync.bytes_per_step()
+    path_bytes = sum(g.numel() * 4 for g in own.values())
+    all_bytes = sum(p.numel() * 4 for p in net.parameters())
+    assert moved == path_bytes < all_bytes / 2, (moved, path_bytes, all_bytes)
+    sync.buffers(net)  # after the step every rank holds rank 0's BN statistics
+    stats = [None, None]
+    dist.all_gather_object(stats, [b.clone() for b in net.active_buffers()])
+    for a, b in zip(*stats, strict=True):
+        torch.testing.assert_close(a, b)
+    # a rank on another path: both stop, neither averages mismatched gradients
+    other = [(i + rank) % len(op.candidates) for i, op in enumerate(net.mixed_ops)]
+    net.set_paths(other)
+    with pytest.raises(ProxylessError, match="step 7: the ranks sampled different paths"):
+        sync.gradients(net, step=7)
 
 
 def test_two_ranks_average_only_the_sampled_path(tmp_path: Path) -> None:
-    init = f"file://{tmp_path / 'rendezvous'}"
-    with contextlib.suppress(mp.ProcessRaisedException):  # its traceback is in its error file
-        mp.spawn(_rank, args=(init, tmp_path), nprocs=2)
-    errors = [p.read_text() for p in sorted(tmp_path.glob("error*"))]
-    assert not errors, "\n".join(errors)
-    assert sorted(p.name for p in tmp_path.glob("ok*")) == ["ok0", "ok1"]
+    two_gloo_ranks(_rank, tmp_path)

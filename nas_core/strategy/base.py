@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
-from typing import Annotated, Any, Literal
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, Protocol
 
 import torch
 from pydantic import Field, field_validator
@@ -13,6 +13,7 @@ from nas_core.arch_state import ArchState
 from nas_core.config import ConfigModel, FiniteFloat
 from nas_core.errors import ProxylessError
 from nas_core.latency.predictor import LatencyModel
+from nas_core.ranks import RankGroup
 from nas_core.registry import Registry
 from nas_core.supernet import SuperNet
 
@@ -52,14 +53,25 @@ class StrategyConfig(ConfigModel):
 
 
 def make_arch_optimizer(arch_state: ArchState, config: StrategyConfig) -> torch.optim.Adam:
-    """Adam on α with the official settings (betas (0, 0.999): no first-moment smoothing)."""
+    """Adam on α with the official settings (betas (0, 0.999): no first-moment smoothing).
+
+    `foreach`: one fused update of every layer's α (the architecture actor's step time is on
+    rank 0's critical path, and α is dozens of tiny tensors)."""
     return torch.optim.Adam(
         arch_state.parameters(),
         lr=config.arch_lr,
         betas=tuple(config.arch_betas),
         eps=config.arch_eps,
         weight_decay=config.arch_weight_decay,
+        foreach=True,
     )
+
+
+class Signal(Protocol):
+    """What a strategy's `signal` returns: small, picklable, reducible over the ranks."""
+
+    def reduce(self, ranks: RankGroup) -> Signal:
+        """The signal of all ranks together (one collective; the identity for one rank)."""
 
 
 class Strategy(ABC):
@@ -75,14 +87,14 @@ class Strategy(ABC):
     @abstractmethod
     def signal(
         self, net: SuperNet, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator
-    ) -> Any:
-        """This process's contribution to one arch step, computed on its held-out batch."""
+    ) -> Signal:
+        """This rank's contribution to one arch step, computed on its held-out batch."""
 
     @abstractmethod
     def apply(
-        self, signals: Sequence[Any], arch_state: ArchState, optimizer: torch.optim.Optimizer
+        self, signal: Any, arch_state: ArchState, optimizer: torch.optim.Optimizer
     ) -> dict[str, float]:
-        """One α update from the signals of every process; returns metrics to log."""
+        """One α update from the ranks' reduced signal; returns metrics to log."""
 
     def state_dict(self) -> dict[str, Any]:
         return {}

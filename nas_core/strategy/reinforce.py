@@ -8,15 +8,17 @@ batch, reward R = ACC·(LAT/T)^w with w = −λ₂. apply: policy gradient
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from nas_core.arch_state import ArchState
 from nas_core.device import to_host
 from nas_core.precision import full_precision
+from nas_core.ranks import RankGroup
 from nas_core.sampling import sample_paths
 from nas_core.strategy.base import STRATEGIES, Strategy
 from nas_core.supernet import SuperNet
@@ -24,12 +26,30 @@ from nas_core.supernet import SuperNet
 
 @dataclass(frozen=True)
 class ReinforceSignal:
-    """Sampled architectures (candidate index per layer) with their rewards."""
+    """Sampled architectures (candidate index per layer), each with its reward, accuracy and
+    predicted latency."""
 
     paths: tuple[tuple[int, ...], ...]
     rewards: tuple[float, ...]
-    accuracy: float
-    latency_ms: float
+    accuracies: tuple[float, ...]
+    latencies_ms: tuple[float, ...]
+
+    def reduce(self, ranks: RankGroup) -> ReinforceSignal:
+        """Every rank's samples, in rank order, in one all-gather; every rank gets them all."""
+        if ranks.world_size == 1:
+            return self
+        rows = np.column_stack(
+            [
+                np.array(self.paths, dtype=np.float64),
+                self.rewards,
+                self.accuracies,
+                self.latencies_ms,
+            ]
+        )
+        rows = ranks.gather(torch.from_numpy(rows)).cpu().numpy()
+        paths = tuple(tuple(int(i) for i in row) for row in rows[:, :-3])
+        reward, accuracy, latency = (tuple(rows[:, k].tolist()) for k in (-3, -2, -1))
+        return ReinforceSignal(paths, reward, accuracy, latency)
 
 
 @STRATEGIES.register("reinforce")
@@ -60,16 +80,12 @@ class ReinforceStrategy(Strategy):
         accs = [c / len(y) for c in to_host(torch.stack(correct)).tolist()]  # one host read
         lats = [self.latency.of_indices(p) if self.latency is not None else 0.0 for p in paths]
         rewards = [self.reward(a, t) for a, t in zip(accs, lats, strict=True)]
-        n = len(paths)
-        return ReinforceSignal(tuple(paths), tuple(rewards), sum(accs) / n, sum(lats) / n)
+        return ReinforceSignal(tuple(paths), tuple(rewards), tuple(accs), tuple(lats))
 
     def apply(
-        self,
-        signals: Sequence[ReinforceSignal],
-        arch_state: ArchState,
-        optimizer: torch.optim.Optimizer,
+        self, signal: ReinforceSignal, arch_state: ArchState, optimizer: torch.optim.Optimizer
     ) -> dict[str, float]:
-        pairs = [(p, r) for s in signals for p, r in zip(s.paths, s.rewards, strict=True)]
+        pairs = list(zip(signal.paths, signal.rewards, strict=True))
         mean_reward = sum(r for _, r in pairs) / len(pairs)
         if self.baseline is None:
             self.baseline = mean_reward
@@ -83,12 +99,12 @@ class ReinforceStrategy(Strategy):
         optimizer.step()
         decay = self.config.baseline_decay
         self.baseline = decay * self.baseline + (1 - decay) * mean_reward
-        n = len(signals)
+        n = len(pairs)
         return {
             "arch/reward": mean_reward,
             "arch/baseline": self.baseline,
-            "arch/accuracy": sum(s.accuracy for s in signals) / n,
-            "arch/sampled_latency_ms": sum(s.latency_ms for s in signals) / n,
+            "arch/accuracy": sum(signal.accuracies) / n,
+            "arch/sampled_latency_ms": sum(signal.latencies_ms) / n,
         }
 
     def state_dict(self) -> dict[str, Any]:
