@@ -206,6 +206,14 @@ CASES: list[Case] = [
         "not a storage URI pyarrow opens",
         names_file=False,
     ),
+    Case(SWEEP, "name ..", lambda t: _sweep(t, {"name": ".."}), "name: must be a folder name"),
+    Case(
+        ARGS,
+        "--name .",
+        lambda t: [*_sweep(t, {}), "--name", "."],
+        "name: must be a folder name",
+        names_file=False,
+    ),
     Case(
         SWEEP,
         "Python tag",
