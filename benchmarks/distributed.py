@@ -4,14 +4,15 @@ The distributed search (`cluster/search.py`) adds two costs to the single-proces
 
 1. Every arch step, the K ranks reduce their signals over their process group and rank 0 sends
    the result to the central `ArchitectureActor` in one `step` call, which replies with the
-   new α and the update's metrics (`cluster.search.ActorArchSync`). Issue target: that round trip <= 0.05x one super-net weight
-   step. This script creates the actor exactly as `run_search` does (`ray.remote(num_cpus=0)`,
-   one worker), builds the same super-net in the driver (one torch thread, like a Ray Train
-   worker), and per round times one weight step on a path sampled from softmax(α)
-   (`nas_core.search.weight_step`), one Proxyless-G signal (not part of the round trip), then
-   `ray.get(step)` with the copy of α into the net (the round trip, which includes the actor's
-   Adam step on α). Medians after warm-up rounds; a small setting (the one the throughput runs
-   use) and, unless `--no-large`, the paper-size space (B=4, F=1.0) at 64 px.
+   new α and the update's metrics (`cluster.search.ActorArchSync`). Issue target: that round
+   trip <= 0.05x one super-net weight step. This script creates the actor exactly as
+   `run_search` does (`ray.remote(num_cpus=0)`, one worker), builds the same super-net in the
+   driver (one torch thread, like a Ray Train worker), and per round times one weight step on a
+   path sampled from softmax(α) (`nas_core.search.weight_step`), one Proxyless-G signal (not
+   part of the round trip), then `ray.get(step)` with the copy of α into the net (the round
+   trip, which includes the actor's Adam step on α). Medians after warm-up rounds; a small
+   setting (the one the throughput runs use) and, unless `--no-large`, the paper-size space
+   (B=4, F=1.0) at 64 px.
 2. Weight-training throughput with K = 1 and K = 2 Ray Train workers: `run_search` on the
    embedded digits set (warm-up epochs plus search epochs), Ray started once before both so its
    start-up is not timed. Every epoch rank 0 reports a Train checkpoint; the gap between the

@@ -68,6 +68,18 @@ def _after_first_checkpoint(storage: Path, since: float) -> int | None:
     return _train_worker(since) if any(storage.glob("checkpoint_*")) else None
 
 
+def _actor_after_checkpoints(storage: Path, count: int) -> int | None:
+    """The architecture actor's process, once the run has written `count` checkpoints."""
+    import psutil
+
+    if len(list(storage.glob("checkpoint_*"))) < count:
+        return None
+    for p in psutil.process_iter(["cmdline"]):
+        if (p.info["cmdline"] or [""])[0].startswith("ray::ArchitectureActor"):
+            return p.pid
+    return None
+
+
 def _last_checkpoint(out: Path) -> dict:
     from nas_core.checkpoint import load_checkpoint
 
@@ -99,7 +111,11 @@ def runs(tmp_path_factory, local_ray) -> dict:
     two_config = _config(tmp_path, "two", epochs=2)
     storage = Path(two_config.out_dir) / "ray" / "search"
     since = time.time()
-    with Killer({"worker": lambda: _after_first_checkpoint(storage, since)}) as killer:
+    faults = {  # a worker after the first checkpoint, the actor's process after the second
+        "worker": lambda: _after_first_checkpoint(storage, since),
+        "actor": lambda: _actor_after_checkpoints(storage, 2),
+    }
+    with Killer(faults) as killer:
         two = run_search(two_config, num_workers=2)
     return {
         "tmp": tmp_path,
@@ -157,8 +173,8 @@ def test_two_workers_stay_identical_and_share_the_data(runs) -> None:
 
 
 @pytest.mark.slow
-def test_a_killed_worker_restarts_from_the_last_checkpoint(runs) -> None:
-    assert set(runs["killed"]) == {"worker"}  # the fault really happened, mid-run
+def test_a_killed_worker_or_actor_restarts_from_the_last_checkpoint(runs) -> None:
+    assert set(runs["killed"]) == {"worker", "actor"}  # the faults really happened, mid-run
     last = _last_checkpoint(runs["tmp"] / "two")
     assert [h["epoch"] for h in last["history"]] == [0, 1, 2]  # no epoch lost or repeated
     assert runs["two"].epochs == 3 and (runs["tmp"] / "two" / "architecture.json").exists()

@@ -7,6 +7,7 @@ key in the table's own format — never a silent default (the official code used
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -50,13 +51,21 @@ class LatencyModel:
             torch.tensor([0.0 if k is None else table.mean(k) for k in layer], dtype=torch.float64)
             for layer in layout.layers
         ]
+        # the same costs as one (layers × most candidates) matrix, and where its entries are:
+        # E[latency] is then a handful of ops whatever the layer count (it runs in every arch
+        # step, on the architecture actor's critical path)
+        width = max(len(c) for c in self.costs)
+        self._mask = torch.tensor([[i < len(c) for i in range(width)] for c in self.costs])
+        self._cost_matrix = torch.zeros(self._mask.shape, dtype=torch.float64)
+        self._cost_matrix[self._mask] = torch.cat(self.costs)
 
     def expected(self, arch_state: ArchState) -> torch.Tensor:
         """E[latency] in ms under softmax(α), differentiable in α."""
-        total = torch.tensor(self.fixed_ms, dtype=torch.float64)
-        for a, cost in zip(arch_state.alphas, self.costs, strict=True):
-            total = total + torch.softmax(a.double(), 0) @ cost.to(a.device)
-        return total
+        flat = torch.cat(list(arch_state.alphas)).double()
+        mask = self._mask.to(flat.device)
+        logits = torch.full(mask.shape, -math.inf, dtype=torch.float64, device=flat.device)
+        probs = torch.softmax(logits.masked_scatter(mask, flat), dim=1)
+        return self.fixed_ms + (probs * self._cost_matrix.to(flat.device)).sum()
 
     def uniform(self) -> float:
         return self.fixed_ms + sum(float(c.mean()) for c in self.costs)

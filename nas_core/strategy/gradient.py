@@ -113,7 +113,7 @@ class GradientStrategy(Strategy):
         with torch.no_grad():
             scale = float(factor.detach())
             for a, g in zip(arch_state.alphas, signal.grads, strict=True):
-                total = scale * torch.from_numpy(g).to(a.device, a.dtype)
+                total = scale * torch.tensor(g, dtype=a.dtype, device=a.device)
                 a.grad = total if a.grad is None else a.grad + total
         two = self.config.grad_mode == "two"
         old = arch_state.log_mass(involved) if two else []
@@ -122,5 +122,6 @@ class GradientStrategy(Strategy):
             arch_state.rescale_(involved, old)
         metrics = {"arch/ce": ce, "arch/accuracy": signal.accuracy}
         if self.latency is not None:
-            metrics["arch/expected_latency_ms"] = float(self.latency.expected(arch_state).detach())
+            with torch.no_grad():
+                metrics["arch/expected_latency_ms"] = float(self.latency.expected(arch_state))
         return metrics
