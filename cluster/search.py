@@ -11,6 +11,8 @@ gradients to exchange without any exchange of paths. Rank 0 puts the actor's sta
 every Train checkpoint; each attempt starts by resetting the actor to its checkpoint (or to
 the start), so a failed attempt's updates never count twice. Every wait has a timeout
 (`sync_timeout_s`): a rank that stops answering fails the attempt instead of hanging it.
+On a local instance the ranks' process group listens on 127.0.0.1 only (`cluster.loopback`).
+A `ProxylessError` on any rank ends the run without retries (`cluster.failures`).
 Each rank trains on the device Ray Train assigned it (`ray.train.torch.get_device()`), never
 on a `cuda:N` of its own choosing; a CUDA search without a table has it profiled on a cluster
 GPU (`cluster.profile`).
@@ -358,6 +360,7 @@ def run_search(
     from ray.train.v2._internal.exceptions import WorkerGroupStartupTimeoutError
 
     from cluster.failures import SearchTrainer, user_error
+    from cluster.loopback import LoopbackTorchConfig, is_local_instance
 
     check_gpu_request(config.device, num_workers, gpus_per_worker if use_gpu else 0.0)
     config.rank_batches(num_workers)  # before Ray starts: batch sizes split over the workers
@@ -383,10 +386,12 @@ def run_search(
         arch_state.to_config(),
         table.to_yaml_dict(),
     )
+    # on a local instance the ranks' process group listens on 127.0.0.1 only (cluster.loopback)
+    torch_config_cls = LoopbackTorchConfig if is_local_instance() else TorchConfig
     trainer = SearchTrainer(
         _worker_loop,
         # a collective that waits longer than this fails the attempt instead of hanging it
-        torch_config=TorchConfig(timeout_s=int(sync_timeout_s)),
+        torch_config=torch_config_cls(timeout_s=int(sync_timeout_s)),
         collective_timeout_s=sync_timeout_s,
         train_loop_config={
             "search": config.to_config(),

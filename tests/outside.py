@@ -74,6 +74,43 @@ class Killer:
             raise self.error
 
 
+class Listeners:
+    """Samples, in a thread, every listening TCP socket of this process and of every process it
+    started (Ray's GCS, raylet, agents and workers included, when it started the local Ray)."""
+
+    def __init__(self, every_s: float = 0.2) -> None:
+        self.every_s = every_s
+        self.seen: dict[tuple[str, int], str] = {}  # (address, port): the listening process
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> None:
+        import psutil
+
+        me = psutil.Process()
+        for p in [me, *me.children(recursive=True)]:
+            try:
+                title = (p.cmdline() or [p.name()])[0]
+                for c in p.net_connections(kind="tcp"):
+                    if c.status == psutil.CONN_LISTEN:
+                        self.seen[(c.laddr.ip, c.laddr.port)] = title
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                continue
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._sample()
+            self._stop.wait(self.every_s)
+
+    def __enter__(self) -> Listeners:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+
 def _gloo_rank(rank: int, target: Callable[[int], Any], init: str, out: Path) -> None:
     import torch
     import torch.distributed as dist

@@ -91,7 +91,7 @@ def _last_checkpoint(out: Path) -> dict:
 def runs(tmp_path_factory, local_ray) -> dict:
     """The single-process search, the same on 1 Train worker, and 2 workers, one killed."""
     from cluster.search import actor_name, run_search
-    from tests.outside import Killer
+    from tests.outside import Killer, Listeners
 
     tmp_path = tmp_path_factory.mktemp("cluster")
     threads = torch.get_num_threads()
@@ -115,7 +115,7 @@ def runs(tmp_path_factory, local_ray) -> dict:
         "worker": lambda: _after_first_checkpoint(storage, since),
         "actor": lambda: _actor_after_checkpoints(storage, 2),
     }
-    with Killer(faults) as killer:
+    with Listeners() as listeners, Killer(faults) as killer:
         two = run_search(two_config, num_workers=2)
     return {
         "tmp": tmp_path,
@@ -126,6 +126,7 @@ def runs(tmp_path_factory, local_ray) -> dict:
         "killed": killer.killed,
         "killed_early": early.killed,
         "killed_early_at": early.times,
+        "listening": listeners.seen,
     }
 
 
@@ -170,6 +171,25 @@ def test_two_workers_stay_identical_and_share_the_data(runs) -> None:
     supernet_bytes = sum(p.numel() * 4 for p in runs["local"].net.parameters())
     for epoch in history:
         assert 0 < epoch["sync/grad_bytes_per_step"] < supernet_bytes / 2
+
+
+@pytest.mark.slow
+def test_a_local_search_listens_on_loopback_only(runs) -> None:
+    """Every socket that any process of the local Ray listened on while two Train workers
+    searched: GCS, raylet, agents, the workers, and the workers' process group."""
+    import ipaddress
+
+    def loopback(ip: str) -> bool:  # an IPv6 socket bound to ::ffff:127.0.0.1 is loopback too
+        address = ipaddress.ip_address(ip)
+        return address.is_loopback or (
+            address.version == 6 and address.ipv4_mapped is not None
+            and address.ipv4_mapped.is_loopback
+        )  # fmt: skip
+
+    listening = runs["listening"]
+    assert any(t.startswith("ray::RayTrainWorker") for t in listening.values())  # sampled live
+    outside = {a: t for a, t in listening.items() if not loopback(a[0])}
+    assert not outside, outside
 
 
 @pytest.mark.slow
