@@ -103,6 +103,48 @@ def test_latency_term_pushes_towards_cheaper_ops(loss: str) -> None:
     assert float(latency.expected(net.arch_state).detach()) < start * 0.9
 
 
+@pytest.mark.parametrize("loss", ["add", "mul"])
+def test_two_path_latency_term_moves_only_the_pair_as_the_official_code(loss: str) -> None:
+    """λ₂ > 0: E[latency] over each layer's sampled pair (the official current_prob_over_ops in
+    two-path mode), so every unsampled probability stays put; the pair moves by the official
+    update, computed here independently in float64."""
+    space, latency = _space_and_latency()
+    net = SuperNet(space)
+    net.arch_state.init_normal_(step_generator(0, 0), std=0.5)
+    config = StrategyConfig(lambda2=0.5, latency_loss=loss, grad_mode="two", arch_lr=0.05)
+    strategy = create_strategy(config, latency)
+    signal = strategy.signal(net, *_batch(), step_generator(1, 2))
+    alphas = [a.detach().double().numpy().copy() for a in net.arch_state.alphas]
+    before = [p.detach().clone() for p in net.arch_state.all_probs()]
+    strategy.apply(signal, net.arch_state, make_arch_optimizer(net.arch_state, config))
+
+    # the official update: E over the pairs, its gradient, one Adam step (betas (0, 0.999)),
+    # then the offset that keeps each pair's Σ exp α
+    costs = [c.numpy() for c in latency.costs]
+    pairs = [list(inv) for inv in signal.involved]
+    q = [np.exp(a[i] - np.logaddexp.reduce(a[i])) for a, i in zip(alphas, pairs, strict=True)]
+    layer_e = [(qi * c[i]).sum() for qi, c, i in zip(q, costs, pairs, strict=True)]
+    e = latency.fixed_ms + sum(layer_e)
+    de = [qi * (c[i] - le) for qi, c, i, le in zip(q, costs, pairs, layer_e, strict=True)]
+    t, lam = strategy.target_ms, config.lambda2
+    if loss == "add":
+        scale, lat = 1.0, [lam / t * d for d in de]
+    else:
+        ratio = math.log(e) / math.log(t)
+        scale = ratio**lam
+        lat = [signal.ce * lam * ratio ** (lam - 1) / (e * math.log(t)) * d for d in de]
+    for a, g_ce, i, g_lat, after, p0 in zip(
+        alphas, signal.grads, pairs, lat, net.arch_state.alphas, before, strict=True
+    ):
+        g = scale * g_ce.astype(np.float64)[i] + g_lat
+        moved = a[i] - config.arch_lr * g / (np.abs(g) + config.arch_eps)
+        moved -= np.logaddexp.reduce(moved) - np.logaddexp.reduce(a[i])
+        np.testing.assert_allclose(after.detach().double().numpy()[i], moved, atol=1e-6)
+        others = [k for k in range(len(a)) if k not in i]
+        p1 = torch.softmax(after.detach(), 0)
+        torch.testing.assert_close(p1[others], p0[others], rtol=0, atol=1e-7)
+
+
 def test_mul_loss_factor_and_gradient() -> None:
     space, latency = _space_and_latency()
     net = SuperNet(space)

@@ -1,6 +1,7 @@
 """Expected and derived latency from a `LatencyTable`.
 
-E[latency] = fixed parts + Σ_layers Σ_i p_i·T(o_i), differentiable in α (Zero costs 0, the
+E[latency] = fixed parts + Σ_layers Σ_i p_i·T(o_i), differentiable in α (p over a two-path
+step's sampled pair in that mode, see `LatencyModel.expected`; Zero costs 0, the
 MBConv `idskip` follows the block's shortcut). A missing entry is an error listing every missing
 key in the table's own format — never a silent default (the official code used 200 ms).
 """
@@ -59,12 +60,26 @@ class LatencyModel:
         self._cost_matrix = torch.zeros(self._mask.shape, dtype=torch.float64)
         self._cost_matrix[self._mask] = torch.cat(self.costs)
 
-    def expected(self, arch_state: ArchState) -> torch.Tensor:
-        """E[latency] in ms under softmax(α), differentiable in α."""
+    def expected(
+        self, arch_state: ArchState, involved: Sequence[Sequence[int]] | None = None
+    ) -> torch.Tensor:
+        """E[latency] in ms under softmax(α), differentiable in α.
+
+        With `involved` (a two-path arch step's sampled pair of each layer) each layer's
+        probabilities are renormalised over its pair, as the official code's
+        `current_prob_over_ops` does in two-path mode: the latency term then moves only the
+        pair's α, like the CE term, and the unsampled paths keep their probability.
+        """
         flat = torch.cat(list(arch_state.alphas)).double()
         mask = self._mask.to(flat.device)
         logits = torch.full(mask.shape, -math.inf, dtype=torch.float64, device=flat.device)
-        probs = torch.softmax(logits.masked_scatter(mask, flat), dim=1)
+        logits = logits.masked_scatter(mask, flat)
+        if involved is not None:
+            pair = torch.zeros_like(mask)
+            for layer, indices in enumerate(involved):
+                pair[layer, list(indices)] = True
+            logits = logits.masked_fill(~pair, -math.inf)
+        probs = torch.softmax(logits, dim=1)
         return self.fixed_ms + (probs * self._cost_matrix.to(flat.device)).sum()
 
     def uniform(self) -> float:

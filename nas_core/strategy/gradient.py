@@ -3,15 +3,17 @@
 signal: sample two paths per layer (or involve all, `full`), run the held-out batch through
 the gated super-net, and return ∂CE/∂α — exact for the involved paths thanks to the
 straight-through gates in `SuperNet.set_gates` — with the CE value.
-apply: add the latency term, which depends on α only (so it is computed once, where α lives),
-take one Adam step, and in two-path mode offset the involved α so the unsampled paths keep
-their probability.
+apply: add the latency term, which depends on α only (so it is computed once, where α lives;
+in two-path mode over each layer's sampled pair, as the official code does), take one Adam
+step, and in two-path mode offset the involved α so the unsampled paths keep their
+probability.
 """
 
 from __future__ import annotations
 
 import math
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -90,13 +92,17 @@ class GradientStrategy(Strategy):
         )
 
     def _latency_factor(
-        self, arch_state: ArchState, ce: float
+        self,
+        arch_state: ArchState,
+        ce: float,
+        involved: Sequence[Sequence[int]] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(the CE-gradient multiplier, the latency loss term), both functions of α."""
+        """(the CE-gradient multiplier, the latency loss term), both functions of α; E over
+        each layer's `involved` pair in two-path mode, over every candidate in full mode."""
         cfg, one = self.config, torch.ones((), dtype=torch.float64)
         if self.latency is None or cfg.lambda2 == 0:
             return one, torch.zeros((), dtype=torch.float64)
-        expected = self.latency.expected(arch_state)
+        expected = self.latency.expected(arch_state, involved)
         if cfg.latency_loss == "add":
             return one, cfg.lambda2 * expected / self.target_ms
         factor = (torch.log(expected) / math.log(self.target_ms)) ** cfg.lambda2
@@ -106,8 +112,9 @@ class GradientStrategy(Strategy):
         self, signal: GradientSignal, arch_state: ArchState, optimizer: torch.optim.Optimizer
     ) -> dict[str, float]:
         involved, ce = signal.involved, signal.ce
+        two = self.config.grad_mode == "two"
         optimizer.zero_grad(set_to_none=True)
-        factor, lat_term = self._latency_factor(arch_state, ce)
+        factor, lat_term = self._latency_factor(arch_state, ce, involved if two else None)
         if lat_term.requires_grad:
             lat_term.backward()
         with torch.no_grad():
@@ -115,7 +122,6 @@ class GradientStrategy(Strategy):
             for a, g in zip(arch_state.alphas, signal.grads, strict=True):
                 total = scale * torch.tensor(g, dtype=a.dtype, device=a.device)
                 a.grad = total if a.grad is None else a.grad + total
-        two = self.config.grad_mode == "two"
         old = arch_state.log_mass(involved) if two else []
         optimizer.step()
         if two:
