@@ -160,7 +160,9 @@ def test_mul_loss_factor_and_gradient() -> None:
 def test_reinforce_gradient_and_baseline() -> None:
     space, latency = _space_and_latency()
     net = SuperNet(space)
-    config = StrategyConfig(name="reinforce", lambda2=0.5, samples=4, baseline_decay=0.9)
+    config = StrategyConfig(
+        name="reinforce", lambda2=0.5, samples=4, baseline="moving_average", baseline_decay=0.9
+    )
     strategy = create_strategy(config, latency)
     sig = strategy.signal(net, *_batch(), step_generator(0, 3))
     assert len(sig.paths) == 4 and all(len(p) == len(net.specs) for p in sig.paths)
@@ -182,6 +184,57 @@ def test_reinforce_gradient_and_baseline() -> None:
         want = -((1.0 - 0.25) * (onehot0 - p) + (0.0 - 0.25) * (onehot1 - p)) / 2
         torch.testing.assert_close(a.grad, want)
     assert create_strategy(config, latency).state_dict() == {"baseline": None}
+
+
+def test_reinforce_official_baseline_moves_before_the_advantages() -> None:
+    """The official update on a hand-made reward sequence: b ← b + 0.99·(mean R − b) first
+    (b = the first mean at the start), then −Σ (R − b)·∇log p / M against that new b."""
+    space, latency = _space_and_latency()
+    net = SuperNet(space)
+    config = StrategyConfig(name="reinforce", lambda2=0.0, samples=2)
+    assert config.baseline == "official" and config.baseline_decay == 0.99
+    strategy = create_strategy(config, latency)
+    opt = torch.optim.SGD(net.arch_state.parameters(), lr=0.0)  # inspect the gradient, keep α
+    layers = len(net.specs)
+    paths = ((0,) * layers, (1,) * layers)
+    b = None
+    for rewards in [(0.2, 0.4), (0.9, 0.5), (0.1, 0.1)]:
+        signal = ReinforceSignal(paths, rewards, rewards, (1.0, 1.0))
+        metrics = strategy.apply(signal, net.arch_state, opt)
+        mean = sum(rewards) / 2
+        b = mean if b is None else b + 0.99 * (mean - b)
+        assert metrics["arch/baseline"] == pytest.approx(b, abs=1e-12)
+        for a in net.arch_state.alphas:
+            p = torch.softmax(a.detach(), 0)
+            onehot0, onehot1 = torch.zeros_like(p), torch.zeros_like(p)
+            onehot0[0], onehot1[1] = 1, 1
+            want = -((rewards[0] - b) * (onehot0 - p) + (rewards[1] - b) * (onehot1 - p)) / 2
+            torch.testing.assert_close(a.grad, want)
+
+
+def test_reinforce_scores_with_batch_statistics_and_leaves_running_ones_alone() -> None:
+    space, latency = _space_and_latency()
+    torch.manual_seed(0)
+    net = SuperNet(space)
+    net.train()
+    x, y = _batch(3)
+    for _ in range(3):  # running statistics that differ from this batch's own
+        net.set_paths([0] * len(net.specs))
+        net(torch.randn(8, 3, 16, 16) * 3 + 1)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    strategy = create_strategy(StrategyConfig(name="reinforce", samples=3), latency)
+    signal = strategy.signal(net, x, y, step_generator(0, 4))
+    after = net.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # nothing moved
+    assert net.training  # the caller's mode is back
+    for path, accuracy in zip(signal.paths, signal.accuracies, strict=True):
+        reference = SuperNet(space)  # the same path scored on this batch's own statistics
+        reference.load_state_dict(before)
+        reference.set_paths(path)
+        reference.train()
+        with torch.no_grad():
+            want = (reference(x).argmax(1) == y).float().mean().item()
+        assert accuracy == pytest.approx(want)
 
 
 @pytest.mark.parametrize(

@@ -37,7 +37,9 @@ class StrategyConfig(ConfigModel):
     # gradient: add = CE + λ₂·E/T; mul = CE·(log E / log T)^λ₂
     latency_loss: Literal["add", "mul"] = "add"
     samples: int = Field(10, ge=1)  # REINFORCE: architectures sampled per update
-    # REINFORCE: b ← decay·b + (1 − decay)·mean R
+    # REINFORCE's baseline b: official = b ← b + decay·(mean R − b) before the advantages;
+    # moving_average = advantages against the old b, then b ← decay·b + (1 − decay)·mean R
+    baseline: Literal["official", "moving_average"] = "official"
     baseline_decay: FiniteFloat = Field(0.99, ge=0, le=1)
     arch_lr: FiniteFloat = Field(1e-3, gt=0)  # Adam, official default
     arch_betas: UnitPair = (0.0, 0.999)

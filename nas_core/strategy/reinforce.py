@@ -1,9 +1,14 @@
 """Proxyless-R: REINFORCE on sampled architectures (paper §3.2.2).
 
-signal: sample M single-path architectures from softmax(α), evaluate each on the held-out
-batch, reward R = ACC·(LAT/T)^w with w = −λ₂. apply: policy gradient
-−Σ (R − b)·log p(arch) / M with a moving-average baseline b ← decay·b + (1 − decay)·mean R
-(decay on the old value: the official code weighted the new reward by 0.99, a known slip).
+signal: sample M single-path architectures from softmax(α), score each on the held-out batch
+with batch-normalisation statistics of that batch (`SuperNet.batch_statistics`, as the official
+code scores them), reward R = ACC·(LAT/T)^w with w = −λ₂. apply: policy gradient
+−Σ (R − b)·log p(arch) / M with a baseline b (`StrategyConfig.baseline`):
+- `official` (default): first b ← b + baseline_decay·(mean R − b), the new mean weighted by
+  baseline_decay (the official code's baseline_decay_weight, 0.99), then the advantages against
+  that updated b;
+- `moving_average`: the advantages against the old b, then b ← baseline_decay·b +
+  (1 − baseline_decay)·mean R, a slow average that lags while the rewards rise.
 """
 
 from __future__ import annotations
@@ -67,16 +72,13 @@ class ReinforceStrategy(Strategy):
     def signal(
         self, net: SuperNet, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator
     ) -> ReinforceSignal:
-        was_training = net.training
-        net.eval()
         paths, correct = [], []
-        with full_precision(x.device.type):
+        with full_precision(x.device.type), net.batch_statistics():
             for _ in range(self.config.samples):
                 path = sample_paths(net.arch_state, generator)
                 net.set_paths(path)
                 correct.append((net(x).argmax(1) == y).sum())
                 paths.append(tuple(path))
-        net.train(was_training)
         accs = [c / len(y) for c in to_host(torch.stack(correct)).tolist()]  # one host read
         lats = [self.latency.of_indices(p) if self.latency is not None else 0.0 for p in paths]
         rewards = [self.reward(a, t) for a, t in zip(accs, lats, strict=True)]
@@ -87,8 +89,11 @@ class ReinforceStrategy(Strategy):
     ) -> dict[str, float]:
         pairs = list(zip(signal.paths, signal.rewards, strict=True))
         mean_reward = sum(r for _, r in pairs) / len(pairs)
+        official = self.config.baseline == "official"
         if self.baseline is None:
             self.baseline = mean_reward
+        elif official:  # updated before the advantages
+            self.baseline += self.config.baseline_decay * (mean_reward - self.baseline)
         optimizer.zero_grad(set_to_none=True)
         log_probs = [torch.log_softmax(a, 0) for a in arch_state.alphas]
         loss = torch.zeros(())
@@ -97,8 +102,9 @@ class ReinforceStrategy(Strategy):
             loss = loss - (r - self.baseline) * logp
         (loss / len(pairs)).backward()
         optimizer.step()
-        decay = self.config.baseline_decay
-        self.baseline = decay * self.baseline + (1 - decay) * mean_reward
+        if not official:  # updated after the advantages
+            decay = self.config.baseline_decay
+            self.baseline = decay * self.baseline + (1 - decay) * mean_reward
         n = len(pairs)
         return {
             "arch/reward": mean_reward,
