@@ -288,6 +288,12 @@ CASES: list[Case] = [
         "weights.lr",
     ),
     Case(SEARCH, "out of range", lambda t: _search(t, {"arch_every": 0}), "arch_every"),
+    Case(
+        SEARCH,
+        "mul loss with a target of 1 ms or less",
+        lambda t: _search(t, {"strategy": {"latency_loss": "mul", "target_ms": 0.5}}),
+        "strategy.target_ms: latency_loss mul needs a target above 1 ms",
+    ),
     Case(SEARCH, "unknown device", lambda t: _search(t, {"device": "gpu0"}), "device: must be"),
     Case(SEARCH, "unknown precision", lambda t: _search(t, {"amp": "half"}), "amp: must be one"),
     Case(

@@ -145,6 +145,21 @@ def test_two_path_latency_term_moves_only_the_pair_as_the_official_code(loss: st
         torch.testing.assert_close(p1[others], p0[others], rtol=0, atol=1e-7)
 
 
+def test_mul_loss_stops_clearly_when_the_expected_latency_is_1ms_or_less() -> None:
+    space = create_space("mobilenet", **SPACE)
+    keys = space.latency_layout().all_keys()
+    fast = LatencyTable({k: LatencyEntry(3, 0.01, 0.0) for k in keys}, DeviceMeta(name="fast"))
+    latency = LatencyModel(space, fast)
+    net = SuperNet(space)
+    config = StrategyConfig(lambda2=0.3, latency_loss="mul", target_ms=5.0)
+    strategy = create_strategy(config, latency)
+    signal = strategy.signal(net, *_batch(), step_generator(0, 1))
+    with pytest.raises(ProxylessError, match=r"E\[latency\] fell to 0\.\d+ ms: latency_loss mul"):
+        strategy.apply(signal, net.arch_state, make_arch_optimizer(net.arch_state, config))
+    with pytest.raises(ProxylessError, match=r"strategy\.target_ms: latency_loss mul needs"):
+        create_strategy(StrategyConfig(latency_loss="mul"), latency)  # T = E at uniform α
+
+
 def test_mul_loss_factor_and_gradient() -> None:
     space, latency = _space_and_latency()
     net = SuperNet(space)

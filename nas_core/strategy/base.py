@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Annotated, Any, Literal, Protocol
 
 import torch
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from nas_core.arch_state import ArchState
 from nas_core.config import ConfigModel, FiniteFloat
@@ -53,6 +53,16 @@ class StrategyConfig(ConfigModel):
             raise ValueError(f"must be one of {', '.join(STRATEGIES.names())}")
         return name
 
+    @model_validator(mode="after")
+    def _mul_needs_a_target_above_1ms(self) -> StrategyConfig:
+        # log E / log T: T <= 1 ms makes the factor's base <= 0 or divides by zero
+        if self.latency_loss == "mul" and self.target_ms is not None and self.target_ms <= 1:
+            raise ValueError(
+                f"target_ms: latency_loss mul needs a target above 1 ms "
+                f"(log E / log T), got {self.target_ms:g}; use latency_loss add"
+            )
+        return self
+
 
 def make_arch_optimizer(arch_state: ArchState, config: StrategyConfig) -> torch.optim.Adam:
     """Adam on α with the official settings (betas (0, 0.999): no first-moment smoothing).
@@ -85,6 +95,12 @@ class Strategy(ABC):
         self.config = config
         self.latency = latency
         self.target_ms = config.target_ms or (latency.uniform() if latency is not None else 1.0)
+        if config.latency_loss == "mul" and latency is not None and self.target_ms <= 1:
+            raise ProxylessError(
+                f"strategy.target_ms: latency_loss mul needs a target above 1 ms (log E / log T);"
+                f" the space's expected latency at uniform α is {self.target_ms:g} ms: set "
+                "strategy.target_ms or use latency_loss add"
+            )
 
     @abstractmethod
     def signal(

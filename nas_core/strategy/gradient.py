@@ -105,6 +105,11 @@ class GradientStrategy(Strategy):
         expected = self.latency.expected(arch_state, involved)
         if cfg.latency_loss == "add":
             return one, cfg.lambda2 * expected / self.target_ms
+        if (e := float(expected.detach())) <= 1:  # log E <= 0: undefined, not a λ₂ problem
+            raise ProxylessError(
+                f"E[latency] fell to {e:.3g} ms: latency_loss mul needs E above 1 ms "
+                "(log E / log T); use latency_loss add for a table this fast"
+            )
         factor = (torch.log(expected) / math.log(self.target_ms)) ** cfg.lambda2
         return factor, ce * factor
 
