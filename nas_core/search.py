@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any, Literal, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -42,6 +42,7 @@ from nas_core.config import ConfigModel, FiniteFloat, RunSettings
 from nas_core.data import DataConfig, DataSplits, build_datasets, make_loader
 from nas_core.device import resolve_device, to_host
 from nas_core.errors import ProxylessError
+from nas_core.init import he_fout_
 from nas_core.io import atomic_write_text, load_yaml_config
 from nas_core.latency.predictor import LatencyModel, architecture_latency
 from nas_core.latency.table import LatencyTable
@@ -64,7 +65,15 @@ class WeightConfig(ConfigModel):
     weight_decay: FiniteFloat = Field(4e-5, ge=0)
     label_smoothing: FiniteFloat = Field(0.1, ge=0, lt=1)
     batch_size: int = Field(64, ge=1)  # global: K ranks take batch_size / K each
-    zero_init_residual: bool = True  # residual candidates start as identity (see SuperNet)
+    # peak lr of the warm-up's cosine (official: 0.05, hard-coded there); None = lr. The search
+    # restarts its cosine at lr
+    warmup_lr: FiniteFloat | None = Field(None, gt=0)
+    # pytorch = torch's default init; he_fout = the official one (conv N(0, 2 / (k² · C_out)),
+    # BN γ 1 and β 0, linear U(±1/√fan_in) with zero bias)
+    init: Literal["pytorch", "he_fout"] = "pytorch"
+    # residual candidates start as identity (see SuperNet): our small-budget remedy, not the
+    # official setting
+    zero_init_residual: bool = True
 
 
 DEFAULT_SPACE = {
@@ -83,6 +92,8 @@ class SearchSchedule(ConfigModel):
     warmup_epochs: int = Field(2, ge=0)  # weight-only epochs on uniform paths (official: 40)
     arch_every: int = Field(5, ge=1)  # one arch step per this many weight batches
     arch_batch_size: int = Field(64, ge=1)  # global, like weights.batch_size
+    # search epochs after warm-up without arch steps (the official loop skips the first: 1)
+    arch_start_epoch: int = Field(0, ge=0)
     alpha_init_std: FiniteFloat = Field(1e-3, ge=0)  # α ~ N(0, std²), official
 
 
@@ -107,16 +118,34 @@ class SearchConfig(SearchSchedule, RunSettings):
     def rank_batches(self, world_size: int) -> tuple[int, int]:
         """(weight, arch) batch of one of `world_size` ranks: the configured sizes are global,
         so the number of weight and α updates per epoch does not depend on the rank count."""
-        sizes = {
-            "weights.batch_size": self.weights.batch_size,
-            "arch_batch_size": self.arch_batch_size,
-        }
+        arch_field, arch_size = self.arch_batch()
+        sizes = {"weights.batch_size": self.weights.batch_size, arch_field: arch_size}
         for field, size in sizes.items():
             if size % world_size:
                 raise ProxylessError(
                     f"{field}: {size} does not split evenly over {world_size} workers"
                 )
-        return self.weights.batch_size // world_size, self.arch_batch_size // world_size
+        return self.weights.batch_size // world_size, arch_size // world_size
+
+    def arch_batch(self) -> tuple[str, int]:
+        """(the setting, its global size) of an arch step's held-out batch: REINFORCE's own
+        evaluation batch where the strategy sets one, else arch_batch_size."""
+        if self.strategy.eval_batch_size is not None:
+            return "strategy.eval_batch_size", self.strategy.eval_batch_size
+        return "arch_batch_size", self.arch_batch_size
+
+    def arch_steps_in(self, batch: int, per_epoch: int) -> bool:
+        """Whether an arch step follows weight batch `batch` of an epoch of `per_epoch`: every
+        `arch_every` batches, or `strategy.updates_per_epoch` spread evenly over the epoch."""
+        updates = self.strategy.updates_per_epoch
+        if updates is None:
+            return (batch + 1) % self.arch_every == 0
+        if updates > per_epoch:
+            raise ProxylessError(
+                f"strategy.updates_per_epoch: {updates} is more than the {per_epoch} weight "
+                "batches of an epoch (one α update at most per batch)"
+            )
+        return (batch + 1) * updates // per_epoch > batch * updates // per_epoch
 
     def build_space(self, num_classes: int) -> SearchSpace:
         """The space with the dataset's class count (an explicit, different count is an error)."""
@@ -343,6 +372,8 @@ class Searcher:
         with torch.random.fork_rng(devices=[]):  # the weights' init, not the caller's RNG
             torch.manual_seed(config.seed)
             supernet = SuperNet(self.space, initial_arch_state(self.space, config))
+            if config.weights.init == "he_fout":
+                he_fout_(supernet)
             self._rng = torch.get_rng_state()  # the loop's own RNG (dropout, path drop)
         self.net = to_memory_format(supernet, config.channels_last).to(self.device)
         if config.weights.zero_init_residual:
@@ -464,10 +495,12 @@ class Searcher:
     # ---- the loop ----
 
     def lr_at(self, epoch: int, batch: int, per_epoch: int) -> float:
-        """Cosine per batch, restarted at the end of warm-up (as the official code does)."""
+        """Cosine per batch from `weights.warmup_lr` over the warm-up, restarted from
+        `weights.lr` for the search (as the official code does)."""
         c = self.config
         if epoch < c.warmup_epochs:
-            return cosine_lr(c.weights.lr, epoch * per_epoch + batch, c.warmup_epochs * per_epoch)
+            peak = c.weights.warmup_lr or c.weights.lr
+            return cosine_lr(peak, epoch * per_epoch + batch, c.warmup_epochs * per_epoch)
         e = epoch - c.warmup_epochs
         return cosine_lr(c.weights.lr, e * per_epoch + batch, c.epochs * per_epoch)
 
@@ -517,12 +550,13 @@ class Searcher:
         warm = epoch < c.warmup_epochs
         loader = self._train_loader(epoch)
         per_epoch = len(loader)
-        valid = None if warm else self._valid_batches(epoch)
+        searching = epoch >= c.warmup_epochs + c.arch_start_epoch
+        valid = self._valid_batches(epoch) if searching else None
         self.net.train()
         metrics = StepMetrics(self.step)
         started, images = time.perf_counter(), 0
         for b, (x, y) in enumerate(loader):
-            due = valid is not None and (b + 1) % c.arch_every == 0
+            due = valid is not None and c.arch_steps_in(b, per_epoch)
             arch_batch = next(valid) if due else None
             self.train_step(x, y, self.lr_at(epoch, b, per_epoch), warm, arch_batch, metrics)
             self.step += 1

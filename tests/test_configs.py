@@ -29,6 +29,35 @@ def test_sweep_specs_load(path: Path) -> None:
     assert spec.grid_points() and spec.search.epochs >= 1
 
 
+def test_paper_configs_run_the_official_search_settings() -> None:
+    """The values of mit-han-lab/ProxylessNAS search/imagenet_arch_search.py (see the files)."""
+    sweep = load_sweep_spec(ROOT / "configs" / "sweep_imagenet.yaml")
+    grad = load_search_config(ROOT / "configs" / "search_imagenet.yaml")
+    rl = load_search_config(ROOT / "configs" / "search_imagenet_reinforce.yaml")
+    for c in (grad, rl, sweep):
+        w = c.weights
+        assert (w.lr, w.warmup_lr, w.batch_size, w.init) == (0.025, 0.05, 256, "he_fout")
+        assert not w.zero_init_residual  # our remedy, off for the paper's setting
+        assert (w.momentum, w.nesterov, w.weight_decay, w.label_smoothing) == (0.9, True, 4e-5, 0.1)
+        schedule = c.search if c is sweep else c
+        assert (schedule.epochs, schedule.warmup_epochs, schedule.arch_start_epoch) == (120, 40, 1)
+        assert c.strategy.arch_lr == 0.001 and tuple(c.strategy.arch_betas) == (0.0, 0.999)
+    for c in (grad, sweep):
+        s = c.strategy
+        assert (s.name, s.grad_mode, s.latency_loss) == ("gradient", "full", "mul")
+        schedule = c.search if c is sweep else c
+        assert (schedule.arch_every, schedule.arch_batch_size) == (5, 256)
+    assert grad.strategy.lambda2 == 0.3  # β of mul#log
+    s = rl.strategy
+    assert (s.name, s.samples, s.eval_batch_size, s.updates_per_epoch) == (
+        "reinforce",
+        10,
+        1000,
+        300,
+    )
+    assert (s.baseline, s.baseline_decay, s.lambda2) == ("official", 0.99, 0.1)
+
+
 def test_the_shipped_digits_sweep_is_the_embedded_demo() -> None:
     assert load_sweep_spec(ROOT / "configs" / "sweep_digits.yaml") == demo_spec()
 

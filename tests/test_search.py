@@ -259,3 +259,39 @@ def test_retrain_reports_accuracy_size_and_latency(tmp_path: Path, tiny_lut: str
     assert any(k.endswith("weight") for k in weights)
     code = main(["retrain", str(tmp_path / "arch.json"), "--dataset", "cifar10"])
     assert code == 2 and "data_dir" in capsys.readouterr().err
+
+
+def test_official_schedule_settings(tmp_path: Path, tiny_lut: str) -> None:
+    """warmup_lr peaks the warm-up, the search restarts at lr; arch_start_epoch skips α updates
+    in the first search epoch; he_fout initialises as the official code does."""
+    base = _tiny(tmp_path / "s", tiny_lut)
+    config = base.replace(
+        weights=base.weights.replace(lr=0.1, warmup_lr=0.3, init="he_fout"),
+        warmup_epochs=1,
+        epochs=2,
+        arch_start_epoch=1,
+        tensorboard=False,
+    )
+    searcher = Searcher.from_config(config)
+    assert searcher.lr_at(0, 0, 10) == pytest.approx(0.3)  # warm-up: from warmup_lr
+    assert searcher.lr_at(1, 0, 10) == pytest.approx(0.1)  # search: restarted at lr
+    convs = [m for m in searcher.net.modules() if isinstance(m, torch.nn.Conv2d)]
+    widest = max(convs, key=lambda m: m.weight.numel())
+    fan_out = widest.kernel_size[0] * widest.kernel_size[1] * widest.out_channels
+    assert widest.weight.std().item() == pytest.approx((2 / fan_out) ** 0.5, rel=0.1)
+    history = searcher.run().history
+    assert "arch/ce" not in history[1]  # the first search epoch: weights only
+    assert "arch/ce" in history[2]
+
+
+@pytest.mark.parametrize(("updates", "batches"), [(3, 10), (10, 10), (1, 7), (4, 9)])
+def test_updates_per_epoch_spread_evenly(updates: int, batches: int) -> None:
+    config = SearchConfig(strategy=StrategyConfig(name="reinforce", updates_per_epoch=updates))
+    due = [b for b in range(batches) if config.arch_steps_in(b, batches)]
+    assert len(due) == updates  # exactly that many α updates per epoch
+    gaps = [b - a for a, b in itertools.pairwise([-1, *due])]
+    assert max(gaps) - min(gaps) <= 1  # evenly spread
+    with pytest.raises(ProxylessError, match=r"strategy\.updates_per_epoch: 8 is more than"):
+        SearchConfig(strategy=StrategyConfig(name="reinforce", updates_per_epoch=8)).arch_steps_in(
+            0, 7
+        )

@@ -37,6 +37,12 @@ class StrategyConfig(ConfigModel):
     # gradient: add = CE + λ₂·E/T; mul = CE·(log E / log T)^λ₂
     latency_loss: Literal["add", "mul"] = "add"
     samples: int = Field(10, ge=1)  # REINFORCE: architectures sampled per update
+    # REINFORCE: images that score the sampled nets, global (official 1000); None =
+    # the search's arch_batch_size
+    eval_batch_size: int | None = Field(None, ge=1)
+    # REINFORCE: α updates spread evenly over each search epoch (official 300); None = one
+    # every arch_every weight batches
+    updates_per_epoch: int | None = Field(None, ge=1)
     # REINFORCE's baseline b: official = b ← b + decay·(mean R − b) before the advantages;
     # moving_average = advantages against the old b, then b ← decay·b + (1 − decay)·mean R
     baseline: Literal["official", "moving_average"] = "official"
@@ -52,6 +58,13 @@ class StrategyConfig(ConfigModel):
         if name not in STRATEGIES:
             raise ValueError(f"must be one of {', '.join(STRATEGIES.names())}")
         return name
+
+    @model_validator(mode="after")
+    def _reinforce_settings(self) -> StrategyConfig:
+        for field in ("eval_batch_size", "updates_per_epoch"):
+            if getattr(self, field) is not None and self.name != "reinforce":
+                raise ValueError(f"{field}: applies to strategy reinforce only")
+        return self
 
     @model_validator(mode="after")
     def _mul_needs_a_target_above_1ms(self) -> StrategyConfig:
