@@ -62,7 +62,7 @@ def _open_store(world_size: int, timeout_s: float) -> int:
         timeout=timedelta(seconds=timeout_s),
         wait_for_workers=False,
         master_listen_fd=listener.detach(),  # the store closes it when it goes
-        use_libuv=False,  # the libuv server cannot take a listening fd
+        use_libuv=False,  # the server measured listening on 127.0.0.1 only with this fd
     )
     return port
 
@@ -71,7 +71,9 @@ def _join(backend: str, rank: int, world_size: int, port: int, timeout_s: float)
     """Every rank: join the group through the store on 127.0.0.1:`port`."""
     interface = loopback_interface()
     os.environ["GLOO_SOCKET_IFNAME"] = interface
-    os.environ["NCCL_SOCKET_IFNAME"] = interface
+    os.environ["NCCL_SOCKET_IFNAME"] = f"={interface}"  # "=": this name exactly, not a prefix
+    if backend == "nccl":  # as Ray Train's set-up: a timed-out collective raises, not hangs
+        os.environ.setdefault("TORCH_NCCL_ASYNC_ERROR_HANDLING", "1")
     os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
     timeout = timedelta(seconds=timeout_s)
     store = _STORE.get("store") if rank == 0 else None

@@ -42,6 +42,7 @@ from nas_core.arch_state import ArchState
 from nas_core.checkpoint import load_checkpoint, save_checkpoint
 from nas_core.data import build_datasets
 from nas_core.errors import ProxylessError, first_line
+from nas_core.latency.predictor import LatencyModel
 from nas_core.latency.table import LatencyTable
 from nas_core.ranks import ProcessGroupRanks
 from nas_core.search import (
@@ -54,6 +55,7 @@ from nas_core.search import (
     save_result,
     search_result,
 )
+from nas_core.strategy import create_strategy
 
 # How long a rank waits for the architecture actor, and for the other ranks in a collective,
 # before its attempt fails (and Ray Train restarts the worker group from the last checkpoint)
@@ -97,6 +99,10 @@ class ActorArchSync:
                 f"rank {searcher.rank}, step {searcher.step}: the architecture actor did not "
                 f"answer {what} within {self.timeout_s:g} s"
             ) from None
+        except ray.exceptions.RayTaskError as e:
+            if isinstance(e.cause, ProxylessError):  # a user error on the actor: its one line
+                raise e.cause from None
+            raise
 
     def begin(self, searcher: Searcher, actor_state: Mapping[str, Any] | None) -> None:
         """Start this attempt: rank 0 resets the actor to `actor_state` (the checkpoint's; None
@@ -214,16 +220,16 @@ def _collective_deadline(searcher: Searcher, timeout_s: float) -> Iterator[None]
     # gloo: RuntimeError; NCCL: DistBackendError, a RuntimeError; Ray Train's report barrier:
     # CollectiveTimeoutError
     except (RuntimeError, CollectiveTimeoutError) as e:
-        text = str(e).lower()
+        first = first_line(e).lower()  # gloo: "… Timed out waiting …", "Application timeout …"
         timed_out = (
-            isinstance(e, CollectiveTimeoutError) or "timed out" in text or "timeout" in text
+            isinstance(e, CollectiveTimeoutError) or "timed out" in first or "timeout" in first
         )
         if searcher.world_size == 1 or not timed_out:
             raise
         raise TimeoutError(
             f"rank {searcher.rank}, step {searcher.step}: the other ranks did not join a "
             f"collective within {timeout_s:g} s (a rank stopped answering or its node was lost)"
-        ) from None
+        ) from e
 
 
 def actor_name(storage_path: str, run_name: str) -> str:
@@ -375,6 +381,9 @@ def run_search(
     elif table is None:
         table = resolve_latency_table(config, space, torch.device("cpu"))
     arch_state = initial_arch_state(space, config)
+    # what the actor will build, built here first: a bad strategy setting is one line now, not
+    # an actor that dies in its constructor
+    create_strategy(config.strategy, LatencyModel(space, table))
     storage = str(storage_path or out / "ray")
     # restarted if its process or node dies: the attempt that was talking to it fails, and the
     # next one's `begin` restores it from the checkpoint

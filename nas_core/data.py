@@ -125,7 +125,8 @@ class TransformedSubset(Subset):
         if not self.augment:
             return self.transform(image), label
         with torch.random.fork_rng(devices=[]):  # the fetching process's own stream stays put
-            torch.manual_seed(sample_seed(idx.seed, idx.epoch, idx.index))
+            # the CPU generator only: torch.manual_seed would reseed every CUDA device too
+            torch.default_generator.manual_seed(sample_seed(idx.seed, idx.epoch, idx.index))
             return self.transform(image), label
 
     def __getitems__(self, indices: list[int | SampleKey]) -> list[tuple[Any, Any]]:
@@ -355,8 +356,8 @@ class _KeySampler(Sampler[SampleKey]):
         self.shard.set_epoch(epoch)
 
     def __iter__(self) -> Iterator[SampleKey]:
-        s = self.shard
-        return (SampleKey(s.seed, s.epoch, i) for i in s)
+        seed, epoch = self.shard.seed, self.shard.epoch  # fixed for this pass
+        return (SampleKey(seed, epoch, i) for i in self.shard)
 
     def __len__(self) -> int:
         return len(self.shard)

@@ -555,14 +555,18 @@ class Searcher:
         self.net.train()
         metrics = StepMetrics(self.step)
         started, images = time.perf_counter(), 0
-        for b, (x, y) in enumerate(loader):
-            due = valid is not None and c.arch_steps_in(b, per_epoch)
-            arch_batch = next(valid) if due else None
-            self.train_step(x, y, self.lr_at(epoch, b, per_epoch), warm, arch_batch, metrics)
-            self.step += 1
-            images += len(y)
-            if self.step % NONFINITE_CHECK_EVERY == 0:
-                metrics.raise_if_nonfinite(self.step)
+        try:
+            for b, (x, y) in enumerate(loader):
+                due = valid is not None and c.arch_steps_in(b, per_epoch)
+                arch_batch = next(valid) if due else None
+                self.train_step(x, y, self.lr_at(epoch, b, per_epoch), warm, arch_batch, metrics)
+                self.step += 1
+                images += len(y)
+                if self.step % NONFINITE_CHECK_EVERY == 0:
+                    metrics.raise_if_nonfinite(self.step)
+        finally:
+            if valid is not None:  # this epoch's arch batches end here, whatever was prefetched
+                valid.close()
         metrics.raise_if_nonfinite(self.step)
         out = metrics.means()  # waits for the epoch's last step
         out["throughput/images_per_s"] = images * self.world_size / (time.perf_counter() - started)
