@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -127,7 +128,7 @@ def _search_on_train(
     from cluster.search import run_search
 
     res = sweep.resources
-    try:
+    try:  # a worker's ProxylessError comes out of run_search as itself
         return run_search(
             config,
             res.workers,
@@ -142,11 +143,28 @@ def _search_on_train(
             callbacks=[TuneReportCallback()],
             table=table,
         )
-    except Exception as e:  # a worker's ProxylessError reaches us wrapped by Ray Train
-        reason = [ln for ln in str(e).splitlines() if "ProxylessError: " in ln]
-        if reason:
-            raise ProxylessError(reason[-1].split("ProxylessError: ", 1)[1]) from None
-        raise
+    finally:
+        _wait_for_forwarded_reports()
+
+
+def _wait_for_forwarded_reports(timeout_s: float = 120.0, settle_s: float = 1.0) -> None:
+    """Let the Tune session pass on the Train run's last forwarded report before the trial
+    reports anything itself.
+
+    Ray 2.60: `TuneReportCallback` puts rank 0's reports into a one-slot queue that the
+    trial's main thread empties only while Tune asks it for a result. When `fit()` returns,
+    the last one may still be there; if the trial's own report (or its implicit end-of-function
+    report) reaches the result queue first, the main thread blocks putting the forwarded one
+    behind it and the trial hangs for good. So wait until that queue is empty, then a moment
+    for the item to reach the result queue.
+    """
+    from ray.train._internal.session import get_session
+
+    queue = get_session()._inter_actor_queue
+    deadline = time.monotonic() + timeout_s
+    while queue is not None and not queue.empty() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(settle_s)
 
 
 def retrain_trial(
