@@ -5,7 +5,8 @@ the device; a small CUDA latency table profiled (CUDA graphs) and validated end 
 MBConv timed with CUDA graphs and with eager forwards between events; a single-process search
 whose weight and arch steps run under `torch.cuda.set_sync_debug_mode("error")` (any host sync
 inside a step fails it); gradient and REINFORCE searches with `amp: bf16`, each resumed; the
-Ray Train path with K = 1 on NCCL; retraining on CUDA; a TorchScript export run on CUDA; search
+Ray Train path with K = 1 on NCCL; the same search in one process and as one NCCL Train worker
+(images/s and peak memory side by side); retraining on CUDA; a TorchScript export run on CUDA; search
 and retrain throughput in fp32 and bf16; `benchmarks/memory.py` and `benchmarks/search_step.py`
 on CUDA. Without CUDA the CPU-safe steps run on the CPU (bf16 autocast included) and the rest
 print "no CUDA: skipped". The last line of stdout is one JSON summary.
@@ -35,6 +36,8 @@ CPU_SPACE = {"name": "mobilenet", "B": 1, "F": 0.25, "resolution": 16, "transiti
 # heavier setting for throughput: the paper's space at 96 px, batch 128 (digits, no download)
 THROUGHPUT_SPACE = {"name": "mobilenet", "B": 4, "F": 1.0, "resolution": 96}
 THROUGHPUT_BATCH = 128
+# single process vs one Ray Train worker on NCCL: the profiled table's space, batch 128
+HEAVY_SEARCH_SPACE = {"name": "mobilenet", "B": 2, "F": 0.5, "resolution": 64}
 MBCONV_KEY = "expanded_conv-input:56x56x24-output:56x56x24-expand:6-kernel:5-stride:1-idskip:1"
 
 
@@ -265,6 +268,29 @@ def steps(out: Path, cuda: bool) -> list[Step]:
             120,
         ),
     ]
+    # issue 13's check: the same heavier search in one process and as one NCCL Train worker
+    heavy = search_yaml(
+        out, "search-heavy", HEAVY_SEARCH_SPACE, "gradient", THROUGHPUT_BATCH, lut=table, epochs=3
+    )
+    for name, workers in (("heavy_single", []), ("heavy_train_k1", ["--workers", "1"])):
+        plan.append(
+            Step(
+                name,
+                cli(
+                    "search",
+                    "--config",
+                    heavy,
+                    "--device",
+                    dev,
+                    *workers,
+                    "--out",
+                    f"{out}/{name}",
+                    "--json",
+                ),
+                240,
+                cuda_only=True,
+            )
+        )
     bench = str(REPO_ROOT / "benchmarks")
     for amp in ("off", "bf16"):  # weight steps of the paper's super-net and of its derived net
         plan.append(
@@ -548,6 +574,18 @@ def summarise(results: dict[str, dict[str, Any]], cuda: bool, wall: float) -> di
         for k in ("weight_step_over_standalone", "arch_step_over_weight_step", "median_ms")
     }
     summary["sync_debug"] = res("sync_debug_search") or None
+    single, k1 = res("heavy_single"), res("heavy_train_k1")
+    summary["train_k1_vs_single"] = {  # last (search) epoch of the same config, fp32
+        "images_per_s_single": single.get("images_per_s"),
+        "images_per_s_k1": k1.get("images_per_s"),
+        "k1_over_single": (
+            round(k1["images_per_s"] / single["images_per_s"], 3)
+            if single.get("images_per_s") and k1.get("images_per_s")
+            else None
+        ),
+        "peak_memory_gib_single": single.get("peak_memory_gib"),
+        "peak_memory_gib_k1": k1.get("peak_memory_gib"),
+    }
     summary["resumed_epochs"] = {  # 3 = warm-up 1 + search 1, resumed with --epochs 2
         n: res(f"{n}_resume").get("epochs") for n in ("search_bf16", "reinforce_bf16")
     }

@@ -185,6 +185,7 @@ class SearchResult:
             "valid_accuracy": self.valid_accuracy,
             "epochs": self.epochs,
             "images_per_s": last.get("throughput/images_per_s"),  # last epoch, all ranks
+            "peak_memory_gib": last.get("memory/peak_gib"),  # last epoch, one rank (CUDA only)
         }
 
 
@@ -554,6 +555,8 @@ class Searcher:
         valid = self._valid_batches(epoch) if searching else None
         self.net.train()
         metrics = StepMetrics(self.step)
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
         started, images = time.perf_counter(), 0
         try:
             for b, (x, y) in enumerate(loader):
@@ -570,6 +573,8 @@ class Searcher:
         metrics.raise_if_nonfinite(self.step)
         out = metrics.means()  # waits for the epoch's last step
         out["throughput/images_per_s"] = images * self.world_size / (time.perf_counter() - started)
+        if self.device.type == "cuda":  # this rank's peak over the epoch's steps
+            out["memory/peak_gib"] = torch.cuda.max_memory_allocated(self.device) / 2**30
         out.update(self.evaluate_derived())
         out["epoch"] = epoch
         out["warmup"] = float(warm)
