@@ -5,11 +5,12 @@ the device; a small CUDA latency table profiled (CUDA graphs) and validated end 
 MBConv timed with CUDA graphs and with eager forwards between events; a single-process search
 whose weight and arch steps run under `torch.cuda.set_sync_debug_mode("error")` (any host sync
 inside a step fails it); gradient and REINFORCE searches with `amp: bf16`, each resumed; the
-Ray Train path with K = 1 on NCCL; the same search in one process and as one NCCL Train worker
-(images/s and peak memory side by side); retraining on CUDA; a TorchScript export run on CUDA; search
-and retrain throughput in fp32 and bf16; `benchmarks/memory.py` and `benchmarks/search_step.py`
-on CUDA. Without CUDA the CPU-safe steps run on the CPU (bf16 autocast included) and the rest
-print "no CUDA: skipped". The last line of stdout is one JSON summary.
+Ray Train path with K = 1 on NCCL; the same search in one process and as one NCCL Train
+worker (images/s and peak memory side by side); retraining on CUDA; a TorchScript export run on
+CUDA; search and retrain throughput in fp32 and bf16; `benchmarks/memory.py` and
+`benchmarks/search_step.py` on CUDA. Without CUDA the CPU-safe steps run on the CPU (bf16
+autocast included) and the rest print "no CUDA: skipped". The last line of stdout is one
+JSON summary.
 
     benchmarks/gpu_check.sh [OUT_DIR]      (default runs/gpu-check)
 """
@@ -517,14 +518,14 @@ def probe_export(arch: str, weights: str, path: str, device: str) -> None:
     import torch
 
     from nas_core.architecture import Architecture, build_net
-    from nas_core.checkpoint import load_checkpoint
+    from nas_core.weights import load_weights_file
     from orchestrator.export import export
 
     a = Architecture.load(arch)
-    export(a, "torchscript", path, weights=weights)
+    export(build_net(a), a.space.resolution, "torchscript", path, weights=weights)
     scripted = torch.jit.load(path, map_location=device).eval()
     eager = build_net(a)
-    eager.load_state_dict(load_checkpoint(weights))
+    load_weights_file(eager, weights)
     eager = eager.to(device).eval()
     r = a.space.resolution
     x = torch.randn(4, 3, r, r, device=device)

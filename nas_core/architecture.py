@@ -92,25 +92,41 @@ def ops_of(space: SearchSpace, chosen: Sequence[int]) -> tuple[str, ...]:
     return tuple(s.candidates[i] for s, i in zip(space.layer_specs(), chosen, strict=True))
 
 
-def load_network(path: str | Path) -> tuple[nn.Module, int, Architecture | None]:
+@dataclass(frozen=True)
+class LoadedNetwork:
+    """A network file, built: the module, its input resolution and its architecture (None for
+    an official net.config, which need not fit any space)."""
+
+    net: nn.Module
+    resolution: int
+    arch: Architecture | None
+
+
+def load_network(path: str | Path, resolution: int | None = None) -> LoadedNetwork:
     """Any network file: our architecture JSON or an official net.config.
 
-    Returns the module, its natural input resolution and the architecture (None for a
-    net.config, which need not fit any space).
+    `resolution` overrides the file's own (an architecture is laid out again for it, so its
+    fixed-size pools follow); a net.config says none, so ImageNet nets default to 224 and CIFAR
+    nets to 32.
     """
+    if resolution is not None and resolution < 1:
+        raise ProxylessError(f"--resolution must be >= 1, got {resolution}")
     config = read_json(path)
     if isinstance(config, Mapping) and "space" in config:
         try:
             arch = Architecture.from_config(config)
+            if resolution is not None:
+                arch = arch.at_resolution(resolution)
         except ProxylessError as e:
             raise ProxylessError(f"{path}: {e}") from None
-        return build_net(arch), arch.space.resolution, arch
+        return LoadedNetwork(build_net(arch), arch.space.resolution, arch)
     if isinstance(config, Mapping) and config.get("name") in NETS:
         try:
             net = net_from_config(config)
         except ProxylessError as e:
             raise ProxylessError(f"{path}: not a valid {config['name']} net.config ({e})") from None
-        return net, 224 if config["name"] == "ProxylessNASNets" else 32, None
+        natural = 224 if config["name"] == "ProxylessNASNets" else 32
+        return LoadedNetwork(net, resolution or natural, None)
     name = config.get("name") if isinstance(config, Mapping) else None
     got = f"name {name!r} is not " if name is not None else "name "
     raise ProxylessError(

@@ -16,6 +16,7 @@ import functools
 import itertools
 import json
 import re
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal
@@ -288,12 +289,16 @@ class LinearLayer(_OrderedLayer):
         return self.linear(x)
 
 
-def _conv_bn_relu6(cin: int, cout: int, k: int, stride: int, groups: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False),
-        nn.BatchNorm2d(cout),
-        nn.ReLU6(),
-    )
+def _conv_bn(cin: int, cout: int, k: int, stride: int, groups: int, relu6: bool) -> nn.Sequential:
+    """conv → bn (→ relu), named as the official modules name them, so their checkpoints
+    (`…depth_conv.conv.weight`, `…depth_conv.bn.running_mean`) load as they are."""
+    parts = [
+        ("conv", nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False)),
+        ("bn", nn.BatchNorm2d(cout)),
+    ]
+    if relu6:
+        parts.append(("relu", nn.ReLU6()))
+    return nn.Sequential(OrderedDict(parts))
 
 
 @LAYERS.register()
@@ -319,13 +324,11 @@ class MBInvertedConvLayer(Layer):
         self.kernel_size, self.stride, self.expand_ratio = kernel_size, stride, expand_ratio
         mid = round(in_channels * expand_ratio)
         if expand_ratio > 1:
-            self.inverted_bottleneck = _conv_bn_relu6(in_channels, mid, 1, 1, 1)
+            self.inverted_bottleneck = _conv_bn(in_channels, mid, 1, 1, 1, relu6=True)
         else:
             mid, self.inverted_bottleneck = in_channels, None
-        self.depth_conv = _conv_bn_relu6(mid, mid, kernel_size, stride, mid)
-        self.point_linear = nn.Sequential(
-            nn.Conv2d(mid, out_channels, 1, bias=False), nn.BatchNorm2d(out_channels)
-        )
+        self.depth_conv = _conv_bn(mid, mid, kernel_size, stride, mid, relu6=True)
+        self.point_linear = _conv_bn(mid, out_channels, 1, 1, 1, relu6=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.inverted_bottleneck is not None:

@@ -32,6 +32,7 @@ from nas_core.metrics import NONFINITE_CHECK_EVERY, StepMetrics
 from nas_core.precision import Amp, to_memory_format, training_speedups
 from nas_core.search import cosine_lr, evaluate, to_device, weight_step
 from nas_core.stats import net_stats
+from nas_core.weights import load_weights
 
 
 class RetrainRecipe(ConfigModel):
@@ -82,11 +83,7 @@ def _load_state(
     """Put a retrain state into `net`, `opt` and `amp`; returns (step, next epoch, history)."""
     if state.get("format") != STATE_FORMAT:
         raise ProxylessError(f"not a retrain checkpoint (format {state.get('format')!r})")
-    try:
-        net.load_state_dict(state["net"])
-    except RuntimeError as e:
-        first = str(e).splitlines()[0]
-        raise ProxylessError(f"retrain checkpoint does not fit this net ({first})") from None
+    load_weights(net, state["net"], "retrain checkpoint")
     opt.load_state_dict(state["optimizer"])
     amp.load_state_dict(state["amp"])
     torch.set_rng_state(state["torch_rng"])

@@ -21,10 +21,11 @@ of the epoch, and the one host read per arch step goes through `nas_core.device.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, Protocol
@@ -37,6 +38,7 @@ from torch.utils.data import Subset
 
 from nas_core.arch_state import ArchState
 from nas_core.architecture import Architecture, build_net
+from nas_core.batchnorm import batch_statistics, eval_mode, no_single_batches
 from nas_core.checkpoint import load_checkpoint, save_checkpoint
 from nas_core.config import ConfigModel, FiniteFloat, RunSettings
 from nas_core.data import DataConfig, DataSplits, build_datasets, make_loader
@@ -54,6 +56,7 @@ from nas_core.spaces import SearchSpace
 from nas_core.stats import net_stats
 from nas_core.strategy import StrategyConfig, create_strategy, make_arch_optimizer
 from nas_core.supernet import SuperNet
+from nas_core.weights import load_weights
 
 
 class WeightConfig(ConfigModel):
@@ -246,19 +249,30 @@ def evaluate_sums(
     loader: torch.utils.data.DataLoader,
     device: torch.device,
     channels_last: bool = False,
+    bn: Literal["running", "batch"] = "running",
 ) -> torch.Tensor:
-    """(Σ CE loss, correct, samples) over a loader, in eval mode and fp32, left on the device
-    (sums, so shards evaluated on several ranks add up)."""
-    was = net.training
-    net.eval()
-    sums = torch.zeros(3, dtype=torch.float64, device=device)
-    for x, y in loader:
-        x, y = to_device(x, device, channels_last), y.to(device, non_blocking=True)
-        logits = net(x)
-        sums[0] += F.cross_entropy(logits.float(), y, reduction="sum")
-        sums[1] += (logits.argmax(1) == y).sum()
-        sums[2] += len(y)
-    net.train(was)
+    """(Σ CE loss, top-1 correct, samples, top-5 correct) over a loader, in eval mode and fp32,
+    left on the device (sums, so shards evaluated on several ranks add up).
+
+    `bn="batch"` normalises with each batch's own statistics and leaves the running ones as they
+    were (`batch_statistics`): how the official search scores super-net paths.
+    """
+    sums = torch.zeros(4, dtype=torch.float64, device=device)
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]] = loader
+    with contextlib.ExitStack() as stack:
+        if bn == "batch":
+            stack.enter_context(batch_statistics(net))
+            batches = no_single_batches(loader)  # BN in train mode needs two values a channel
+        else:
+            stack.enter_context(eval_mode(net))
+        for x, y in batches:
+            x, y = to_device(x, device, channels_last), y.to(device, non_blocking=True)
+            logits = net(x).float()
+            k = min(5, logits.shape[1])
+            sums[0] += F.cross_entropy(logits, y, reduction="sum")
+            sums[1] += (logits.argmax(1) == y).sum()
+            sums[2] += len(y)
+            sums[3] += (logits.topk(k, 1).indices == y[:, None]).any(1).sum()
     return sums
 
 
@@ -273,7 +287,7 @@ def evaluate(
 
 
 def _means(sums: torch.Tensor) -> tuple[float, float]:
-    loss, right, total = to_host(sums).tolist()
+    loss, right, total = to_host(sums).tolist()[:3]
     return loss / max(total, 1), right / max(total, 1)
 
 
@@ -479,7 +493,7 @@ class Searcher:
             raise ProxylessError(
                 "checkpoint was written by a search with another config; use a new out_dir"
             )
-        self.net.load_state_dict(state["weights"])
+        load_weights(self.net, state["weights"], "search checkpoint")
         self.net.arch_state.load_state_dict(state["arch"])
         self.weight_opt.load_state_dict(state["weight_opt"])  # moves momenta to our device
         self.arch_opt.load_state_dict(state["arch_opt"])
@@ -583,7 +597,9 @@ class Searcher:
     def evaluate_derived(self) -> dict[str, float]:
         """Valid loss / accuracy of the argmax path, its table latency, E[latency], entropy."""
         self.net.set_argmax()
-        sums = evaluate_sums(self.net, self._eval_loader(), self.device, self.config.channels_last)
+        sums = evaluate_sums(  # scored as the official search does: batch statistics
+            self.net, self._eval_loader(), self.device, self.config.channels_last, bn="batch"
+        )
         loss, acc = _means(self.ranks.sum(sums))
         ent = self.net.arch_state.entropy()
         out = {"valid/loss": loss, "valid/accuracy": acc, "arch/entropy_mean": float(ent.mean())}

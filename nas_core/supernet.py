@@ -8,8 +8,7 @@ step, two-path or full), `set_weighted` (DARTS-style, for comparison only).
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -67,30 +66,6 @@ class SuperNet(nn.Module):
             self._fixed_buffers = [b for b in self.net.buffers() if id(b) not in inside]
         running = [b for op in self._mixed for b in op.candidates[op.active].buffers()]
         return [*self._fixed_buffers, *running]
-
-    @contextlib.contextmanager
-    def batch_statistics(self) -> Iterator[None]:
-        """Score sampled nets as the official code does: batch normalisation on each batch's own
-        statistics (train mode), without gradients, every other module (dropout) in eval mode.
-
-        The super-net's running statistics blend many paths, so eval-mode scores of one path are
-        biased. What the forwards do to the running statistics is undone on exit: scoring
-        changes nothing the weight steps see.
-        """
-        was = self.training
-        saved = [b.clone() for b in self.buffers()]
-        self.eval()
-        for m in self.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.train()
-        try:
-            with torch.no_grad():
-                yield
-        finally:
-            with torch.no_grad():
-                for b, old in zip(self.buffers(), saved, strict=True):
-                    b.copy_(old)
-            self.train(was)
 
     def set_paths(self, indices: Sequence[int]) -> None:
         """Single-path mode: layer i runs candidate indices[i]."""

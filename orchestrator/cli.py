@@ -53,18 +53,12 @@ def _default(model: type[ConfigModel], field: str) -> str:
 
 def cmd_arch_stats(args: argparse.Namespace) -> int:
     """Parameters and MACs of an architecture JSON or an official net.config."""
-    from nas_core.architecture import build_net, load_network
+    from nas_core.architecture import load_network
     from nas_core.stats import net_stats
 
-    net, resolution, arch = load_network(args.path)
-    if args.resolution is not None:
-        if args.resolution < 1:
-            raise ProxylessError(f"--resolution must be >= 1, got {args.resolution}")
-        resolution = args.resolution
-        if arch is not None:  # lay the ops out for that resolution (fixed-size pools follow)
-            arch = arch.at_resolution(resolution)
-            net = build_net(arch)
-    stats = net_stats(net, resolution)
+    loaded = load_network(args.path, args.resolution)
+    arch, resolution = loaded.arch, loaded.resolution
+    stats = net_stats(loaded.net, resolution)
     out = {"path": str(args.path), **stats.to_config()}
     if arch is not None:
         out["space"] = arch.space.to_config()
@@ -224,10 +218,8 @@ def cmd_latency_predict(args: argparse.Namespace) -> int:
     table = LatencyTable.load(args.lut)
     out: dict = {"lut": str(args.lut), "device": table.meta.name}
     if args.path is not None:
-        net, resolution, arch = load_network(args.path)
-        if args.resolution is not None:
-            resolution = args.resolution
-            arch = arch.at_resolution(resolution) if arch is not None else None
+        loaded = load_network(args.path, args.resolution)
+        net, resolution, arch = loaded.net, loaded.resolution, loaded.arch
         if arch is not None:
             if args.fill_in:
                 layout = arch.space.latency_layout()
@@ -501,16 +493,51 @@ def cmd_pareto(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    """Write a derived architecture as ONNX, TorchScript or the official net.config."""
-    from nas_core.architecture import Architecture
+    """Write an architecture JSON or official net.config as ONNX, TorchScript or net.config."""
+    from nas_core.architecture import load_network
     from orchestrator.export import export
     from orchestrator.storage import fetch_to_local
 
     with tempfile.TemporaryDirectory() as tmp:  # both may be storage URIs (s3://, file://)
-        arch = Architecture.load(fetch_to_local(args.arch, Path(tmp) / "arch"))
+        loaded = load_network(fetch_to_local(args.arch, Path(tmp) / "arch"), args.resolution)
         weights = fetch_to_local(args.weights, Path(tmp) / "net") if args.weights else None
-        path = export(arch, args.format, args.out, weights=weights)
+        path = export(loaded.net, loaded.resolution, args.format, args.out, weights=weights)
     print(f"wrote {path} ({args.format})")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Top-1, top-5, loss and images/s of a trained net on a dataset's evaluation split."""
+    from nas_core.architecture import load_network
+    from nas_core.device import resolve_device
+    from nas_core.evaluation import evaluate_net, parse_data
+    from nas_core.weights import load_weights_file
+    from orchestrator.storage import fetch_to_local
+
+    if args.batch_size < 1:
+        raise ProxylessError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.workers is not None and args.workers < 0:
+        raise ProxylessError(f"--workers must be >= 0, got {args.workers}")
+    with tempfile.TemporaryDirectory() as tmp:  # both may be storage URIs (s3://, file://)
+        loaded = load_network(fetch_to_local(args.net, Path(tmp) / "net"), args.resolution)
+        load_weights_file(loaded.net, fetch_to_local(args.weights, Path(tmp) / "weights"))
+    data = parse_data(args.data, loaded.resolution)
+    device = resolve_device(args.device, "--device")
+    result = evaluate_net(loaded.net, data, device, args.batch_size, args.workers)
+    summary = {
+        "net": str(args.net),
+        "weights": str(args.weights),
+        "data": args.data,
+        "resolution": loaded.resolution,
+        "device": str(device),
+        **result.to_config(),
+    }
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"{args.net} on {args.data} at {loaded.resolution} px ({result.images} images)")
+        print(f"  top-1  {result.top1:.4f}   top-5  {result.top5:.4f}   loss  {result.loss:.4f}")
+        print(f"  {result.images_per_s:,.0f} images/s end to end on {device}")
     return 0
 
 
@@ -650,11 +677,43 @@ def build_parser() -> argparse.ArgumentParser:
     exp = sub.add_parser(
         "export", parents=[levels], help="ONNX, TorchScript or official net.config"
     )
-    exp.add_argument("arch", help="architecture JSON")
+    exp.add_argument("arch", help="architecture JSON or official net.config")
     exp.add_argument("--format", required=True, choices=["onnx", "torchscript", "net-config"])
     exp.add_argument("--out", required=True, help="file to write")
-    exp.add_argument("--weights", default=None, help="trained weights (weights.pt of a retrain)")
+    exp.add_argument(
+        "--weights",
+        default=None,
+        help="trained weights: a retrain's weights.pt or an official .pth (state_dict layouts)",
+    )
+    exp.add_argument(
+        "--resolution", type=int, default=None, help="input H = W (default: the file's; 224/32)"
+    )
     exp.set_defaults(handler=cmd_export)
+
+    ev = sub.add_parser(
+        "evaluate", parents=[levels], help="top-1 / top-5 of a trained net on a dataset"
+    )
+    ev.add_argument("net", help="architecture JSON or official net.config")
+    ev.add_argument("--weights", required=True, help="a retrain's weights.pt or an official .pth")
+    ev.add_argument(
+        "--data",
+        default="digits",
+        help="digits, cifar10:DIR (its test split) or imagefolder:DIR (DIR/val, else DIR; "
+        "resize to r/0.875, centre crop r, ImageNet mean/std); default digits",
+    )
+    ev.add_argument(
+        "--resolution", type=int, default=None, help="input H = W (default: the file's; 224/32)"
+    )
+    ev.add_argument("--batch-size", type=int, default=100, help="default 100")
+    ev.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="loader processes (default: 0 for digits, else up to 8)",
+    )
+    ev.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    ev.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    ev.set_defaults(handler=cmd_evaluate)
 
     latency = sub.add_parser("latency", help="latency tables: profile, predict, validate")
     lat_sub = latency.add_subparsers(dest="latency_command", required=True, parser_class=_Parser)

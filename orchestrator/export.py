@@ -1,7 +1,8 @@
-"""Export a derived architecture for deployment: ONNX, TorchScript or the official net.config.
+"""Export a network for deployment: ONNX, TorchScript or the official net.config.
 
-The net is built from the architecture (fresh weights, or a retrain's `weights.pt` loaded with
-`weights_only=True`), put in eval mode and exported at its space's input resolution, batch 1.
+The net comes from an architecture JSON or an official net.config (`load_network`), with fresh
+weights or a checkpoint in any layout `nas_core.weights` reads (a retrain's `weights.pt`, a
+published `proxyless_*.pth`), and is exported in eval mode at its input resolution, batch 1.
 """
 
 from __future__ import annotations
@@ -12,39 +13,31 @@ from pathlib import Path
 
 import torch
 
-from nas_core.architecture import Architecture, build_net
 from nas_core.errors import ProxylessError
 from nas_core.io import atomic_output, atomic_write_text
+from nas_core.weights import load_weights_file
 
 FORMATS = ("onnx", "torchscript", "net-config")
 
 
-def _load_weights(net: torch.nn.Module, path: str | Path) -> None:
-    from nas_core.checkpoint import load_checkpoint
-
-    state = load_checkpoint(path)
-    try:
-        net.load_state_dict(state)
-    except RuntimeError as e:
-        first = str(e).splitlines()[0]
-        raise ProxylessError(f"{path}: weights do not fit this architecture ({first})") from None
-
-
 def export(
-    arch: Architecture, fmt: str, out: str | Path, weights: str | Path | None = None
+    net: torch.nn.Module,
+    resolution: int,
+    fmt: str,
+    out: str | Path,
+    weights: str | Path | None = None,
 ) -> Path:
-    """Write `arch` as `fmt` to `out` (atomically) and return the path."""
+    """Write `net` (with `weights` loaded, if given) as `fmt` to `out`, atomically."""
     if fmt not in FORMATS:
         raise ProxylessError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     out = Path(out)
-    net = build_net(arch).eval()
+    net = net.eval()
     if weights is not None:
-        _load_weights(net, weights)
+        load_weights_file(net, weights)
     if fmt == "net-config":
         atomic_write_text(out, json.dumps(net.to_config(), indent=2) + "\n")
         return out
-    r = arch.space.resolution
-    example = torch.randn(1, 3, r, r)
+    example = torch.randn(1, 3, resolution, resolution)
     with atomic_output(out) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # exporters warn about their own deprecations
         if fmt == "torchscript":

@@ -33,9 +33,9 @@ def test_json_round_trip_and_export(name: str, tmp_path: Path) -> None:
     config = arch.net_config()
     rebuilt = net_from_config(json.loads(json.dumps(config)))
     assert rebuilt.to_config() == config
-    net, resolution, loaded = load_network(path)
-    assert loaded == arch and resolution == space.resolution
-    assert net_stats(net, resolution) == net_stats(rebuilt, resolution)
+    loaded = load_network(path)
+    assert loaded.arch == arch and loaded.resolution == space.resolution
+    assert net_stats(loaded.net, loaded.resolution) == net_stats(rebuilt, loaded.resolution)
 
 
 def test_derive_is_argmax_and_zero_leaves_the_shortcut() -> None:

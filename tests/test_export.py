@@ -93,5 +93,5 @@ def test_weights_of_another_net_are_one_line(trained, tmp_path: Path, capsys) ->
         ]
     )
     err = capsys.readouterr().err
-    assert code == 2 and "do not fit this architecture" in err and len(err.splitlines()) == 1
+    assert code == 2 and "do not fit this network" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "x").exists()

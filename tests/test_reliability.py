@@ -600,7 +600,7 @@ CASES: list[Case] = [
         CKPT,
         "weights of another net",
         lambda t: _export_with(t, _other_weights(t)),
-        "do not fit this architecture",
+        "do not fit this network",
     ),
     Case(
         CKPT,

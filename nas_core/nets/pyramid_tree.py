@@ -81,9 +81,8 @@ class TreeNode(nn.Module):
             self._inputs(x), self.edges, self.child_nodes, self.branch_bns, strict=True
         ):
             y = edge(xi)
-            if child is not None:
-                z = child(y)
-                y = z if bn is None else bn(z) + y
+            z = y if child is None else child(y)
+            y = z if bn is None else bn(z) + y  # official: the branch BN even without a child
             outs.append(_drop(y, self.path_drop_rate, self.training))
         if self.merge_type == "concat":
             return torch.cat(outs, dim=1)

@@ -1,7 +1,7 @@
 """Proxyless-R: REINFORCE on sampled architectures (paper §3.2.2).
 
 signal: sample M single-path architectures from softmax(α), score each on the held-out batch
-with batch-normalisation statistics of that batch (`SuperNet.batch_statistics`, as the official
+with batch-normalisation statistics of that batch (`batchnorm.batch_statistics`, as the official
 code scores them), reward R = ACC·(LAT/T)^w with w = −λ₂. apply: policy gradient
 −Σ (R − b)·log p(arch) / M with a baseline b (`StrategyConfig.baseline`):
 - `official` (default): first b ← b + baseline_decay·(mean R − b), the new mean weighted by
@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from nas_core.arch_state import ArchState
+from nas_core.batchnorm import batch_statistics
 from nas_core.device import to_host
 from nas_core.precision import full_precision
 from nas_core.ranks import RankGroup
@@ -73,7 +74,7 @@ class ReinforceStrategy(Strategy):
         self, net: SuperNet, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator
     ) -> ReinforceSignal:
         paths, correct = [], []
-        with full_precision(x.device.type), net.batch_statistics():
+        with full_precision(x.device.type), batch_statistics(net):
             for _ in range(self.config.samples):
                 path = sample_paths(net.arch_state, generator)
                 net.set_paths(path)
