@@ -268,7 +268,7 @@ def _imagefolder(config: DataConfig) -> DataSplits:
     r = config.resolution
     norm = [T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
     augment = T.Compose([T.RandomResizedCrop(r), T.RandomHorizontalFlip(), *norm])
-    plain = T.Compose([T.Resize(int(r * 1.14)), T.CenterCrop(r), *norm])
+    plain = imagenet_eval_transform(r)
     train, valid = _train_valid(train_set.targets, config, f"imagefolder: {train_dir}")
     return DataSplits(
         train=TransformedSubset(train_set, train, augment, augment=True),
@@ -276,6 +276,32 @@ def _imagefolder(config: DataConfig) -> DataSplits:
         test=TransformedSubset(val_set, range(len(val_set)), plain),
         num_classes=len(train_set.classes),
     )
+
+
+def imagenet_eval_transform(resolution: int) -> Callable[[Any], torch.Tensor]:
+    """The official ImageNet evaluation: resize the short side to ⌈r / 0.875⌉ (256 for 224),
+    centre-crop r × r, ImageNet mean / std."""
+    return T.Compose(
+        [
+            T.Resize(math.ceil(resolution / 0.875)),
+            T.CenterCrop(resolution),
+            T.ToTensor(),
+            T.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ]
+    )
+
+
+def evaluation_split(config: DataConfig) -> tuple[Dataset, int]:
+    """The split a trained net is scored on, and its class count: the test split of digits and
+    CIFAR-10; for imagefolder `data_dir/val` (or `data_dir` itself when it holds the class
+    folders), with the official evaluation transform and no train tree to scan."""
+    if config.dataset != "imagefolder":
+        splits = build_datasets(config)
+        return splits.test, splits.num_classes
+    root = Path(config.data_dir or "")
+    folder = _image_folder(root / "val" if (root / "val").is_dir() else root)
+    transform = imagenet_eval_transform(config.resolution)
+    return TransformedSubset(folder, range(len(folder)), transform), len(folder.classes)
 
 
 def _image_folder(path: Path) -> ImageFolder:
