@@ -7,7 +7,8 @@ is instance state set by the super-net for each step — never a class-global sw
   not grow with the number of candidates. Used for weight steps and evaluation.
 - *gated*: the output is Σ_j g_j·o_j(x) over the involved paths (two sampled, or all for
   *full*) with binary gates g. Forward runs only the active path; backward recomputes the
-  other involved paths without keeping their graphs and returns ∂L/∂g_j = ⟨∂L/∂y, o_j(x)⟩.
+  other involved paths without keeping their graphs and returns ∂L/∂g_j = ⟨∂L/∂y, o_j(x)⟩,
+  so activation memory is one path's in both modes (full costs N forwards, not N× memory).
   The gates are straight-through tensors (one-hot value, softmax(α) gradient), so autograd
   delivers ∂L/∂α_i = Σ_j ∂L/∂g_j · p_j(δ_ij − p_i) — the BinaryConnect arch gradient.
 - *weighted*: DARTS-style Σ_k w_k·o_k(x) over all candidates, kept for comparison (O(N) memory).

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch.utils.data import Subset
 
 from nas_core.arch_state import ArchState
 from nas_core.data import DataConfig, build_datasets, make_loader
-from nas_core.search import SearchConfig, Searcher, WeightConfig, evaluate
+from nas_core.search import SearchConfig, Searcher, WeightConfig, evaluate_sums
 from nas_core.spaces import SearchSpace
 from nas_core.strategy import StrategyConfig
 from nas_core.supernet import SuperNet
@@ -160,15 +161,21 @@ def test_two_workers_stay_identical_and_share_the_data(runs) -> None:
     per_epoch_two = _last_checkpoint(runs["tmp"] / "two")["step"] / 3
     per_epoch_one = _last_checkpoint(runs["tmp"] / "one")["step"] / 2
     assert per_epoch_two == per_epoch_one
-    # each rank evaluated its own share of the valid split; the sums add up to the whole split
+    # each rank scored its own share of the valid split (with its batches' own BN statistics,
+    # as the official search scores); the sums over the ranks make the whole split's score
     last = _last_checkpoint(runs["tmp"] / "two")
     net = SuperNet(runs["local"].space)
     net.load_state_dict(last["weights"])
     net.arch_state.load_state_dict(last["arch"])
     net.set_argmax()
-    data = build_datasets(runs["local"].config.data)
-    _, whole = evaluate(net, make_loader(data.valid, 256, False), torch.device("cpu"))
-    assert history[-1]["valid/accuracy"] == pytest.approx(whole, abs=1e-12)
+    valid = build_datasets(runs["local"].config.data).valid
+    shards = [Subset(valid, range(rank, len(valid), 2)) for rank in (0, 1)]
+    sums = sum(
+        evaluate_sums(net, make_loader(s, 256, False), torch.device("cpu"), bn="batch")
+        for s in shards
+    )
+    assert sums[2] == len(valid)
+    assert history[-1]["valid/accuracy"] == pytest.approx(float(sums[1] / sums[2]), abs=1e-12)
     # only the sampled path's gradients cross the process group
     supernet_bytes = sum(p.numel() * 4 for p in runs["local"].net.parameters())
     for epoch in history:

@@ -2,8 +2,11 @@
 
 Block semantics follow the official code: a block whose op is Zero reduces to its identity
 shortcut; otherwise op(x) (+ shortcut(x) when there is one). In a super-net the op is a
-`MixedOp` and is always called, even when Zero is sampled: its binary gates need ⟨∂L/∂y, o_j⟩
-for every involved path, which the official code silently skipped (stale α gradients).
+`MixedOp` and is always called, even when Zero is the active path, so every involved path's
+gate gets the paper's ⟨∂L/∂y, o_j⟩. That is deliberate: the official block returns x without
+calling its mixed edge then, so that layer's gates get no CE gradient — on the PyTorch it was
+written for, that layer's α did not move that step; on current PyTorch only the latency term
+moves it.
 """
 
 from __future__ import annotations

@@ -32,7 +32,8 @@ class StrategyConfig(ConfigModel):
     lambda2: FiniteFloat = Field(0.1, ge=0)
     # T; None = the space's expected latency at uniform α
     target_ms: FiniteFloat | None = Field(None, gt=0)
-    # gradient: two-path BinaryConnect, or full (all gates, O(N) memory)
+    # gradient: two-path BinaryConnect, or full (all N gates; activations of one path kept,
+    # the others recomputed in backward: O(1) memory, O(N) compute)
     grad_mode: Literal["two", "full"] = "two"
     # gradient: add = CE + λ₂·E/T; mul = CE·(log E / log T)^λ₂
     latency_loss: Literal["add", "mul"] = "add"
