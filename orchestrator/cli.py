@@ -27,7 +27,8 @@ class _Parser(argparse.ArgumentParser):
     """argparse that raises instead of exiting, so usage errors are one line and exit 2."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise ProxylessError(f"{self.prog}: {message}")
+        command = self.prog.removeprefix("proxyless").strip()  # main() prints "proxyless: "
+        raise ProxylessError(f"{command}: {message}" if command else message)
 
 
 def _format_int(n: int) -> str:
@@ -136,10 +137,24 @@ def _space_from_args(args: argparse.Namespace, default: dict | None = None):
 
 def _add_space_args(parser: argparse.ArgumentParser, default: str | None = "mobilenet") -> None:
     parser.add_argument("--space", default=default, help="mobilenet or pyramid_tree")
-    parser.add_argument("--B", type=_number, default=None, help="depth knob (blocks per stage)")
-    parser.add_argument("--F", type=_number, default=None, help="width knob")
-    parser.add_argument("--resolution", type=int, default=None, help="input H = W")
-    parser.add_argument("--classes", type=int, default=None, help="number of classes")
+    parser.add_argument(
+        "--B",
+        type=_number,
+        default=None,
+        help="blocks per stage (default: mobilenet 4, pyramid_tree 18)",
+    )
+    parser.add_argument(
+        "--F",
+        type=_number,
+        default=None,
+        help="width: mobilenet multiplier (default 1.0), pyramid_tree final width (400)",
+    )
+    parser.add_argument(
+        "--resolution", type=int, default=None, help="input H = W (default: 224 / 32)"
+    )
+    parser.add_argument(
+        "--classes", type=int, default=None, help="number of classes (default: 1000 / 10)"
+    )
 
 
 def _profile_config(args: argparse.Namespace, meta=None):
@@ -541,6 +556,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _version() -> str:
+    """The installed package's version (a source checkout run in place has none)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("proxyless-tune")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def _number(text: str) -> int | float:
     """An int when the text is one (B, F of pyramid_tree), else a float (F of mobilenet)."""
     try:
@@ -558,6 +583,7 @@ def build_parser() -> argparse.ArgumentParser:
     from nas_core.retrain import RetrainConfig
 
     parser = _Parser(prog="proxyless", description="ProxylessNAS architecture search on Ray.")
+    parser.add_argument("--version", action="version", version=f"proxyless {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     # every command's own logging level (and, for a sweep, the Ray workers' output)
     levels = argparse.ArgumentParser(add_help=False)
@@ -582,25 +608,30 @@ def build_parser() -> argparse.ArgumentParser:
         "derive", parents=[levels], help="build a super-net and derive an architecture"
     )
     _add_space_args(derive)
-    derive.add_argument("--seed", type=int, default=0)
+    derive.add_argument("--seed", type=int, default=0, help="seed of the α draw (default 0)")
     derive.add_argument("--out", default=None, help="write the architecture JSON here")
-    derive.add_argument("--json", action="store_true")
+    derive.add_argument("--json", action="store_true", help="one JSON object on stdout")
     derive.set_defaults(handler=cmd_arch_derive)
 
     search = sub.add_parser(
-        "search", parents=[levels], help="run one architecture search (single process)"
+        "search",
+        parents=[levels],
+        help="run one architecture search (one process, or --workers K on Ray Train)",
     )
     search.add_argument("--config", default=None, help="search YAML (default: the digits demo)")
     search.add_argument("--out", default=None, help="output folder (overrides out_dir)")
     search.add_argument("--lut", default=None, help="latency table (overrides lut)")
     search.add_argument("--epochs", type=int, default=None, help="search epochs after warm-up")
-    search.add_argument("--seed", type=int, default=None)
+    search.add_argument("--seed", type=int, default=None, help="overrides seed (default 0)")
     search.add_argument("--device", default=None, help="cpu, cuda or cuda:N (overrides device)")
     search.add_argument("--amp", choices=AMP_MODES, default=None, help="weight-step precision")
     search.add_argument("--resume", action="store_true", help="continue from out_dir's checkpoint")
     search.add_argument("--json", action="store_true", help="one JSON summary on stdout")
     search.add_argument(
-        "--workers", type=int, default=None, help="distributed: K Ray Train workers (DDP)"
+        "--workers",
+        type=int,
+        default=None,
+        help="K Ray Train workers, one path synchronised per step (default: this process)",
     )
     search.add_argument("--gpus-per-worker", type=float, default=None, help="GPUs per worker")
     search.add_argument(
@@ -619,7 +650,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help=f"digits, cifar10 or imagefolder ({_default(DataConfig, 'dataset')})",
     )
-    retrain_cmd.add_argument("--data-dir", default=None)
+    retrain_cmd.add_argument("--data-dir", default=None, help="cifar10 / imagefolder root")
     retrain_cmd.add_argument("--download", action="store_true", help="cifar10: allow downloading")
     retrain_cmd.add_argument(
         "--epochs", type=int, default=None, help=_default(RetrainConfig, "epochs")
@@ -646,7 +677,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     retrain_cmd.add_argument("--lut", default=None, help="latency table to price the net")
     retrain_cmd.add_argument("--out", default=None, help="folder for weights and retrain.json")
-    retrain_cmd.add_argument("--json", action="store_true")
+    retrain_cmd.add_argument("--json", action="store_true", help="one JSON summary on stdout")
     retrain_cmd.set_defaults(handler=cmd_retrain)
 
     sweep = sub.add_parser(
@@ -670,15 +701,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     pareto = sub.add_parser("pareto", parents=[levels], help="redraw the Pareto front of a sweep")
     pareto.add_argument("run_dir", help="the sweep's run folder (holds results.parquet)")
-    pareto.add_argument("--latency", choices=["table", "measured"], default=None)
-    pareto.add_argument("--json", action="store_true")
+    pareto.add_argument(
+        "--latency",
+        choices=["table", "measured"],
+        default=None,
+        help="which latency the front uses (default: the sweep spec's)",
+    )
+    pareto.add_argument("--json", action="store_true", help="the front as JSON on stdout")
     pareto.set_defaults(handler=cmd_pareto)
 
     exp = sub.add_parser(
         "export", parents=[levels], help="ONNX, TorchScript or official net.config"
     )
     exp.add_argument("arch", help="architecture JSON or official net.config")
-    exp.add_argument("--format", required=True, choices=["onnx", "torchscript", "net-config"])
+    exp.add_argument(
+        "--format",
+        required=True,
+        choices=["onnx", "torchscript", "net-config"],
+        help="onnx, torchscript or net-config (the official JSON)",
+    )
     exp.add_argument("--out", required=True, help="file to write")
     exp.add_argument(
         "--weights",
@@ -760,19 +801,21 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--lut", required=True, help="latency table (.parquet or official .yaml)")
     _add_space_args(predict, default=None)
     predict.add_argument("--fill-in", action="store_true", help="profile missing entries here")
-    predict.add_argument("--json", action="store_true")
+    predict.add_argument("--json", action="store_true", help="one JSON object on stdout")
     predict.set_defaults(handler=cmd_latency_predict)
 
     validate = lat_sub.add_parser(
         "validate", parents=[levels], help="table vs measured end-to-end latency"
     )
-    validate.add_argument("--lut", required=True)
-    validate.add_argument("--samples", type=int, default=20)
+    validate.add_argument("--lut", required=True, help="latency table to validate")
+    validate.add_argument(
+        "--samples", type=int, default=20, help="random nets measured whole (default 20)"
+    )
     _add_space_args(validate, default=None)
-    validate.add_argument("--seed", type=int, default=0)
+    validate.add_argument("--seed", type=int, default=0, help="seed of the nets (default 0)")
     validate.add_argument("--figure", default=None, help="predicted-vs-measured PNG")
     measure_args(validate)
-    validate.add_argument("--json", action="store_true")
+    validate.add_argument("--json", action="store_true", help="one JSON object on stdout")
     validate.set_defaults(handler=cmd_latency_validate)
     return parser
 

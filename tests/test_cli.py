@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -67,6 +68,29 @@ def test_user_errors_exit_2_with_one_line(tmp_path: Path, capsys, argv: list[str
     code, _, err = _run(capsys, *argv)
     assert code == 2
     assert len(err.strip().splitlines()) == 1 and err.startswith("proxyless: error:")
+    assert err.count("proxyless") == 1  # usage errors too: the prefix once, not twice
+
+
+def test_version_and_every_flag_has_help(capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0 and capsys.readouterr().out.startswith("proxyless 0.")
+    from orchestrator.cli import build_parser
+
+    def parsers(parser):
+        yield parser
+        for action in parser._actions:  # argparse keeps subcommands only here
+            for sub in getattr(action, "choices", None) or {}:
+                if isinstance(action.choices, dict):
+                    yield from parsers(action.choices[sub])
+
+    bare = [
+        f"{p.prog} {a.option_strings or a.dest}"
+        for p in parsers(build_parser())
+        for a in p._actions
+        if not a.help and not isinstance(a, argparse._SubParsersAction)
+    ]
+    assert bare == []
 
 
 @pytest.mark.fixtures
