@@ -106,8 +106,8 @@ def load_network(path: str | Path, resolution: int | None = None) -> LoadedNetwo
     """Any network file: our architecture JSON or an official net.config.
 
     `resolution` overrides the file's own (an architecture is laid out again for it, so its
-    fixed-size pools follow); a net.config says none, so ImageNet nets default to 224 and CIFAR
-    nets to 32.
+    fixed-size pools follow); an official net.config says none, so ImageNet nets default to 224
+    and CIFAR nets to 32 (ours record theirs under `resolution`).
     """
     if resolution is not None and resolution < 1:
         raise ProxylessError(f"--resolution must be >= 1, got {resolution}")
@@ -121,11 +121,15 @@ def load_network(path: str | Path, resolution: int | None = None) -> LoadedNetwo
             raise ProxylessError(f"{path}: {e}") from None
         return LoadedNetwork(build_net(arch), arch.space.resolution, arch)
     if isinstance(config, Mapping) and config.get("name") in NETS:
+        config = dict(config)
+        # our exports record it; the official configs say none (ImageNet 224, CIFAR 32)
+        natural = config.pop("resolution", 224 if config["name"] == "ProxylessNASNets" else 32)
+        if type(natural) is not int or natural < 1:
+            raise ProxylessError(f"{path}: resolution must be a positive integer, got {natural!r}")
         try:
             net = net_from_config(config)
         except ProxylessError as e:
             raise ProxylessError(f"{path}: not a valid {config['name']} net.config ({e})") from None
-        natural = 224 if config["name"] == "ProxylessNASNets" else 32
         return LoadedNetwork(net, resolution or natural, None)
     name = config.get("name") if isinstance(config, Mapping) else None
     got = f"name {name!r} is not " if name is not None else "name "

@@ -69,12 +69,13 @@ def load_yaml_config(path: str | Path, build: Callable[[Mapping[str, Any]], T], 
 def atomic_output(path: str | Path) -> Iterator[Path]:
     """The one atomic write: a temp path beside `path` to write to, flushed to disk and renamed
     over `path` only if the block succeeds, so readers (and a crash) see the old or the new file,
-    never half of one."""
+    never half of one. The file gets the mode a plain `open` would give it (0666 less umask)."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
     os.close(fd)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would hide results from teammates
         yield Path(tmp)
         with open(tmp, "rb") as f:  # the data on disk before the name points at it
             os.fsync(f.fileno())
@@ -82,6 +83,13 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    """The process's umask (reading it means setting it; it is put straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

@@ -1,8 +1,9 @@
 """Export a network for deployment: ONNX, TorchScript or the official net.config.
 
 The net comes from an architecture JSON or an official net.config (`load_network`), with fresh
-weights or a checkpoint in any layout `nas_core.weights` reads (a retrain's `weights.pt`, a
-published `proxyless_*.pth`), and is exported in eval mode at its input resolution, batch 1.
+weights (with a warning) or a checkpoint in any layout `nas_core.weights` reads (a retrain's
+`weights.pt`, a published `proxyless_*.pth`), and is exported in eval mode at its input
+resolution: TorchScript traced at batch 1, ONNX with a dynamic batch axis.
 """
 
 from __future__ import annotations
@@ -15,9 +16,16 @@ import torch
 
 from nas_core.errors import ProxylessError
 from nas_core.io import atomic_output, atomic_write_text
+from nas_core.logs import get_logger
 from nas_core.weights import load_weights_file
 
+log = get_logger(__name__)
+
 FORMATS = ("onnx", "torchscript", "net-config")
+
+
+def _classes(net: torch.nn.Module) -> int:
+    return [m for m in net.modules() if isinstance(m, torch.nn.Linear)][-1].out_features
 
 
 def export(
@@ -27,27 +35,61 @@ def export(
     out: str | Path,
     weights: str | Path | None = None,
 ) -> Path:
-    """Write `net` (with `weights` loaded, if given) as `fmt` to `out`, atomically."""
+    """Write `net` (with `weights` loaded, if given) as `fmt` to `out`, atomically.
+
+    The files carry what a deployment needs to know: a ProxylessNASNets net.config records its
+    `resolution` (a key the official loader ignores; the official CIFAR loader would refuse it,
+    so PyramidTreeNet configs stay as they are, at 32 px); ONNX has a dynamic batch axis and
+    metadata (resolution, classes, input layout, weights file).
+    """
     if fmt not in FORMATS:
         raise ProxylessError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     out = Path(out)
     net = net.eval()
     if weights is not None:
         load_weights_file(net, weights)
+    else:
+        log.warning("no --weights: %s holds freshly initialised (random) weights", out)
     if fmt == "net-config":
-        atomic_write_text(out, json.dumps(net.to_config(), indent=2) + "\n")
+        config = net.to_config()
+        if config["name"] == "ProxylessNASNets":
+            config["resolution"] = resolution
+        atomic_write_text(out, json.dumps(config, indent=2) + "\n")
         return out
-    example = torch.randn(1, 3, resolution, resolution)
     with atomic_output(out) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # exporters warn about their own deprecations
         if fmt == "torchscript":
             with torch.no_grad():
-                traced = torch.jit.trace(net, example)
+                traced = torch.jit.trace(net, torch.randn(1, 3, resolution, resolution))
             traced.save(str(tmp))
         else:
-            try:
-                program = torch.onnx.export(net, (example,), dynamo=True, verbose=False)
-            except ImportError as e:
-                raise ProxylessError(f"ONNX export needs onnx and onnxscript ({e})") from None
-            program.save(str(tmp))
+            _onnx(net, resolution, weights, tmp)
     return out
+
+
+def _onnx(net: torch.nn.Module, resolution: int, weights: str | Path | None, path: Path) -> None:
+    """ONNX with a dynamic batch axis and the facts a deployment needs as metadata."""
+    # batch 2 as the example: torch.export specialises a dimension of size 1
+    example = torch.randn(2, 3, resolution, resolution)
+    try:
+        program = torch.onnx.export(
+            net,
+            (example,),
+            dynamo=True,
+            verbose=False,
+            input_names=["images"],
+            output_names=["logits"],
+            dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=65536)},),
+        )
+    except ImportError as e:
+        raise ProxylessError(f"ONNX export needs onnx and onnxscript ({e})") from None
+    program.model.metadata_props.update(
+        {
+            "producer": "proxyless-tune",
+            "resolution": str(resolution),
+            "classes": str(_classes(net)),
+            "input": f"float32 NCHW [batch, 3, {resolution}, {resolution}], normalised",
+            "weights": "trained" if weights is not None else "random (none given)",
+        }
+    )
+    program.save(str(path))

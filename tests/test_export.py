@@ -61,17 +61,27 @@ def test_onnx_matches_the_net(trained, tmp_path: Path) -> None:
         == 0
     )
     session = ort.InferenceSession(str(out))
-    x = torch.randn(1, 3, 32, 32)
-    y = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
-    np.testing.assert_allclose(y, net(x).detach().numpy(), atol=1e-5)
+    for batch in (1, 5):  # a dynamic batch axis
+        x = torch.randn(batch, 3, 32, 32)
+        y = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+        np.testing.assert_allclose(y, net(x).detach().numpy(), atol=1e-5)
+    meta = session.get_modelmeta().custom_metadata_map
+    assert (meta["resolution"], meta["classes"], meta["weights"]) == ("32", "10", "trained")
 
 
-def test_net_config_rebuilds_the_same_net(trained, tmp_path: Path) -> None:
+def test_net_config_rebuilds_the_same_net(trained, tmp_path: Path, capsys) -> None:
     arch, _, net = trained
     out = tmp_path / "net.config"
     assert main(["export", str(arch), "--format", "net-config", "--out", str(out)]) == 0
-    rebuilt = net_from_config(json.loads(out.read_text()))
+    assert "random" in capsys.readouterr().err  # no --weights: said on stderr
+    config = json.loads(out.read_text())
+    assert config.pop("resolution") == 32  # the net.config remembers its resolution
+    rebuilt = net_from_config(config)
     assert rebuilt.to_config() == net.to_config()
+    assert main(["arch", "stats", str(out), "--json"]) == 0  # read back at 32 px, not 224
+    stats = json.loads(capsys.readouterr().out)
+    want = json.loads(_stats_json(capsys, arch))
+    assert (stats["resolution"], stats["macs"]) == (32, want["macs"])
     assert sum(p.numel() for p in rebuilt.parameters()) == sum(p.numel() for p in net.parameters())
 
 
@@ -95,3 +105,8 @@ def test_weights_of_another_net_are_one_line(trained, tmp_path: Path, capsys) ->
     err = capsys.readouterr().err
     assert code == 2 and "do not fit this network" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "x").exists()
+
+
+def _stats_json(capsys, path: Path) -> str:
+    assert main(["arch", "stats", str(path), "--json"]) == 0
+    return capsys.readouterr().out

@@ -99,3 +99,22 @@ def test_kill_during_a_write_keeps_the_previous_file(tmp_path: Path, kind: str, 
         proc.kill()
         proc.wait()
     _load(kind, path)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_written_files_get_the_mode_a_plain_open_gives(tmp_path: Path, umask: int) -> None:
+    """Not mkstemp's 0600: teammates reading a shared run folder must see the results."""
+    from nas_core.checkpoint import save_checkpoint
+    from nas_core.io import atomic_write_text
+
+    old = os.umask(umask)
+    try:
+        atomic_write_text(tmp_path / "summary.json", "{}\n")
+        save_checkpoint(tmp_path / "checkpoint.pt", {"step": 1})
+        (tmp_path / "plain.txt").write_text("x")
+    finally:
+        os.umask(old)
+    want = (tmp_path / "plain.txt").stat().st_mode & 0o777
+    assert want == 0o666 & ~umask
+    for name in ("summary.json", "checkpoint.pt"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == want, name
