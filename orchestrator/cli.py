@@ -263,11 +263,19 @@ def cmd_latency_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_latency_validate(args: argparse.Namespace) -> int:
-    """End-to-end latency of random nets here vs the table: MAPE, RMSE, Spearman."""
+    """End-to-end latency of random nets here vs the table: MAPE, RMSE, Spearman; with
+    --calibrate, fit the whole-net correction on those nets and store it in the table."""
     from pathlib import Path
 
+    from nas_core.latency.predictor import architecture_latency
     from nas_core.latency.table import DeviceMeta, LatencyTable
-    from nas_core.latency.validate import validate_table
+    from nas_core.latency.validate import (
+        fit_calibration,
+        measure,
+        random_architectures,
+        save_figure,
+        score,
+    )
 
     if args.samples < 2:
         raise ProxylessError(f"--samples must be >= 2, got {args.samples}")
@@ -282,16 +290,36 @@ def cmd_latency_validate(args: argparse.Namespace) -> int:
         )
     space = _space_from_args(args, default=meta.extra.get("space"))
     figure = args.figure or str(Path(args.lut).with_suffix("")) + ".validation.png"
-    result = validate_table(
-        space, table, args.samples, _profile_config(args, meta), seed=args.seed, figure=figure
-    )
-    summary = {**result.summary(), "figure": figure, "space": space.to_config()}
+    archs = random_architectures(space, args.samples, args.seed)
+    plain = table.with_calibration(None)
+    sums = [architecture_latency(a, plain) for a in archs]  # fails fast on missing keys
+    measured = measure(archs, _profile_config(args, meta))
+    result = score([architecture_latency(a, table) for a in archs], measured)
+    summary: dict[str, Any] = {**result.summary(), "calibration": meta.calibration or None}
+    if args.calibrate:
+        calibration = fit_calibration(sums, measured)
+        table = table.with_calibration(calibration)
+        table.save(args.lut)
+        result = score([architecture_latency(a, table) for a in archs], measured)
+        summary.update(
+            {"uncalibrated": score(sums, measured).summary(), **result.summary()},
+            calibration=calibration,
+        )
+    save_figure(result, figure, f"{meta.name} ({meta.kind})")
+    summary.update(figure=figure, space=space.to_config())
     if args.json:
         print(json.dumps(summary))
-    else:
+        return 0
+    print(
+        f"{args.samples} random {space.name} nets on {meta.name}: MAPE {result.mape:.2f} %, "
+        f"RMSE {result.rmse_ms:.3f} ms, Spearman {result.spearman:.3f}; figure {figure}"
+    )
+    if args.calibrate:
+        before = summary["uncalibrated"]
         print(
-            f"{args.samples} random {space.name} nets on {meta.name}: MAPE {result.mape:.2f} %, "
-            f"RMSE {result.rmse_ms:.3f} ms, Spearman {result.spearman:.3f}; figure {figure}"
+            f"calibrated {args.lut}: latency = {calibration['scale']:.4f} x sum of entries "
+            f"{calibration['offset_ms']:+.4f} ms (MAPE {before['mape']:.2f} % before, fitted "
+            "on these nets: validate again with another --seed for a held-out figure)"
         )
     return 0
 
@@ -814,6 +842,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_space_args(validate, default=None)
     validate.add_argument("--seed", type=int, default=0, help="seed of the nets (default 0)")
     validate.add_argument("--figure", default=None, help="predicted-vs-measured PNG")
+    validate.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="fit latency = a x sum + b on these nets and store it in the table",
+    )
     measure_args(validate)
     validate.add_argument("--json", action="store_true", help="one JSON object on stdout")
     validate.set_defaults(handler=cmd_latency_validate)

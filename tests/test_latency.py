@@ -21,7 +21,12 @@ from nas_core.latency.predictor import (
 )
 from nas_core.latency.profiler import ProfileConfig, profile_keys, robust_entry
 from nas_core.latency.table import DeviceMeta, LatencyEntry, LatencyTable
-from nas_core.latency.validate import random_architectures, validate_table
+from nas_core.latency.validate import (
+    fit_calibration,
+    random_architectures,
+    score,
+    validate_table,
+)
 from nas_core.sampling import step_generator
 from nas_core.spaces import create_space
 from nas_core.supernet import SuperNet
@@ -229,3 +234,65 @@ def test_bad_parquet_tables_are_user_errors(tmp_path: Path) -> None:
         LatencyTable.load(wrong)
     with pytest.raises(ProxylessError, match="no such file"):
         LatencyTable.load(tmp_path / "none.parquet")
+
+
+def test_a_calibrated_table_predicts_a_times_the_sum_plus_b(tmp_path: Path) -> None:
+    space = create_space("mobilenet", **SMALL_SPACES["mobilenet"])
+    plain = _table_for(space)
+    archs = random_architectures(space, 6, seed=1)
+    sums = [architecture_latency(a, plain) for a in archs]
+    measured = [1.3 * s + 0.4 for s in sums]  # a device where the sum misses a steady share
+    calibration = fit_calibration([*sums, 1.0, 9.0], [*measured, 1.7, 12.1])
+    assert calibration["scale"] == pytest.approx(1.3) and calibration["offset_ms"] == pytest.approx(
+        0.4
+    )
+    table = plain.with_calibration(calibration)
+    for a, m in zip(archs, measured, strict=True):  # every prediction applies it alike
+        assert architecture_latency(a, table) == pytest.approx(m)
+        assert net_config_latency(a.net_config(), table, space.resolution) == pytest.approx(m)
+    model, base = LatencyModel(space, table), LatencyModel(space, plain)
+    assert model.uniform() == pytest.approx(1.3 * base.uniform() + 0.4)
+    alphas = SuperNet(space).arch_state
+    got, want = model.expected(alphas), base.expected(alphas)
+    assert float(got) == pytest.approx(1.3 * float(want) + 0.4)
+    for suffix in ("parquet", "yaml"):  # the correction travels with the table
+        table.save(tmp_path / f"t.{suffix}")
+        assert LatencyTable.load(tmp_path / f"t.{suffix}").meta.calibration == calibration
+    assert score([architecture_latency(a, table) for a in archs], measured).mape < 1e-9
+    with pytest.raises(ProxylessError, match="scale"):
+        DeviceMeta.from_config({"calibration": {"scale": -1.0, "offset_ms": 0.0}})
+    with pytest.raises(ProxylessError, match="two measured nets"):
+        fit_calibration([2.0], [3.0])
+    alike = fit_calibration([2.0, 2.0], [3.0, 3.1])  # slope and offset cannot be told apart
+    assert alike["offset_ms"] == 0 and alike["scale"] == pytest.approx(1.525, abs=0.01)
+
+
+def test_latency_validate_calibrate_stores_the_fit(tmp_path: Path, capsys) -> None:
+    from orchestrator.cli import main
+
+    lut = tmp_path / "here.parquet"
+    argv = ["latency", "profile", "--space", "mobilenet", "--B", "1", "--F", "0.5"]
+    assert (
+        main(
+            [
+                *argv,
+                "--resolution",
+                "32",
+                "--classes",
+                "10",
+                "--repeats",
+                "4",
+                "--out",
+                str(lut),
+                "-q",
+            ]
+        )
+        == 0
+    )
+    capsys.readouterr()
+    argv = ["latency", "validate", "--lut", str(lut), "--samples", "4", "--repeats", "4"]
+    assert main([*argv, "--calibrate", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    stored = LatencyTable.load(lut).meta.calibration
+    assert stored == out["calibration"] and stored["nets"] == 4 and stored["scale"] > 0
+    assert out["mape"] <= out["uncalibrated"]["mape"] + 1e-9  # fitted on these very nets

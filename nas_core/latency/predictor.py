@@ -2,8 +2,10 @@
 
 E[latency] = fixed parts + Σ_layers Σ_i p_i·T(o_i), differentiable in α (p over a two-path
 step's sampled pair in that mode, see `LatencyModel.expected`; Zero costs 0, the
-MBConv `idskip` follows the block's shortcut). A missing entry is an error listing every missing
-key in the table's own format — never a silent default (the official code used 200 ms).
+MBConv `idskip` follows the block's shortcut). A calibrated table predicts a·(that sum) + b
+(`LatencyTable.scale`, `offset_ms`, fitted on measured whole nets). A missing entry is an
+error listing every missing key in the table's own format — never a silent default (the
+official code used 200 ms).
 """
 
 from __future__ import annotations
@@ -47,9 +49,14 @@ class LatencyModel:
         layout = space.latency_layout()
         _check(table, layout.all_keys())
         self.space = space
-        self.fixed_ms = sum(table.mean(k) for k in layout.fixed)
+        # a calibrated table's correction a·Σ + b folds into the costs (a·T) and the fixed part
+        # (a·fixed + b), so every E[latency] and sum below is calibrated alike
+        a = table.scale
+        self.fixed_ms = a * sum(table.mean(k) for k in layout.fixed) + table.offset_ms
         self.costs = [
-            torch.tensor([0.0 if k is None else table.mean(k) for k in layer], dtype=torch.float64)
+            torch.tensor(
+                [0.0 if k is None else a * table.mean(k) for k in layer], dtype=torch.float64
+            )
             for layer in layout.layers
         ]
         # the same costs as one (layers × most candidates) matrix, and where its entries are:
@@ -100,7 +107,7 @@ def architecture_latency(arch: Architecture, table: LatencyTable) -> float:
     ]
     keys = [*layout.fixed, *chosen]
     _check(table, keys)
-    return sum(table.mean(k) for k in keys if k is not None)
+    return table.scale * sum(table.mean(k) for k in keys if k is not None) + table.offset_ms
 
 
 def net_config_keys(config: Mapping[str, Any], resolution: int) -> list[str]:
@@ -114,4 +121,4 @@ def net_config_keys(config: Mapping[str, Any], resolution: int) -> list[str]:
 def net_config_latency(config: Mapping[str, Any], table: LatencyTable, resolution: int) -> float:
     keys = net_config_keys(config, resolution)
     _check(table, keys)
-    return sum(table.mean(k) for k in keys)
+    return table.scale * sum(table.mean(k) for k in keys) + table.offset_ms

@@ -8,6 +8,7 @@ device metadata in the schema metadata). Imports and exports the official Proxyl
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as _dt
 import json
 import math
@@ -60,6 +61,9 @@ class DeviceMeta:
     torch_version: str = ""
     date: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    # whole-net correction fitted on measured nets (`latency validate --calibrate`):
+    # {"scale": a, "offset_ms": b, "nets": n}; empty = predictions are the plain sums
+    calibration: dict[str, Any] = field(default_factory=dict)
 
     def to_config(self) -> dict[str, Any]:
         return asdict(self)
@@ -72,6 +76,19 @@ class DeviceMeta:
         if unknown:
             raise ProxylessError(
                 f"latency table metadata: unknown key(s) {', '.join(sorted(unknown))}"
+            )
+        cal = config.get("calibration") or {}
+        if (
+            not isinstance(cal, Mapping)
+            or not all(
+                isinstance(cal.get(k, 0), int | float) and math.isfinite(cal.get(k, 0))
+                for k in ("scale", "offset_ms")
+            )
+            or float(cal.get("scale", 1.0)) <= 0
+        ):
+            raise ProxylessError(
+                "latency table metadata: calibration needs a finite scale > 0 and offset_ms, "
+                f"got {cal!r}"
             )
         return cls(**config)
 
@@ -162,6 +179,20 @@ class LatencyTable:
 
     def mean(self, key: str) -> float:
         return self.entries[key].mean
+
+    @property
+    def scale(self) -> float:
+        """Whole-net prediction = scale · Σ entries + offset_ms (1 and 0 uncalibrated)."""
+        return float(self.meta.calibration.get("scale", 1.0))
+
+    @property
+    def offset_ms(self) -> float:
+        return float(self.meta.calibration.get("offset_ms", 0.0))
+
+    def with_calibration(self, calibration: Mapping[str, Any] | None) -> LatencyTable:
+        """This table with another whole-net correction (None: the plain sums)."""
+        meta = dataclasses.replace(self.meta, calibration=dict(calibration or {}))
+        return LatencyTable(self.entries, meta)
 
     def missing(self, keys: Iterable[str | None]) -> list[str]:
         """The keys (None = free, e.g. Zero) that have no entry, in order, without repeats."""

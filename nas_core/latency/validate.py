@@ -2,18 +2,23 @@
 
 For N architectures drawn uniformly from a space, measure the standalone net end to end with
 the profiler's method and compare with the table's sum of entries: MAPE, RMSE and Spearman
-rank correlation (what a search needs most is the right order).
+rank correlation (what a search needs most is the right order). `fit_calibration` fits the
+whole-net correction a·Σ + b that a calibrated table applies to every prediction.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 
 from nas_core.architecture import Architecture, build_net
+from nas_core.errors import ProxylessError
 from nas_core.io import atomic_output
 from nas_core.latency.predictor import architecture_latency
 from nas_core.latency.profiler import ProfileConfig, time_modules
@@ -58,6 +63,41 @@ def spearman(a: list[float], b: list[float]) -> float:
     return float(rho) if rho == rho else 0.0
 
 
+def measure(archs: Sequence[Architecture], config: ProfileConfig) -> list[float]:
+    """End-to-end latency of each architecture's standalone net here, in ms."""
+    r = archs[0].space.resolution
+    entries = time_modules([(build_net(a), (3, r, r)) for a in archs], config)
+    return [e.mean for e in entries]
+
+
+def score(predicted: Sequence[float], measured: Sequence[float]) -> ValidationResult:
+    """MAPE, RMSE and Spearman of predictions against measurements."""
+    n = len(measured)
+    errors = [(p - m) for p, m in zip(predicted, measured, strict=True)]
+    return ValidationResult(
+        samples=n,
+        mape=100.0 * sum(abs(e) / m for e, m in zip(errors, measured, strict=True)) / n,
+        rmse_ms=math.sqrt(sum(e * e for e in errors) / n),
+        spearman=spearman(list(predicted), list(measured)),
+        predicted_ms=tuple(predicted),
+        measured_ms=tuple(measured),
+    )
+
+
+def fit_calibration(sums_ms: Sequence[float], measured: Sequence[float]) -> dict[str, Any]:
+    """scale a > 0 and offset b with a·Σ + b ≈ measured, least squares on the relative error
+    (what MAPE counts): the steady share of whole-net time the per-op sum misses. When the
+    nets' sums are too alike to tell slope from offset (rank 1, or a ≤ 0), a scale alone."""
+    s, m = np.asarray(sums_ms, dtype=float), np.asarray(measured, dtype=float)
+    if len(s) < 2:
+        raise ProxylessError("calibration needs at least two measured nets")
+    design = np.stack([s / m, 1 / m], axis=1)
+    (a, b), _, rank, _ = np.linalg.lstsq(design, np.ones_like(m), rcond=None)
+    if rank < 2 or not a > 0:
+        a, b = float(np.sum(s / m) / np.sum((s / m) ** 2)), 0.0
+    return {"scale": float(a), "offset_ms": float(b), "nets": len(s)}
+
+
 def validate_table(
     space: SearchSpace,
     table: LatencyTable,
@@ -68,18 +108,7 @@ def validate_table(
 ) -> ValidationResult:
     archs = random_architectures(space, samples, seed)
     predicted = [architecture_latency(a, table) for a in archs]  # fails fast on missing keys
-    shape = (3, space.resolution, space.resolution)
-    entries = time_modules([(build_net(a), shape) for a in archs], config)
-    measured = [e.mean for e in entries]
-    errors = [(p - m) for p, m in zip(predicted, measured, strict=True)]
-    result = ValidationResult(
-        samples=samples,
-        mape=100.0 * sum(abs(e) / m for e, m in zip(errors, measured, strict=True)) / samples,
-        rmse_ms=math.sqrt(sum(e * e for e in errors) / samples),
-        spearman=spearman(predicted, measured),
-        predicted_ms=tuple(predicted),
-        measured_ms=tuple(measured),
-    )
+    result = score(predicted, measure(archs, config))
     if figure is not None:
         save_figure(result, figure, f"{table.meta.name} ({table.meta.kind})")
     return result
