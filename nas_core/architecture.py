@@ -130,6 +130,8 @@ def load_network(path: str | Path, resolution: int | None = None) -> LoadedNetwo
             net = net_from_config(config)
         except ProxylessError as e:
             raise ProxylessError(f"{path}: not a valid {config['name']} net.config ({e})") from None
+        if resolution is not None and resolution != natural:
+            _check_fits(net, resolution, path)
         return LoadedNetwork(net, resolution or natural, None)
     name = config.get("name") if isinstance(config, Mapping) else None
     got = f"name {name!r} is not " if name is not None else "name "
@@ -137,3 +139,21 @@ def load_network(path: str | Path, resolution: int | None = None) -> LoadedNetwo
         f"{path}: neither an architecture JSON (keys 'space', 'ops') nor an official net.config "
         f"({got}{' or '.join(NETS.names())})"
     )
+
+
+def _check_fits(net: nn.Module, resolution: int, path: str | Path) -> None:
+    """One line, not a shape error later, when a net's fixed-size parts (the CIFAR net's final
+    pool) cannot take `resolution`; checked on a meta-device copy, so nothing is computed."""
+    import copy
+
+    import torch
+
+    probe = copy.deepcopy(net).to("meta").eval()
+    try:
+        with torch.no_grad():
+            probe(torch.zeros(1, 3, resolution, resolution, device="meta"))
+    except RuntimeError as e:
+        first = str(e).splitlines()[0]
+        raise ProxylessError(
+            f"{path}: input resolution {resolution} does not fit this net ({first})"
+        ) from None

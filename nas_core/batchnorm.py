@@ -3,7 +3,10 @@ statistics with the running ones left untouched, as the official search scores s
 
 The super-net's running statistics blend many paths, so eval-mode scores of one path are
 biased; batch statistics are what the official code uses for the REINFORCE reward and for the
-derived net's valid accuracy during search. A trained standalone net is scored in eval mode.
+derived net's valid accuracy during search. Unlike the official `validate(use_train_mode=True)`,
+which puts the whole net in train mode, dropout stays off and the running statistics are put
+back: scoring neither draws random numbers nor moves what the weight steps see. A trained
+standalone net is scored in eval mode.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from collections.abc import Iterable, Iterator
 
 import torch
 from torch import nn
+
+from nas_core.errors import ProxylessError
 
 
 @contextlib.contextmanager
@@ -60,5 +65,10 @@ def no_single_batches(
         elif held is not None:
             yield held
         held = (x, y)
+    if held is not None and len(held[1]) == 1:
+        raise ProxylessError(
+            "one image cannot be scored with batch statistics: give the valid split (or each "
+            "worker's share of it) at least two"
+        )
     if held is not None:
         yield held

@@ -266,8 +266,7 @@ def _imagefolder(config: DataConfig) -> DataSplits:
             f"(only in train: {_short(only_train)}; only in val: {_short(only_val)})"
         )
     r = config.resolution
-    norm = [T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
-    augment = T.Compose([T.RandomResizedCrop(r), T.RandomHorizontalFlip(), *norm])
+    augment = T.Compose([T.RandomResizedCrop(r), T.RandomHorizontalFlip(), *_imagenet_tensor()])
     plain = imagenet_eval_transform(r)
     train, valid = _train_valid(train_set.targets, config, f"imagefolder: {train_dir}")
     return DataSplits(
@@ -282,13 +281,13 @@ def imagenet_eval_transform(resolution: int) -> Callable[[Any], torch.Tensor]:
     """The official ImageNet evaluation: resize the short side to ⌈r / 0.875⌉ (256 for 224),
     centre-crop r × r, ImageNet mean / std."""
     return T.Compose(
-        [
-            T.Resize(math.ceil(resolution / 0.875)),
-            T.CenterCrop(resolution),
-            T.ToTensor(),
-            T.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-        ]
+        [T.Resize(math.ceil(resolution / 0.875)), T.CenterCrop(resolution), *_imagenet_tensor()]
     )
+
+
+def _imagenet_tensor() -> list[Callable[[Any], Any]]:
+    """PIL image → normalised tensor with the ImageNet mean / std."""
+    return [T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
 
 
 def evaluation_split(config: DataConfig) -> tuple[Dataset, int]:

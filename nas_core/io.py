@@ -86,8 +86,15 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
 
 
 def _umask() -> int:
-    """The process's umask (reading it means setting it; it is put straight back)."""
-    mask = os.umask(0o022)
+    """The process's umask: read from /proc where Linux shows it, since reading it with
+    `os.umask` means setting it for a moment, for every thread of the process."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and put straight back
     os.umask(mask)
     return mask
 

@@ -251,11 +251,12 @@ def evaluate_sums(
     channels_last: bool = False,
     bn: Literal["running", "batch"] = "running",
 ) -> torch.Tensor:
-    """(Σ CE loss, top-1 correct, samples, top-5 correct) over a loader, in eval mode and fp32,
-    left on the device (sums, so shards evaluated on several ranks add up).
+    """(Σ CE loss, top-1 correct, samples, top-5 correct) over a loader, without gradients, in
+    fp32, left on the device (sums, so shards evaluated on several ranks add up).
 
-    `bn="batch"` normalises with each batch's own statistics and leaves the running ones as they
-    were (`batch_statistics`): how the official search scores super-net paths.
+    `bn="running"` scores in eval mode; `bn="batch"` normalises with each batch's own statistics
+    and leaves the running ones as they were (`batch_statistics`), as the official search
+    scores super-net paths.
     """
     sums = torch.zeros(4, dtype=torch.float64, device=device)
     batches: Iterable[tuple[torch.Tensor, torch.Tensor]] = loader

@@ -3,7 +3,9 @@
 Accepted: a bare state_dict, the official `{'state_dict': …}` dict (the published
 `proxyless_*.pth`), keys under a `module.` prefix (DataParallel / DDP checkpoints) and our own
 checkpoints written before MBConv submodules were named as the official ones (`depth_conv.0.` →
-`depth_conv.conv.`). Files are read with `weights_only=True` (`load_checkpoint`).
+`depth_conv.conv.`). Files are read with `weights_only=True` (`load_checkpoint`). The dict is
+rebuilt without its `_metadata`, so BatchNorm takes it as an old-format checkpoint and a missing
+`num_batches_tracked` (the published files were saved before PyTorch had it) counts as 0.
 """
 
 from __future__ import annotations
@@ -34,10 +36,13 @@ def state_dict_of(checkpoint: Mapping[str, Any], where: str) -> dict[str, torch.
         )
     if state and all(k.startswith("module.") for k in state):
         state = {k.removeprefix("module."): v for k, v in state.items()}
-    return {
+    renamed = {
         _LEGACY_MBCONV.sub(lambda m: f"{m[1]}{m[2]}.{_PARTS[m[3]]}.", k): v
         for k, v in state.items()
     }
+    if len(renamed) != len(state):
+        raise ProxylessError(f"{where}: holds both the old and the new name of some tensors")
+    return renamed
 
 
 def load_weights(net: nn.Module, checkpoint: Mapping[str, Any], where: str) -> None:

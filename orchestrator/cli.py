@@ -535,23 +535,34 @@ def cmd_pareto(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_net_arg(args: argparse.Namespace, tmp: str) -> Any:
+    """The `net` file of export / evaluate (a path or storage URI), at --resolution if given."""
+    from nas_core.architecture import load_network
+    from orchestrator.storage import fetch_to_local
+
+    return load_network(fetch_to_local(args.net, Path(tmp) / "net"), args.resolution)
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     """Write an architecture JSON or official net.config as ONNX, TorchScript or net.config."""
-    from nas_core.architecture import load_network
     from orchestrator.export import export
     from orchestrator.storage import fetch_to_local
 
     with tempfile.TemporaryDirectory() as tmp:  # both may be storage URIs (s3://, file://)
-        loaded = load_network(fetch_to_local(args.arch, Path(tmp) / "arch"), args.resolution)
-        weights = fetch_to_local(args.weights, Path(tmp) / "net") if args.weights else None
+        loaded = _load_net_arg(args, tmp)
+        weights = fetch_to_local(args.weights, Path(tmp) / "weights") if args.weights else None
         path = export(loaded.net, loaded.resolution, args.format, args.out, weights=weights)
-    print(f"wrote {path} ({args.format})")
+    if args.json:
+        print(
+            json.dumps({"out": str(path), "format": args.format, "resolution": loaded.resolution})
+        )
+    else:
+        print(f"wrote {path} ({args.format})")
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Top-1, top-5, loss and images/s of a trained net on a dataset's evaluation split."""
-    from nas_core.architecture import load_network
     from nas_core.device import resolve_device
     from nas_core.evaluation import evaluate_net, parse_data
     from nas_core.weights import load_weights_file
@@ -561,11 +572,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise ProxylessError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.workers is not None and args.workers < 0:
         raise ProxylessError(f"--workers must be >= 0, got {args.workers}")
+    parse_data(args.data, 32)  # a malformed --data before any large file is read
+    device = resolve_device(args.device, "--device")
     with tempfile.TemporaryDirectory() as tmp:  # both may be storage URIs (s3://, file://)
-        loaded = load_network(fetch_to_local(args.net, Path(tmp) / "net"), args.resolution)
+        loaded = _load_net_arg(args, tmp)
         load_weights_file(loaded.net, fetch_to_local(args.weights, Path(tmp) / "weights"))
     data = parse_data(args.data, loaded.resolution)
-    device = resolve_device(args.device, "--device")
     result = evaluate_net(loaded.net, data, device, args.batch_size, args.workers)
     summary = {
         "net": str(args.net),
@@ -592,6 +604,21 @@ def _version() -> str:
         return version("proxyless-tune")
     except PackageNotFoundError:
         return "unknown (not installed)"
+
+
+def _add_net_args(parser: argparse.ArgumentParser, weights: str, required: bool = False) -> None:
+    """What export and evaluate both take: the net file, its weights and resolution, --json."""
+    parser.add_argument("net", help="architecture JSON or net.config (ours or official)")
+    parser.add_argument(
+        "--weights",
+        required=required,
+        default=None,
+        help=f"{weights}: a retrain's weights.pt or an official .pth (state_dict layouts)",
+    )
+    parser.add_argument(
+        "--resolution", type=int, default=None, help="input H = W (default: the file's; 224/32)"
+    )
+    parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
 
 
 def _number(text: str) -> int | float:
@@ -741,7 +768,7 @@ def build_parser() -> argparse.ArgumentParser:
     exp = sub.add_parser(
         "export", parents=[levels], help="ONNX, TorchScript or official net.config"
     )
-    exp.add_argument("arch", help="architecture JSON or official net.config")
+    _add_net_args(exp, "trained weights")
     exp.add_argument(
         "--format",
         required=True,
@@ -749,29 +776,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="onnx, torchscript or net-config (the official JSON)",
     )
     exp.add_argument("--out", required=True, help="file to write")
-    exp.add_argument(
-        "--weights",
-        default=None,
-        help="trained weights: a retrain's weights.pt or an official .pth (state_dict layouts)",
-    )
-    exp.add_argument(
-        "--resolution", type=int, default=None, help="input H = W (default: the file's; 224/32)"
-    )
     exp.set_defaults(handler=cmd_export)
 
     ev = sub.add_parser(
         "evaluate", parents=[levels], help="top-1 / top-5 of a trained net on a dataset"
     )
-    ev.add_argument("net", help="architecture JSON or official net.config")
-    ev.add_argument("--weights", required=True, help="a retrain's weights.pt or an official .pth")
+    _add_net_args(ev, "the weights to score", required=True)
     ev.add_argument(
         "--data",
         default="digits",
         help="digits, cifar10:DIR (its test split) or imagefolder:DIR (DIR/val, else DIR; "
         "resize to r/0.875, centre crop r, ImageNet mean/std); default digits",
-    )
-    ev.add_argument(
-        "--resolution", type=int, default=None, help="input H = W (default: the file's; 224/32)"
     )
     ev.add_argument("--batch-size", type=int, default=100, help="default 100")
     ev.add_argument(
@@ -781,7 +796,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="loader processes (default: 0 for digits, else up to 8)",
     )
     ev.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
-    ev.add_argument("--json", action="store_true", help="one JSON object on stdout")
     ev.set_defaults(handler=cmd_evaluate)
 
     latency = sub.add_parser("latency", help="latency tables: profile, predict, validate")

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from nas_core.errors import ProxylessError
+from nas_core.evaluation import num_outputs
 from nas_core.io import atomic_output, atomic_write_text
 from nas_core.logs import get_logger
 from nas_core.weights import load_weights_file
@@ -22,10 +23,6 @@ from nas_core.weights import load_weights_file
 log = get_logger(__name__)
 
 FORMATS = ("onnx", "torchscript", "net-config")
-
-
-def _classes(net: torch.nn.Module) -> int:
-    return [m for m in net.modules() if isinstance(m, torch.nn.Linear)][-1].out_features
 
 
 def export(
@@ -40,7 +37,7 @@ def export(
     The files carry what a deployment needs to know: a ProxylessNASNets net.config records its
     `resolution` (a key the official loader ignores; the official CIFAR loader would refuse it,
     so PyramidTreeNet configs stay as they are, at 32 px); ONNX has a dynamic batch axis and
-    metadata (resolution, classes, input layout, weights file).
+    metadata (resolution, classes, input layout, whether trained weights were loaded).
     """
     if fmt not in FORMATS:
         raise ProxylessError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
@@ -48,7 +45,7 @@ def export(
     net = net.eval()
     if weights is not None:
         load_weights_file(net, weights)
-    else:
+    elif fmt != "net-config":  # a net.config holds no weights
         log.warning("no --weights: %s holds freshly initialised (random) weights", out)
     if fmt == "net-config":
         config = net.to_config()
@@ -87,7 +84,7 @@ def _onnx(net: torch.nn.Module, resolution: int, weights: str | Path | None, pat
         {
             "producer": "proxyless-tune",
             "resolution": str(resolution),
-            "classes": str(_classes(net)),
+            "classes": str(num_outputs(net)),
             "input": f"float32 NCHW [batch, 3, {resolution}, {resolution}], normalised",
             "weights": "trained" if weights is not None else "random (none given)",
         }

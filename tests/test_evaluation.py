@@ -16,6 +16,7 @@ from PIL import Image
 from nas_core.architecture import Architecture, build_net
 from nas_core.batchnorm import no_single_batches
 from nas_core.data import DataConfig, build_datasets, imagenet_eval_transform, make_loader
+from nas_core.errors import ProxylessError
 from nas_core.search import evaluate_sums
 from nas_core.spaces import create_space
 from nas_core.supernet import SuperNet
@@ -146,7 +147,7 @@ def test_batch_statistics_scoring_restores_the_running_ones() -> None:
     sums = evaluate_sums(net, loader, torch.device("cpu"), bn="batch")
     after = net.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
-    assert net.training
+    assert all(m.training for m in net.modules())  # every module's mode is back
     reference = SuperNet(space)
     reference.load_state_dict(before)
     reference.set_argmax()
@@ -169,4 +170,5 @@ def test_no_single_batches_joins_only_a_last_batch_of_one() -> None:
 
     assert [len(y) for _, y in no_single_batches(batches(4, 4, 1))] == [4, 5]
     assert [len(y) for _, y in no_single_batches(batches(4, 4, 2))] == [4, 4, 2]
-    assert [len(y) for _, y in no_single_batches(batches(1))] == [1]
+    with pytest.raises(ProxylessError, match="at least two"):
+        list(no_single_batches(batches(1)))

@@ -73,6 +73,9 @@ def test_net_config_rebuilds_the_same_net(trained, tmp_path: Path, capsys) -> No
     arch, _, net = trained
     out = tmp_path / "net.config"
     assert main(["export", str(arch), "--format", "net-config", "--out", str(out)]) == 0
+    assert "random" not in capsys.readouterr().err  # a net.config holds no weights
+    ts = ["export", str(arch), "--format", "torchscript", "--out", str(tmp_path / "x.ts")]
+    assert main(ts) == 0
     assert "random" in capsys.readouterr().err  # no --weights: said on stderr
     config = json.loads(out.read_text())
     assert config.pop("resolution") == 32  # the net.config remembers its resolution

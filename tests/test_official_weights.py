@@ -176,9 +176,35 @@ def test_checkpoints_written_before_the_rename_keep_loading(tmp_path: Path) -> N
         np.testing.assert_allclose(torch.jit.load(str(out))(x), net(x), atol=1e-6)
 
 
-def test_state_dict_of_leaves_other_indexed_modules_alone() -> None:
+def test_state_dict_of_renames_only_old_mbconv_parts() -> None:
+    t = torch.zeros(1)
     state = {
-        "blocks.0.depth_conv.weight": torch.zeros(1),
-        "edges.0.point_conv.weight": torch.ones(1),
+        "blocks.0.depth_conv.weight": t,  # DepthConvLayer's own convs: no index
+        "edges.0.point_conv.weight": t,
+        "x_depth_conv.0.weight": t,  # another module whose name merely ends alike
+        "blocks.2.depth_conv.10.weight": t,  # index 10 is no MBConv part
+        "candidate_ops.3.depth_conv.conv.weight": t,  # the new names stay
+        "blocks.1.mobile_inverted_conv.point_linear.1.running_var": t,  # renamed
     }
-    assert list(state_dict_of(state, "x")) == list(state)  # DepthConvLayer's convs: no index
+    renamed = list(state_dict_of(state, "x"))
+    new = "blocks.1.mobile_inverted_conv.point_linear.bn.running_var"
+    assert renamed == [*list(state)[:5], new]
+    with pytest.raises(ProxylessError, match="both the old and the new name"):
+        state_dict_of({"depth_conv.0.weight": t, "depth_conv.conv.weight": t}, "x")
+
+
+def test_an_extra_key_is_refused() -> None:
+    net, state = _net_and_state()
+    state["blocks.0.extra.weight"] = torch.zeros(1)
+    with pytest.raises(ProxylessError, match="Unexpected key"):
+        load_weights(net, state, "test.pth")
+
+
+def test_a_resolution_a_cifar_net_cannot_take_is_one_line(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "net.config"
+    path.write_text(json.dumps(_derived_config("pyramid_tree")))  # a fixed 8x8 final pool
+    argv = ["export", str(path), "--format", "torchscript", "--out", str(tmp_path / "x")]
+    assert main([*argv, "--resolution", "64"]) == 2
+    err = capsys.readouterr().err
+    assert "resolution 64 does not fit" in err and len(err.splitlines()) == 1
+    assert main([*argv, "--resolution", "32"]) == 0
