@@ -208,3 +208,24 @@ def test_a_resolution_a_cifar_net_cannot_take_is_one_line(tmp_path: Path, capsys
     err = capsys.readouterr().err
     assert "resolution 64 does not fit" in err and len(err.splitlines()) == 1
     assert main([*argv, "--resolution", "32"]) == 0
+
+
+def test_the_net_bn_settings_reach_batchnorm2d_only() -> None:
+    """The official `set_bn_param` sets BatchNorm2d; a classifier's BatchNorm1d keeps torch's."""
+    config = _derived_config("mobilenet")
+    config["classifier"] = {**config["classifier"], "use_bn": True, "ops_order": "bn_act_weight"}
+    net = net_from_config(config)
+    eps = {
+        type(m).__name__: m.eps
+        for m in net.modules()
+        if isinstance(m, torch.nn.BatchNorm1d | torch.nn.BatchNorm2d)
+    }
+    assert eps == {"BatchNorm2d": config["bn"]["eps"], "BatchNorm1d": 1e-5}
+    assert config["bn"]["eps"] != 1e-5
+    x = torch.randn(2, 3, 32, 32)
+    reference = OfficialReference(config, seed=5)
+    with torch.no_grad():
+        reference.forward(x)
+        want = reference.forward(x)
+        load_weights(net.eval(), reference.state, "x")
+        assert _close(net(x), want) < 1e-5

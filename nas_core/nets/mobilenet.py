@@ -80,7 +80,7 @@ class ProxylessNASNets(nn.Module):
         self.classifier = classifier
         self.bn = dict(bn or {"momentum": 0.1, "eps": 1e-3})
         for m in self.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            if isinstance(m, nn.BatchNorm2d):  # as the official set_bn_param: not BatchNorm1d
                 m.momentum, m.eps = self.bn["momentum"], self.bn["eps"]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
