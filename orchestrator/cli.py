@@ -122,17 +122,35 @@ def _space_from_args(args: argparse.Namespace, default: dict | None = None):
     from nas_core.spaces import SearchSpace
 
     config = dict(default or {"name": "mobilenet"})
-    if args.space is not None:
-        config = {"name": args.space}
+    if args.space is not None and args.space != config.get("name"):
+        config = {"name": args.space}  # another space: the default's knobs do not apply
     for key, value in (
         ("B", args.B),
         ("F", args.F),
         ("resolution", args.resolution),
         ("num_classes", args.classes),
+        ("kernels", args.kernels),
+        ("expands", args.expands),
+        ("zero", args.zero),
+        ("transition_op", args.transition_op),
+        ("candidates", args.candidates),
     ):
         if value is not None:
             config[key] = value
     return SearchSpace.from_config(config)
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a comma-separated list of integers: {text!r}"
+        ) from None
+
+
+def _name_list(text: str) -> list[str]:
+    return [v.strip() for v in text.split(",") if v.strip()]
 
 
 def _add_space_args(parser: argparse.ArgumentParser, default: str | None = "mobilenet") -> None:
@@ -154,6 +172,32 @@ def _add_space_args(parser: argparse.ArgumentParser, default: str | None = "mobi
     )
     parser.add_argument(
         "--classes", type=int, default=None, help="number of classes (default: 1000 / 10)"
+    )
+    parser.add_argument(
+        "--kernels", type=_int_list, default=None, help="mobilenet MBConv kernels (default 3,5,7)"
+    )
+    parser.add_argument(
+        "--expands",
+        type=_int_list,
+        default=None,
+        help="mobilenet MBConv expand ratios (default 3,6)",
+    )
+    parser.add_argument(
+        "--zero",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="mobilenet: offer Zero where a block has a shortcut (default yes)",
+    )
+    parser.add_argument(
+        "--transition-op",
+        default=None,
+        help="mobilenet: fix each stage's first block to this op (default: searched)",
+    )
+    parser.add_argument(
+        "--candidates",
+        type=_name_list,
+        default=None,
+        help="pyramid_tree edge candidates, comma-separated (default: the paper's 7)",
     )
 
 
@@ -247,9 +291,12 @@ def cmd_latency_predict(args: argparse.Namespace) -> int:
             latency = net_config_latency(config, table, resolution)
         out.update(path=str(args.path), resolution=resolution)
     else:
-        if args.space is None:
-            raise ProxylessError("give an architecture PATH or --space to predict")
-        space = _space_from_args(args)
+        recorded = table.meta.extra.get("space")  # a profiled table knows its space
+        if args.space is None and recorded is None:
+            raise ProxylessError(
+                f"{args.lut} records no space: give an architecture PATH or --space to predict"
+            )
+        space = _space_from_args(args, default=recorded)
         if args.fill_in:
             _fill_in(table, space.latency_layout().all_keys(), args.lut, args)
         latency = LatencyModel(space, table).uniform()

@@ -148,6 +148,30 @@ def test_latency_profile_predict_validate(tmp_path: Path, capsys) -> None:
     assert code == 2 and "tree_stem-input" in err
 
 
+def test_a_table_knows_its_space_and_every_knob_has_a_flag(tmp_path: Path, capsys) -> None:
+    """The demo's kind of space (fixed transitions, fewer ops) priced without retyping it."""
+    lut, arch = str(tmp_path / "t.parquet"), str(tmp_path / "a.json")
+    space = ["--space", "mobilenet", "--B", "1", "--F", "0.5", "--resolution", "32"]
+    knobs = ["--kernels", "3,5", "--expands", "3", "--no-zero", "--transition-op", "3x3_MBConv3"]
+    fast = ["--warmup", "1", "--repeats", "4"]
+    code, _, _ = _run(
+        capsys, "latency", "profile", *space, *knobs, "--classes", "10", "--threads", "1",
+        *fast, "--out", lut, "--quiet",
+    )  # fmt: skip
+    assert code == 0
+    code, out, _ = _run(capsys, "arch", "derive", *space, *knobs, "--classes", "10", "--json",
+                        "--out", arch)  # fmt: skip
+    derived = json.loads(out)["space"]
+    assert (derived["kernels"], derived["expands"], derived["zero"]) == ([3, 5], [3], False)
+    assert derived["transition_op"] == "3x3_MBConv3"
+    code, out, _ = _run(capsys, "latency", "predict", "--lut", lut, "--json")  # no knobs retyped
+    assert code == 0 and json.loads(out)["space"] == derived
+    code, out, _ = _run(capsys, "latency", "predict", "--lut", lut, "--kernels", "3", "--json")
+    assert code == 0 and json.loads(out)["space"]["kernels"] == [3]  # a flag overrides one knob
+    code, _, err = _run(capsys, "arch", "derive", "--space", "pyramid_tree", "--kernels", "3")
+    assert code == 2 and "kernels" in err and len(err.splitlines()) == 1
+
+
 def test_latency_fill_in_profiles_only_the_missing_entries(tmp_path: Path, capsys) -> None:
     from nas_core.latency.table import LatencyTable
 
