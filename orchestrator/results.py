@@ -23,7 +23,7 @@ COLUMNS: dict[str, str] = {
     "error": "string",
     "search_trial_id": "string",  # retrain rows: the search that derived the architecture
     "lambda2": "float64",
-    "B": "float64",
+    "B": "int64",  # blocks per stage: an integer in every space
     "F": "float64",
     "target_ms": "float64",
     "lut": "string",  # null: the table profiled on the sweep's machine

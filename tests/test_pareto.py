@@ -97,6 +97,7 @@ def test_results_round_trip_through_parquet(tmp_path: Path) -> None:
     failed = back[-1]
     assert failed["status"] == "failed" and "nan" in failed["error"]
     assert back[1]["ops"] == "zero,3x3_MBConv6" and back[1]["lambda2"] == 0.0
+    assert back[0]["B"] == 2 and isinstance(back[0]["B"], int)  # not 2.0: B counts blocks
 
 
 def test_reading_a_foreign_file_is_one_line(tmp_path: Path) -> None:
