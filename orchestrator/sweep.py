@@ -57,9 +57,23 @@ class SweepLog(Callback):
     def __init__(self, run_dir: str, phase: str) -> None:
         self.run_dir, self.phase = run_dir, phase
         self._writers: dict[str, Any] = {}
+        self._started: float | None = None  # this driver's first trial start (for the ETA)
 
     def __getstate__(self) -> dict[str, Any]:  # Tune pickles callbacks with the experiment
-        return {**self.__dict__, "_writers": {}}
+        return {**self.__dict__, "_writers": {}, "_started": None}
+
+    @staticmethod
+    def _position(trials: list, trial: Any) -> str:
+        k = next((i for i, t in enumerate(trials, 1) if t is trial), 0)
+        return f"trial {k} of {len(trials)}"
+
+    def _eta(self, trials: list, trial: Any) -> str:
+        """Time left, from the pace of the trials finished since this driver started."""
+        done = sum(t is trial or t.status in ("TERMINATED", "ERROR") for t in trials)
+        if not done or self._started is None:
+            return ""
+        left = (time.time() - self._started) / done * (len(trials) - done)
+        return f", {done} of {len(trials)} done, about {left / 60:.0f} min left"
 
     def _event(self, event: str, trial: Any, **extra: Any) -> None:
         line = {"time": time.time(), "phase": self.phase, "event": event}
@@ -82,6 +96,8 @@ class SweepLog(Callback):
             writer.close()
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        if self._started is None:
+            self._started = time.time()
         knobs = {k: v for k, v in trial.config.items() if isinstance(v, int | float | str)}
         self._event("start", trial, params=knobs)
 
@@ -112,7 +128,8 @@ class SweepLog(Callback):
             writer.flush()
             lat = result.get("latency/expected_ms")
             log.info(
-                f"  {self.phase} {tid} epoch {int(result['epoch']) + 1}: "
+                f"  {self.phase} {self._position(trials, trial)} ({tid}) "
+                f"epoch {int(result['epoch']) + 1}: "
                 f"valid acc {result.get('valid/accuracy', float('nan')):.3f}"
                 + (f", E[latency] {lat:.3f} ms" if lat is not None else "")
             )
@@ -122,6 +139,8 @@ class SweepLog(Callback):
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._event("complete", trial)
         self._close(trial.trial_id)
+        where = f"{self.phase} {self._position(trials, trial)} ({trial.trial_id})"
+        log.info(f"  {where} finished{self._eta(trials, trial)}")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._event("error", trial)
