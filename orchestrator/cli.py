@@ -376,9 +376,14 @@ def cmd_search(args: argparse.Namespace) -> int:
     from nas_core.search import SearchConfig, Searcher, load_search_config, with_overrides
 
     config = load_search_config(args.config) if args.config else SearchConfig()
+    out = args.out
+    if args.resume:  # `--resume DIR`, as in `sweep --resume RUN_DIR`: continue that folder
+        if out is not None and out != args.resume:
+            raise ProxylessError(f"--resume {args.resume} and --out {out} name two folders")
+        out = args.resume
     config = with_overrides(
         config,
-        out_dir=args.out,
+        out_dir=out,
         lut=args.lut,
         seed=args.seed,
         epochs=args.epochs,
@@ -418,7 +423,7 @@ def cmd_search(args: argparse.Namespace) -> int:
             if args.config is None or str(args.config) in str(e):
                 raise
             raise ProxylessError(f"{args.config}: {e}") from None
-        result = searcher.run(resume=args.resume, on_epoch_end=progress)
+        result = searcher.run(resume=args.resume is not None, on_epoch_end=progress)
     summary = {**result.summary(), "out_dir": config.out_dir}
     if args.json:
         print(json.dumps(summary))
@@ -727,7 +732,14 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--seed", type=int, default=None, help="overrides seed (default 0)")
     search.add_argument("--device", default=None, help="cpu, cuda or cuda:N (overrides device)")
     search.add_argument("--amp", choices=AMP_MODES, default=None, help="weight-step precision")
-    search.add_argument("--resume", action="store_true", help="continue from out_dir's checkpoint")
+    search.add_argument(
+        "--resume",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="OUT_DIR",
+        help="continue from a checkpoint: OUT_DIR's, or (bare) the config's out_dir",
+    )
     search.add_argument("--json", action="store_true", help="one JSON summary on stdout")
     search.add_argument(
         "--workers",

@@ -237,3 +237,24 @@ def test_progress_lines_follow_quiet(tmp_path: Path, capsys) -> None:
     code, out, _ = _run(capsys, *search, "--out", str(tmp_path / "b"), "--quiet")
     assert code == 0 and "epoch" not in out and "derived architecture" in out
     assert (logger.level, list(logger.handlers), logger.propagate) == before
+
+
+@pytest.mark.slow
+def test_search_resume_takes_a_folder_like_sweep_resume(tmp_path: Path, capsys) -> None:
+    out = str(tmp_path / "s")
+    tiny = tmp_path / "tiny.yaml"
+    tiny.write_text(
+        "space: {name: mobilenet, B: 1, F: 0.25, resolution: 16, transition_op: null}\n"
+        "data: {dataset: digits, resolution: 16}\nwarmup_epochs: 1\nepochs: 1\n"
+        "tensorboard: false\n"
+    )
+    code, first, _ = _run(capsys, "search", "--config", str(tiny), "--out", out, "--json")
+    assert code == 0 and json.loads(first)["epochs"] == 2
+    code, again, _ = _run(
+        capsys, "search", "--config", str(tiny), "--resume", out, "--epochs", "2", "--json"
+    )
+    assert code == 0 and json.loads(again)["epochs"] == 3 and json.loads(again)["out_dir"] == out
+    code, _, err = _run(
+        capsys, "search", "--config", str(tiny), "--resume", out, "--out", str(tmp_path / "x")
+    )
+    assert code == 2 and "name two folders" in err
