@@ -52,27 +52,71 @@ def _default(model: type[ConfigModel], field: str) -> str:
     return f"default {model.model_fields[field].default}"
 
 
+def _layer_rows(arch: Any, lut: str | None) -> list[dict[str, Any]]:
+    """One row per searchable layer of `arch`: where it is, its shape, the op it chose and,
+    with a table, that op's latency and share of the whole net's."""
+    from nas_core.latency.predictor import architecture_latency
+    from nas_core.latency.table import LatencyTable
+
+    specs = arch.space.layer_specs()
+    rows = [
+        {
+            "layer": spec.name,
+            "input": spec.input_size,
+            "in_channels": spec.in_channels,
+            "out_channels": spec.out_channels,
+            "stride": spec.stride,
+            "op": op,
+        }
+        for spec, op in zip(specs, arch.ops, strict=True)
+    ]
+    if lut is not None:
+        table = LatencyTable.load(lut)
+        total = architecture_latency(arch, table)  # checks every key first
+        layout = arch.space.latency_layout()
+        for row, spec, keys in zip(rows, specs, layout.layers, strict=True):
+            key = keys[spec.candidates.index(row["op"])]
+            ms = 0.0 if key is None else table.scale * table.mean(key)
+            row.update(latency_ms=ms, latency_share=ms / total if total > 0 else None)
+    return rows
+
+
 def cmd_arch_stats(args: argparse.Namespace) -> int:
-    """Parameters and MACs of an architecture JSON or an official net.config."""
+    """Parameters and MACs of an architecture JSON or an official net.config; for an
+    architecture, the op each layer chose (and its latency share, with --lut)."""
     from nas_core.architecture import load_network
     from nas_core.stats import net_stats
 
     loaded = load_network(args.path, args.resolution)
     arch, resolution = loaded.arch, loaded.resolution
+    if args.lut is not None and arch is None:
+        raise ProxylessError("--lut prices the layers of an architecture JSON, not a net.config")
     stats = net_stats(loaded.net, resolution)
     out = {"path": str(args.path), **stats.to_config()}
     if arch is not None:
         out["space"] = arch.space.to_config()
         out["ops"] = list(arch.ops)
+        out["layers"] = _layer_rows(arch, args.lut)
     if args.json:
         print(json.dumps(out))
-    else:
-        print(f"{args.path}")
-        if arch is not None:
-            print(f"  space       {arch.space.name} {json.dumps(arch.space.to_config())}")
-        print(f"  resolution  {resolution}")
-        print(f"  params      {_format_int(stats.params)}")
-        print(f"  MACs        {_format_int(stats.macs)}")
+        return 0
+    print(f"{args.path}")
+    if arch is not None:
+        knobs = ", ".join(f"{k} {v}" for k, v in arch.space.to_config().items() if k != "name")
+        print(f"  space       {arch.space.name} ({knobs})")
+    print(f"  resolution  {resolution}")
+    print(f"  params      {_format_int(stats.params)}")
+    print(f"  MACs        {_format_int(stats.macs)}")
+    if arch is not None:
+        lat = " latency (share)" if args.lut else ""
+        print(f"  {'layer':<24} {'input':>5} {'channels':>11} {'s':>1}  {'op':<14}{lat}")
+        for r in out["layers"]:
+            shape = f"{r['in_channels']}->{r['out_channels']}"
+            line = f"  {r['layer']:<24} {r['input']:>5} {shape:>11} {r['stride']:>1}  {r['op']:<14}"
+            if args.lut:
+                share = r["latency_share"]
+                line += f" {r['latency_ms']:.3f} ms" + (f" ({share:.0%})" if share else "")
+            print(line)
     return 0
 
 
@@ -708,6 +752,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     stats.add_argument("path", help="architecture JSON or official net.config")
     stats.add_argument("--resolution", type=int, default=None, help="input H = W")
+    stats.add_argument(
+        "--lut", default=None, help="latency table: each layer's op latency and share"
+    )
     stats.add_argument("--json", action="store_true", help="one JSON object on stdout")
     stats.set_defaults(handler=cmd_arch_stats)
 

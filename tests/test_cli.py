@@ -258,3 +258,30 @@ def test_search_resume_takes_a_folder_like_sweep_resume(tmp_path: Path, capsys) 
         capsys, "search", "--config", str(tiny), "--resume", out, "--out", str(tmp_path / "x")
     )
     assert code == 2 and "name two folders" in err
+
+
+def test_arch_stats_shows_each_layer_and_its_latency_share(tmp_path: Path, capsys) -> None:
+    from nas_core.architecture import Architecture
+    from nas_core.latency.predictor import LatencyModel, architecture_latency
+    from nas_core.latency.synthetic import synthetic_table
+    from nas_core.spaces import create_space
+
+    space = create_space("mobilenet", B=2, F=0.5, resolution=32, num_classes=10)
+    ops = tuple(s.candidates[i % len(s.candidates)] for i, s in enumerate(space.layer_specs()))
+    arch = Architecture(space, ops)
+    arch.save(tmp_path / "a.json")
+    table = synthetic_table(space)
+    table.save(tmp_path / "t.parquet")
+    code, out, _ = _run(
+        capsys, "arch", "stats", str(tmp_path / "a.json"), "--lut", str(tmp_path / "t.parquet"),
+        "--json",
+    )  # fmt: skip
+    layers = json.loads(out)["layers"]
+    assert code == 0 and [r["op"] for r in layers] == list(ops)
+    assert [r["layer"] for r in layers] == [s.name for s in space.layer_specs()]
+    assert all(r["latency_ms"] == 0 for r in layers if r["op"] == "zero")
+    fixed = LatencyModel(space, table).fixed_ms
+    total = architecture_latency(arch, table)
+    assert sum(r["latency_ms"] for r in layers) + fixed == pytest.approx(total)
+    code, out, _ = _run(capsys, "arch", "stats", str(tmp_path / "a.json"))
+    assert code == 0 and all(op in out for op in set(ops)) and "blocks.1" in out
