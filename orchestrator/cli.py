@@ -589,7 +589,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def cmd_pareto(args: argparse.Namespace) -> int:
     """Recompute and redraw the front of a finished (or partial) sweep from results.parquet."""
-    from orchestrator.report import front_rows, front_text, render
+    from orchestrator.report import front_rows, front_text, net_name, publish
     from orchestrator.results import mark_pareto, read_results
 
     run_dir = Path(args.run_dir)
@@ -605,22 +605,14 @@ def cmd_pareto(args: argparse.Namespace) -> int:
     summary = mark_pareto(rows, latency)
     if not summary["trials"]:
         raise ProxylessError(f"{run_dir}: no finished retrain trial to put on a front")
-    render(run_dir, rows, summary)
+    publish(run_dir, rows, summary)  # the flags, summary.json and every rendering agree
     if args.json:
+        keys = ("lambda2", "B", "F", "test_accuracy", "latency_table_ms", "latency_measured_ms")
         front = [
             {
-                k: r[k]
-                for k in (
-                    "trial_id",
-                    "lambda2",
-                    "B",
-                    "F",
-                    "test_accuracy",
-                    "latency_table_ms",
-                    "latency_measured_ms",
-                    "params",
-                    "macs",
-                )
+                "net": net_name(r),
+                "retrain_trial_id": r["trial_id"],
+                **{k: r[k] for k in (*keys, "params", "macs", "architecture_path", "weights")},
             }
             for r in front_rows(rows, latency)
         ]

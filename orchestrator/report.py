@@ -30,7 +30,7 @@ def _label(r: Mapping[str, Any]) -> str:
 
 
 HEADER = (
-    "trial",
+    "net",
     "λ₂",
     "B",
     "F",
@@ -42,9 +42,15 @@ HEADER = (
 )
 
 
+def net_name(r: Mapping[str, Any]) -> str:
+    """A net's one name: the search trial that derived it (its `architectures/<name>.json`);
+    a retrain trial's own id is its row's `trial_id`."""
+    return str(r.get("search_trial_id") or r["trial_id"])
+
+
 def _cells(r: Mapping[str, Any]) -> list[str]:
     return [
-        str(r["trial_id"]),
+        net_name(r),
         _fmt(r.get("lambda2"), "g"),
         _fmt(r.get("B"), "g"),
         _fmt(r.get("F"), "g"),
@@ -156,24 +162,42 @@ def write_tensorboard(
     for sub in ("hparams", "pareto"):
         shutil.rmtree(tb_dir / sub, ignore_errors=True)
     writer = SummaryWriter(str(tb_dir / "hparams"))
+    searches = {r["trial_id"]: r for r in rows if r["kind"] == "search"}
+    nan = float("nan")
     for r in rows:
         if r["kind"] != "retrain" or r["status"] != "done":
             continue
+        search = searches.get(r.get("search_trial_id"), {})
         metrics = {
             "hparam/test_accuracy": r["test_accuracy"],
-            "hparam/latency_table_ms": r.get("latency_table_ms") or float("nan"),
-            "hparam/latency_measured_ms": r.get("latency_measured_ms") or float("nan"),
+            "hparam/latency_table_ms": r.get("latency_table_ms") or nan,
+            "hparam/latency_measured_ms": r.get("latency_measured_ms") or nan,
             "hparam/params_m": (r.get("params") or 0) / 1e6,
-            "hparam/search_valid_accuracy": r.get("valid_accuracy") or float("nan"),
+            "hparam/retrain_valid_accuracy": r.get("valid_accuracy") or nan,
+            "hparam/search_valid_accuracy": search.get("valid_accuracy") or nan,
             "hparam/pareto": float(bool(r["pareto"])),
         }
-        writer.add_hparams(_hparams(r), metrics, run_name=str(r["trial_id"]))
+        writer.add_hparams(_hparams(r), metrics, run_name=net_name(r))
     writer.close()
     writer = SummaryWriter(str(tb_dir / "pareto"))
     writer.add_figure("pareto/front", figure, close=False)
     writer.add_text("pareto/table", front_markdown(rows, summary))
     writer.add_scalar("pareto/hypervolume", summary["hypervolume"], 0)
     writer.close()
+
+
+def publish(run_dir: Path, rows: Sequence[Mapping[str, Any]], summary: Mapping[str, Any]) -> None:
+    """Everything that states the front, written together from the same rows: the `pareto`
+    flags in results.parquet, summary.json and (when there is a front) its renderings."""
+    import json
+
+    from nas_core.io import atomic_write_text
+    from orchestrator.results import write_results
+
+    write_results(run_dir / "results.parquet", rows)
+    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    if summary["trials"]:
+        render(run_dir, rows, summary)
 
 
 def render(run_dir: Path, rows: Sequence[Mapping[str, Any]], summary: Mapping[str, Any]) -> None:

@@ -32,7 +32,8 @@ from nas_core.io import atomic_write_text
 from nas_core.latency.predictor import MissingLatencyError
 from nas_core.latency.table import LatencyTable
 from nas_core.logs import get_logger
-from orchestrator.results import mark_pareto, retrain_row, search_row, write_results
+from orchestrator.report import publish
+from orchestrator.results import mark_pareto, retrain_row, search_row
 from orchestrator.storage import RunStorage
 from orchestrator.sweep_spec import SweepSpec, load_sweep_spec
 
@@ -355,7 +356,6 @@ def _run_sweep(
     from ray import tune
 
     from cluster.search import cluster_address, ensure_ray
-    from orchestrator.report import render
     from orchestrator.trials import retrain_trial, search_trial
 
     address = cluster_address(address)
@@ -422,8 +422,5 @@ def _run_sweep(
             r["status"] == "unfinished" for r in rows if r["kind"] == "retrain"
         )
     summary = mark_pareto(rows, spec.pareto_latency)
-    write_results(run_dir / "results.parquet", rows)
-    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
-    if summary["trials"]:
-        render(run_dir, rows, summary)
+    publish(run_dir, rows, summary)
     return SweepOutcome(store.url(), run_dir, rows, summary, interrupted)

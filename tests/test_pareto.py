@@ -76,10 +76,15 @@ def test_dominated_points_do_not_change_the_hypervolume() -> None:
 def _rows() -> list[dict]:
     arch = '{"space": {"name": "mobilenet"}, "ops": ["zero", "3x3_MBConv6"]}'
     rows = []
-    for i, (lam, acc, lat) in enumerate([(0.0, 0.97, 3.0), (0.5, 0.95, 2.0), (1.0, 0.94, 2.5)]):
+    # measured here, the third net is the fastest: on that front it joins the other two
+    points = [(0.0, 0.97, 3.0, 3.2), (0.5, 0.95, 2.0, 2.2), (1.0, 0.94, 2.5, 1.5)]
+    for i, (lam, acc, lat, here) in enumerate(points):
         metrics = {"done": 1, "architecture": arch, "latency_table_ms": lat, "params": 10 + i}
+        metrics["valid_accuracy"] = 0.5 + i / 10  # the search's own
         s = search_row(f"s{i}", {"lambda2": lam, "B": 2, "F": 0.5}, metrics, None)
-        r = retrain_row(f"r{i}", s, {"done": 1, "test_accuracy": acc, "epochs": 3}, None)
+        retrained = {"done": 1, "test_accuracy": acc, "epochs": 3, "valid_accuracy": 0.99}
+        r = retrain_row(f"r{i}", s, {**retrained, "latency_measured_ms": here}, None)
+        r.update(architecture_path=f"architectures/s{i}.json", weights=f"nets/s{i}/weights.pt")
         rows += [s, r]
     rows.append(search_row("s9", {"lambda2": 2.0}, {"failed": 1, "error": "loss became nan"}, None))
     return rows
@@ -116,9 +121,60 @@ def test_pareto_cli_redraws_the_front(tmp_path: Path, capsys) -> None:
     write_results(tmp_path / "results.parquet", _rows())
     assert main(["pareto", str(tmp_path), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert [r["trial_id"] for r in out["rows"]] == ["r1", "r0"]  # fastest first
+    # one name per net, the search trial's; the retrain trial and the net's files beside it
+    assert [r["net"] for r in out["rows"]] == ["s1", "s0"]  # fastest first
+    assert [r["retrain_trial_id"] for r in out["rows"]] == ["r1", "r0"]
+    assert out["rows"][0]["architecture_path"] == "architectures/s1.json"
+    assert out["rows"][0]["weights"] == "nets/s1/weights.pt"
     assert out["hypervolume"] > 0
     assert (tmp_path / "pareto.png").stat().st_size > 1000
-    assert "| r1 |" in (tmp_path / "pareto.md").read_text()
+    assert "| s1 |" in (tmp_path / "pareto.md").read_text()
     assert list((tmp_path / "tensorboard" / "hparams").iterdir())
     assert main(["pareto", str(tmp_path / "missing")]) == 2
+
+
+def test_a_redraw_updates_the_flags_the_summary_and_the_renderings(tmp_path: Path) -> None:
+    import json
+
+    from orchestrator.cli import main
+
+    write_results(tmp_path / "results.parquet", _rows())
+    assert main(["pareto", str(tmp_path), "--latency", "measured", "-q"]) == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["latency"] == "latency_measured_ms" and summary["front"] == 3
+    flags = {r["trial_id"]: r["pareto"] for r in read_results(tmp_path / "results.parquet")}
+    assert [flags[f"r{i}"] for i in range(3)] == [True, True, True]
+    assert "| s2 |" in (tmp_path / "pareto.md").read_text()
+    assert main(["pareto", str(tmp_path), "--latency", "table", "-q"]) == 0
+    flags = {r["trial_id"]: r["pareto"] for r in read_results(tmp_path / "results.parquet")}
+    assert [flags[f"r{i}"] for i in range(3)] == [True, True, False]
+    assert json.loads((tmp_path / "summary.json").read_text())["front"] == 2
+    assert "| s2 |" not in (tmp_path / "pareto.md").read_text()
+
+
+def test_hparams_label_the_search_and_the_retrain_accuracy(tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from orchestrator.report import write_tensorboard
+
+    rows = _rows()
+    summary = mark_pareto(rows)
+    write_tensorboard(tmp_path, rows, summary, _figure())
+    run = tmp_path / "hparams" / "s1"  # named by its search trial
+    values = {}
+    for folder in run.iterdir():
+        acc = EventAccumulator(str(folder))
+        acc.Reload()
+        for tag in acc.Tags()["scalars"]:
+            values[tag] = acc.Scalars(tag)[-1].value
+    assert values["hparam/search_valid_accuracy"] == pytest.approx(0.6)  # the search's, not 0.99
+    assert values["hparam/retrain_valid_accuracy"] == pytest.approx(0.99)
+
+
+def _figure():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.figure()

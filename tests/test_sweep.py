@@ -162,5 +162,5 @@ def test_the_run_ends_by_printing_the_front_and_the_tensorboard_command(demo) ->
     assert "Pareto front" in out
     assert f"tensorboard --logdir {demo['run_dir'] / 'tensorboard'}" in out
     front = [r for r in demo["rows"] if r["pareto"]]
-    assert all(r["trial_id"] in out for r in front)
+    assert all(r["search_trial_id"] in out for r in front)  # named by their search trial
     assert (demo["run_dir"] / "pareto.png").stat().st_size > 1000
