@@ -125,13 +125,21 @@ def draw_front(rows: Sequence[Mapping[str, Any]], summary: Mapping[str, Any]):
         zorder=3,
         label="Pareto front",
     )
-    for r in front:
+    # every point labelled; nets at the same place (the same architecture, say) share one
+    # marker and one label naming all of them, so none hides behind another
+    at: dict[tuple[float, float], list[Mapping[str, Any]]] = {}
+    for r in done:
+        at.setdefault((r[column], r["test_accuracy"]), []).append(r)
+    for (x, y), same in at.items():
+        names = ", ".join(net_name(r) for r in same)
+        text = f"{names}\n{_label(same[0])}" if same[0]["pareto"] else names
         ax.annotate(
-            _label(r),
-            (r[column], r["test_accuracy"]),
+            text + (f" (×{len(same)})" if len(same) > 1 else ""),
+            (x, y),
             textcoords="offset points",
-            xytext=(4, -10),
-            fontsize=8,
+            xytext=(4, -10 if same[0]["pareto"] else 4),
+            fontsize=7 if same[0]["pareto"] else 6,
+            color="black" if same[0]["pareto"] else "0.4",
         )
     where = "latency table" if column == "latency_table_ms" else "measured here"
     ax.set_xlabel(f"latency (ms, {where})")

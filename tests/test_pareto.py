@@ -178,3 +178,17 @@ def _figure():
     import matplotlib.pyplot as plt
 
     return plt.figure()
+
+
+def test_every_point_of_the_figure_is_labelled_and_ties_share_one(tmp_path: Path) -> None:
+    from orchestrator.report import draw_front
+
+    rows = _rows()
+    twin = dict(next(r for r in rows if r["trial_id"] == "r0"))
+    twin.update(trial_id="r7", search_trial_id="s7")  # the same net found twice
+    rows.append(twin)
+    summary = mark_pareto(rows)
+    texts = [t.get_text() for t in draw_front(rows, summary).axes[0].texts]
+    assert len(texts) == 3  # four nets, three places
+    assert any(t.startswith("s0, s7") and "(×2)" in t for t in texts)
+    assert any(t == "s2" for t in texts)  # a dominated net is labelled too
