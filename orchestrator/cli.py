@@ -571,10 +571,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         for r in failed:
             print(f"{r['kind']} trial {r['trial_id']} {r['status']}: {r['error']}")
         if summary["trials"]:
-            print(
-                f"\nPareto front ({summary['front']} of {summary['trials']} retrained nets, "
-                f"hypervolume {summary['hypervolume']:.4g}):"
-            )
+            fronts = len(summary["devices"])
+            print(f"\nPareto front{'s' if fronts > 1 else ''}, fastest first:")
             print(front_text(outcome.rows, summary))
         print(f"\nresults: {run_dir}/results.parquet  (figure {run_dir}/pareto.png)")
         print(f"TensorBoard: tensorboard --logdir {run_dir}/tensorboard")
@@ -619,7 +617,7 @@ def cmd_pareto(args: argparse.Namespace) -> int:
         print(json.dumps({**summary, "rows": front, "figure": str(run_dir / "pareto.png")}))
     else:
         print(front_text(rows, summary))
-        print(f"hypervolume {summary['hypervolume']:.4g}; figure {run_dir / 'pareto.png'}")
+        print(f"figure {run_dir / 'pareto.png'}")
     return 0
 
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from orchestrator.results import front_rows
+from orchestrator.results import device_of, front_rows
 
 
 def _fmt(v: Any, spec: str = "") -> str:
@@ -62,48 +62,90 @@ def _cells(r: Mapping[str, Any]) -> list[str]:
     ]
 
 
-def front_markdown(rows: Sequence[Mapping[str, Any]], summary: Mapping[str, Any]) -> str:
-    """The front as a Markdown table (fastest first) with its hypervolume."""
+def _by_device(
+    rows: Sequence[Mapping[str, Any]], summary: Mapping[str, Any]
+) -> list[tuple[str, Mapping[str, Any], list[dict[str, Any]]]]:
+    """(device, its front's summary, its front rows fastest first) for every device."""
     latency = "table" if summary["latency"] == "latency_table_ms" else "measured"
     front = front_rows(rows, latency)
-    lines = [
-        "| " + " | ".join(HEADER) + " |",
-        "|" + "---|" * len(HEADER),
-        *("| " + " | ".join(_cells(r)) + " |" for r in front),
-        "",
-        f"{summary['front']} of {summary['trials']} retrained nets on the front "
-        f"(latency: {summary['latency']}); hypervolume {summary['hypervolume']:.4g} "
-        f"against accuracy {summary['reference']['accuracy']:g}, "
-        f"latency {summary['reference']['latency_ms']:.4g} ms.",
+    return [
+        (device, stats, [r for r in front if device_of(r) == device])
+        for device, stats in summary["devices"].items()
     ]
-    return "\n".join(lines) + "\n"
 
 
-def front_text(rows: Sequence[Mapping[str, Any]], summary: Mapping[str, Any]) -> str:
-    """The front as an aligned plain-text table for the terminal."""
-    latency = "table" if summary["latency"] == "latency_table_ms" else "measured"
-    table = [list(HEADER), *(_cells(r) for r in front_rows(rows, latency))]
-    widths = [max(len(row[i]) for row in table) for i in range(len(HEADER))]
-    lines = ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in table]
-    lines.insert(1, "  ".join("-" * w for w in widths))
+def front_caption(device: str, stats: Mapping[str, Any], column: str) -> str:
+    """One device's front in a sentence: its size, hypervolume and reference point."""
+    ref = stats["reference"]
+    return (
+        f"{device}: {stats['front']} of {stats['trials']} retrained nets on the front "
+        f"(latency: {column}); hypervolume {stats['hypervolume']:.4g} against accuracy "
+        f"{ref['accuracy']:g}, latency {ref['latency_ms']:.4g} ms."
+    )
+
+
+def front_markdown(rows: Sequence[Mapping[str, Any]], summary: Mapping[str, Any]) -> str:
+    """One Markdown table per device (fastest first), each with its hypervolume."""
+    lines: list[str] = []
+    for device, stats, front in _by_device(rows, summary):
+        lines += [
+            f"### {device}",
+            "",
+            "| " + " | ".join(HEADER) + " |",
+            "|" + "---|" * len(HEADER),
+            *("| " + " | ".join(_cells(r)) + " |" for r in front),
+            "",
+            front_caption(device, stats, summary["latency"]),
+            "",
+        ]
     return "\n".join(lines)
 
 
+def front_text(rows: Sequence[Mapping[str, Any]], summary: Mapping[str, Any]) -> str:
+    """One aligned plain-text table per device for the terminal, each under its caption."""
+    blocks = []
+    for device, stats, front in _by_device(rows, summary):
+        table = [list(HEADER), *(_cells(r) for r in front)]
+        widths = [max(len(row[i]) for row in table) for i in range(len(HEADER))]
+        lines = ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in table]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        blocks.append("\n".join([front_caption(device, stats, summary["latency"]), *lines]))
+    return "\n\n".join(blocks)
+
+
 def draw_front(rows: Sequence[Mapping[str, Any]], summary: Mapping[str, Any]):
-    """A matplotlib figure: every retrained net, the front highlighted, joined and labelled."""
+    """A matplotlib figure, one panel per device: every retrained net, the front highlighted,
+    joined and labelled."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     column = summary["latency"]
-    done = [
-        r
-        for r in rows
-        if r["kind"] == "retrain" and r["status"] == "done" and r.get(column) is not None
-    ]
+    devices = list(summary["devices"]) or ["unknown"]
+    fig, axes = plt.subplots(
+        1, len(devices), figsize=(7 * len(devices), 4.5), dpi=110, squeeze=False
+    )
+    for ax, device in zip(axes[0], devices, strict=True):
+        done = [
+            r
+            for r in rows
+            if r["kind"] == "retrain"
+            and r["status"] == "done"
+            and r.get(column) is not None
+            and device_of(r) == device
+        ]
+        _draw_panel(ax, done, column)
+        stats = summary["devices"].get(device)
+        hv = f", hypervolume {stats['hypervolume']:.4g}" if stats else ""
+        ax.set_title(f"{device}{hv}", fontsize=9)
+    fig.suptitle("accuracy / latency front per device")
+    fig.tight_layout()
+    return fig
+
+
+def _draw_panel(ax: Any, done: list[Mapping[str, Any]], column: str) -> None:
     front = sorted((r for r in done if r["pareto"]), key=lambda r: r[column])
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
     others = [r for r in done if not r["pareto"]]
     ax.scatter(
         [r[column] for r in others],
@@ -144,11 +186,8 @@ def draw_front(rows: Sequence[Mapping[str, Any]], summary: Mapping[str, Any]):
     where = "latency table" if column == "latency_table_ms" else "measured here"
     ax.set_xlabel(f"latency (ms, {where})")
     ax.set_ylabel("test accuracy")
-    ax.set_title(f"accuracy / latency front, hypervolume {summary['hypervolume']:.4g}")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
-    fig.tight_layout()
-    return fig
 
 
 def _hparams(r: Mapping[str, Any]) -> dict[str, Any]:
@@ -190,7 +229,8 @@ def write_tensorboard(
     writer = SummaryWriter(str(tb_dir / "pareto"))
     writer.add_figure("pareto/front", figure, close=False)
     writer.add_text("pareto/table", front_markdown(rows, summary))
-    writer.add_scalar("pareto/hypervolume", summary["hypervolume"], 0)
+    for device, stats in summary["devices"].items():
+        writer.add_scalar(f"pareto/hypervolume/{device}", stats["hypervolume"], 0)
     writer.close()
 
 

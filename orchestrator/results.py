@@ -137,7 +137,10 @@ def retrain_row(
 
 
 def mark_pareto(rows: list[dict[str, Any]], latency: str = "table") -> dict[str, Any]:
-    """Set `pareto` on the finished retrain rows; returns the front's summary."""
+    """Set `pareto` on the finished retrain rows, one front per device (latency table): a
+    Pixel-1 millisecond and this CPU's are different units. Returns the fronts' summary:
+    per device its trials, front size, reference point and hypervolume; the top-level
+    `reference` / `hypervolume` are that device's when there is one, None when several."""
     column = "latency_table_ms" if latency == "table" else "latency_measured_ms"
     for r in rows:
         r["pareto"] = False
@@ -149,25 +152,43 @@ def mark_pareto(rows: list[dict[str, Any]], latency: str = "table") -> dict[str,
         and r.get("test_accuracy") is not None
         and r.get(column) is not None
     ]
-    acc = [float(r["test_accuracy"]) for r in done]
-    lat = [float(r[column]) for r in done]
-    for r, m in zip(done, pareto_mask(acc, lat), strict=True):
-        r["pareto"] = m
-    reference = default_reference(lat)
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in done:
+        groups.setdefault(device_of(r), []).append(r)
+    devices = {}
+    for device, members in sorted(groups.items()):
+        acc = [float(r["test_accuracy"]) for r in members]
+        lat = [float(r[column]) for r in members]
+        for r, m in zip(members, pareto_mask(acc, lat), strict=True):
+            r["pareto"] = m
+        reference = default_reference(lat)
+        devices[device] = {
+            "trials": len(members),
+            "front": sum(r["pareto"] for r in members),
+            "reference": {"accuracy": reference[0], "latency_ms": reference[1]},
+            "hypervolume": hypervolume(acc, lat, reference),
+        }
+    only = next(iter(devices.values())) if len(devices) == 1 else None
     return {
         "latency": column,
         "trials": len(done),
         "front": sum(r["pareto"] for r in done),
-        "reference": {"accuracy": reference[0], "latency_ms": reference[1]},
-        "hypervolume": hypervolume(acc, lat, reference) if done else 0.0,
+        "devices": devices,
+        "reference": only["reference"] if only else None,
+        "hypervolume": only["hypervolume"] if only else (0.0 if not devices else None),
     }
 
 
+def device_of(row: Mapping[str, Any]) -> str:
+    """The device whose front a row belongs to: its latency table's."""
+    return str(row.get("device") or "unknown")
+
+
 def front_rows(rows: Sequence[Mapping[str, Any]], latency: str = "table") -> list[dict[str, Any]]:
-    """The Pareto rows, fastest first."""
+    """The Pareto rows, by device, fastest first."""
     column = "latency_table_ms" if latency == "table" else "latency_measured_ms"
     front = [dict(r) for r in rows if r.get("pareto")]
-    return sorted(front, key=lambda r: (r[column], -r["test_accuracy"]))
+    return sorted(front, key=lambda r: (device_of(r), r[column], -r["test_accuracy"]))
 
 
 def _schema():

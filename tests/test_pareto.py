@@ -192,3 +192,47 @@ def test_every_point_of_the_figure_is_labelled_and_ties_share_one(tmp_path: Path
     assert len(texts) == 3  # four nets, three places
     assert any(t.startswith("s0, s7") and "(×2)" in t for t in texts)
     assert any(t == "s2" for t in texts)  # a dominated net is labelled too
+
+
+def test_one_front_per_device(tmp_path: Path) -> None:
+    """Milliseconds of two devices are two units: two fronts, two hypervolumes, two panels."""
+    from orchestrator.report import draw_front, front_markdown, front_text
+
+    rows = []
+    for device, scale in (("phone", 10.0), ("this cpu", 1.0)):
+        for r in _rows():
+            r["device"] = device
+            r["trial_id"], r["search_trial_id"] = (
+                f"{device[0]}{r['trial_id']}",
+                f"{device[0]}{r['search_trial_id']}",
+            )
+            if r["latency_table_ms"] is not None:
+                r["latency_table_ms"] *= scale
+            rows.append(r)
+    # on the phone, the slow accurate net is much slower: it leaves that front
+    next(r for r in rows if r["trial_id"] == "pr0")["latency_table_ms"] = 1e3
+    next(r for r in rows if r["trial_id"] == "pr0")["test_accuracy"] = 0.90
+    summary = mark_pareto(rows)
+    assert set(summary["devices"]) == {"phone", "this cpu"}
+    assert (
+        summary["devices"]["this cpu"]["front"] == 2 and summary["devices"]["phone"]["front"] == 1
+    )
+    assert summary["hypervolume"] is None  # no one number across units
+    hv = {d: s["hypervolume"] for d, s in summary["devices"].items()}
+    assert hv["phone"] > 0 and hv["this cpu"] > 0 and hv["phone"] != hv["this cpu"]
+    flags = {r["trial_id"]: r["pareto"] for r in rows if r["kind"] == "retrain"}
+    assert flags == {
+        "pr0": False,
+        "pr1": True,
+        "pr2": False,
+        "tr0": True,
+        "tr1": True,
+        "tr2": False,
+    }
+    md = front_markdown(rows, summary)
+    assert "### phone" in md and "### this cpu" in md and md.count("hypervolume") == 2
+    assert "phone: 1 of 3" in front_text(rows, summary)
+    figure = draw_front(rows, summary)
+    assert len(figure.axes) == 2
+    write_results(tmp_path / "results.parquet", rows)
+    assert read_results(tmp_path / "results.parquet")[1]["device"] == "phone"
