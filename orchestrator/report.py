@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from orchestrator.results import device_of, front_rows
+from orchestrator.results import device_of, front_rows, net_name
 
 
 def _fmt(v: Any, spec: str = "") -> str:
@@ -40,12 +40,6 @@ HEADER = (
     "params",
     "MACs",
 )
-
-
-def net_name(r: Mapping[str, Any]) -> str:
-    """A net's one name: the search trial that derived it (its `architectures/<name>.json`);
-    a retrain trial's own id is its row's `trial_id`."""
-    return str(r.get("search_trial_id") or r["trial_id"])
 
 
 def _cells(r: Mapping[str, Any]) -> list[str]:
@@ -84,8 +78,28 @@ def front_caption(device: str, stats: Mapping[str, Any], column: str) -> str:
     )
 
 
+def matrix_markdown(summary: Mapping[str, Any]) -> str:
+    """The cross-device latency matrix: rows, the device a net was searched for (its most
+    accurate front net); columns, the device it runs on (table latency, ms)."""
+    matrix = summary.get("latency_matrix") or {}
+    columns = sorted({d for cell in matrix.values() for d in cell["latency_ms"]})
+    if not columns:
+        return ""
+    lines = [
+        "| searched for | net | test acc | " + " | ".join(f"on {c} (ms)" for c in columns) + " |",
+        "|" + "---|" * (3 + len(columns)),
+    ]
+    for device, cell in matrix.items():
+        ms = [_fmt(cell["latency_ms"].get(c), ".3f") for c in columns]
+        lines.append(
+            f"| {device} | {cell['net']} | {cell['test_accuracy']:.4f} | " + " | ".join(ms) + " |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def front_markdown(rows: Sequence[Mapping[str, Any]], summary: Mapping[str, Any]) -> str:
-    """One Markdown table per device (fastest first), each with its hypervolume."""
+    """One Markdown table per device (fastest first), each with its hypervolume, then the
+    cross-device latency matrix."""
     lines: list[str] = []
     for device, stats, front in _by_device(rows, summary):
         lines += [
@@ -98,6 +112,9 @@ def front_markdown(rows: Sequence[Mapping[str, Any]], summary: Mapping[str, Any]
             front_caption(device, stats, summary["latency"]),
             "",
         ]
+    matrix = matrix_markdown(summary)
+    if matrix:
+        lines += ["### Latency across devices", "", matrix]
     return "\n".join(lines)
 
 
@@ -110,6 +127,8 @@ def front_text(rows: Sequence[Mapping[str, Any]], summary: Mapping[str, Any]) ->
         lines = ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in table]
         lines.insert(1, "  ".join("-" * w for w in widths))
         blocks.append("\n".join([front_caption(device, stats, summary["latency"]), *lines]))
+    if len(summary["devices"]) > 1 and matrix_markdown(summary):
+        blocks.append("Latency across devices:\n" + matrix_markdown(summary).rstrip())
     return "\n\n".join(blocks)
 
 

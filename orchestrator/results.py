@@ -37,6 +37,8 @@ COLUMNS: dict[str, str] = {
     "test_accuracy": "float64",  # retrain: standalone net on the test split
     "latency_table_ms": "float64",
     "latency_measured_ms": "float64",  # retrain: timed on the trial's machine, batch 1
+    # retrain: JSON {device: ms} on every table of the sweep that can price the net's space
+    "latency_by_device": "string",
     "params": "int64",
     "macs": "int64",
     "pareto": "bool",
@@ -49,7 +51,14 @@ COLUMNS: dict[str, str] = {
 
 
 # columns a results.parquet written before they existed lacks (read as null)
-LATER_COLUMNS = ("weights", "architecture_path", "seed", "time_total_s", "hostname")
+LATER_COLUMNS = (
+    "latency_by_device",
+    "weights",
+    "architecture_path",
+    "seed",
+    "time_total_s",
+    "hostname",
+)
 
 
 def trial_status(metrics: Mapping[str, Any], error: Any) -> tuple[str, str | None]:
@@ -174,8 +183,54 @@ def mark_pareto(rows: list[dict[str, Any]], latency: str = "table") -> dict[str,
         "trials": len(done),
         "front": sum(r["pareto"] for r in done),
         "devices": devices,
+        "latency_matrix": latency_matrix(rows),
         "reference": only["reference"] if only else None,
         "hypervolume": only["hypervolume"] if only else (0.0 if not devices else None),
+    }
+
+
+def net_name(r: Mapping[str, Any]) -> str:
+    """A net's one name: the search trial that derived it (its `architectures/<name>.json`);
+    a retrain trial's own id is its row's `trial_id`."""
+    return str(r.get("search_trial_id") or r["trial_id"])
+
+
+def price_on_every_device(rows: list[dict[str, Any]], tables: Iterable[Any]) -> None:
+    """Each retrained net's latency on every table given that can price its space, as JSON
+    {device: ms} in `latency_by_device`: the columns of the cross-device matrix."""
+    from nas_core.architecture import Architecture
+    from nas_core.latency.predictor import MissingLatencyError, architecture_latency
+
+    tables = list(tables)
+    for r in rows:
+        if r["kind"] != "retrain" or not r.get("architecture"):
+            continue
+        arch = Architecture.from_config(json.loads(r["architecture"]))
+        prices = {}
+        for table in tables:
+            try:
+                prices[table.meta.name] = architecture_latency(arch, table)
+            except MissingLatencyError:  # that device's table does not cover this space
+                continue
+        r["latency_by_device"] = json.dumps(prices)
+
+
+def latency_matrix(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The paper's specialisation table for the sweep's devices: for each device searched for
+    (rows), its most accurate front net and that net's latency on every device (columns)."""
+    best: dict[str, Mapping[str, Any]] = {}
+    for r in rows:
+        if r["kind"] == "retrain" and r.get("pareto"):
+            device = device_of(r)
+            if device not in best or r["test_accuracy"] > best[device]["test_accuracy"]:
+                best[device] = r
+    return {
+        device: {
+            "net": net_name(r),
+            "test_accuracy": r["test_accuracy"],
+            "latency_ms": json.loads(r.get("latency_by_device") or "{}"),
+        }
+        for device, r in sorted(best.items())
     }
 
 

@@ -33,7 +33,7 @@ from nas_core.latency.predictor import MissingLatencyError
 from nas_core.latency.table import LatencyTable
 from nas_core.logs import get_logger
 from orchestrator.report import publish
-from orchestrator.results import mark_pareto, retrain_row, search_row
+from orchestrator.results import mark_pareto, price_on_every_device, retrain_row, search_row
 from orchestrator.storage import RunStorage
 from orchestrator.sweep_spec import SweepSpec, load_sweep_spec
 
@@ -421,6 +421,7 @@ def _run_sweep(
         interrupted = interrupted or any(
             r["status"] == "unfinished" for r in rows if r["kind"] == "retrain"
         )
+    price_on_every_device(rows, tables.values())  # the cross-device latency matrix
     summary = mark_pareto(rows, spec.pareto_latency)
     publish(run_dir, rows, summary)
     return SweepOutcome(store.url(), run_dir, rows, summary, interrupted)

@@ -236,3 +236,57 @@ def test_one_front_per_device(tmp_path: Path) -> None:
     assert len(figure.axes) == 2
     write_results(tmp_path / "results.parquet", rows)
     assert read_results(tmp_path / "results.parquet")[1]["device"] == "phone"
+
+
+def test_the_cross_device_latency_matrix(tmp_path: Path) -> None:
+    """Each device's best front net priced on every table of the sweep: rows, the device it
+    was searched for; columns, where it runs."""
+    import dataclasses
+    import json
+
+    from nas_core.architecture import Architecture
+    from nas_core.latency.predictor import architecture_latency
+    from nas_core.latency.synthetic import synthetic_table
+    from nas_core.latency.table import LatencyEntry, LatencyTable
+    from nas_core.spaces import create_space
+    from orchestrator.report import front_markdown
+    from orchestrator.results import price_on_every_device
+
+    space = create_space("mobilenet", B=1, F=0.5, resolution=32, num_classes=10)
+    base = synthetic_table(space)
+    phone = LatencyTable(
+        {k: LatencyEntry(e.count, 7.0 * e.mean + (k.startswith("expanded") and 3.0), e.var)
+         for k, e in base.entries.items()},
+        dataclasses.replace(base.meta, name="phone"),
+    )  # fmt: skip
+    cpu = LatencyTable(base.entries, dataclasses.replace(base.meta, name="this cpu"))
+    rows = []
+    for device, table in (("phone", phone), ("this cpu", cpu)):
+        for i in range(3):
+            ops = tuple(s.candidates[(i + j) % len(s.candidates)]
+                        for j, s in enumerate(space.layer_specs()))  # fmt: skip
+            arch = json.dumps(Architecture(space, ops).to_config())
+            metrics = {"done": 1, "architecture": arch, "device": device}
+            metrics["latency_table_ms"] = architecture_latency(Architecture(space, ops), table)
+            s = search_row(f"{device[0]}s{i}", {"lambda2": i / 2}, metrics, None)
+            r = retrain_row(f"{device[0]}r{i}", s, {"done": 1, "test_accuracy": 0.9 - i / 20}, None)
+            rows += [s, r]
+    price_on_every_device(rows, [phone, cpu])
+    summary = mark_pareto(rows)
+    matrix = summary["latency_matrix"]
+    assert set(matrix) == {"phone", "this cpu"}
+    for cell in matrix.values():
+        assert set(cell["latency_ms"]) == {"phone", "this cpu"}  # a 2 x 2 matrix
+        net = next(
+            r for r in rows if r["kind"] == "retrain" and r["search_trial_id"] == cell["net"]
+        )
+        arch = Architecture.from_config(json.loads(net["architecture"]))
+        assert cell["latency_ms"]["phone"] == pytest.approx(architecture_latency(arch, phone))
+        assert cell["latency_ms"]["this cpu"] == pytest.approx(architecture_latency(arch, cpu))
+    assert "### Latency across devices" in front_markdown(rows, summary)
+    from orchestrator.report import front_text
+
+    assert "Latency across devices" in front_text(rows, summary)
+    write_results(tmp_path / "results.parquet", rows)  # the prices travel with the rows
+    back = read_results(tmp_path / "results.parquet")
+    assert mark_pareto(back)["latency_matrix"] == matrix
