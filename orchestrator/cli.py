@@ -592,15 +592,15 @@ def cmd_pareto(args: argparse.Namespace) -> int:
 
     run_dir = Path(args.run_dir)
     rows = read_results(run_dir / "results.parquet")
-    latency = args.latency
-    if latency is None:
-        spec_file = run_dir / "sweep.yaml"
-        latency = "table"
-        if spec_file.exists():
-            from orchestrator.sweep_spec import load_sweep_spec
+    latency, references = args.latency, {}
+    spec_file = run_dir / "sweep.yaml"
+    if spec_file.exists():  # the sweep's own choices, unless a flag says otherwise
+        from orchestrator.sweep_spec import load_sweep_spec
 
-            latency = load_sweep_spec(spec_file).pareto_latency
-    summary = mark_pareto(rows, latency)
+        spec = load_sweep_spec(spec_file)
+        latency, references = latency or spec.pareto_latency, spec.pareto_reference
+    latency = latency or "table"
+    summary = mark_pareto(rows, latency, references)
     if not summary["trials"]:
         raise ProxylessError(f"{run_dir}: no finished retrain trial to put on a front")
     publish(run_dir, rows, summary)  # the flags, summary.json and every rendering agree

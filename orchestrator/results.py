@@ -145,11 +145,18 @@ def retrain_row(
     return row
 
 
-def mark_pareto(rows: list[dict[str, Any]], latency: str = "table") -> dict[str, Any]:
+def mark_pareto(
+    rows: list[dict[str, Any]],
+    latency: str = "table",
+    references: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """Set `pareto` on the finished retrain rows, one front per device (latency table): a
     Pixel-1 millisecond and this CPU's are different units. Returns the fronts' summary:
     per device its trials, front size, reference point and hypervolume; the top-level
-    `reference` / `hypervolume` are that device's when there is one, None when several."""
+    `reference` / `hypervolume` are that device's when there is one, None when several.
+    `references` (device → an object with `accuracy` and `latency_ms`, the spec's
+    `pareto_reference`) fixes a device's reference point; otherwise it is accuracy 0 and
+    1.1 × that device's slowest net."""
     column = "latency_table_ms" if latency == "table" else "latency_measured_ms"
     for r in rows:
         r["pareto"] = False
@@ -170,11 +177,16 @@ def mark_pareto(rows: list[dict[str, Any]], latency: str = "table") -> dict[str,
         lat = [float(r[column]) for r in members]
         for r, m in zip(members, pareto_mask(acc, lat), strict=True):
             r["pareto"] = m
-        reference = default_reference(lat)
+        fixed = (references or {}).get(device)
+        reference = (fixed.accuracy, fixed.latency_ms) if fixed else default_reference(lat)
         devices[device] = {
             "trials": len(members),
             "front": sum(r["pareto"] for r in members),
-            "reference": {"accuracy": reference[0], "latency_ms": reference[1]},
+            "reference": {
+                "accuracy": reference[0],
+                "latency_ms": reference[1],
+                "from": "spec" if fixed else "slowest net",
+            },
             "hypervolume": hypervolume(acc, lat, reference),
         }
     only = next(iter(devices.values())) if len(devices) == 1 else None

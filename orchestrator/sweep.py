@@ -422,6 +422,6 @@ def _run_sweep(
             r["status"] == "unfinished" for r in rows if r["kind"] == "retrain"
         )
     price_on_every_device(rows, tables.values())  # the cross-device latency matrix
-    summary = mark_pareto(rows, spec.pareto_latency)
+    summary = mark_pareto(rows, spec.pareto_latency, spec.pareto_reference)
     publish(run_dir, rows, summary)
     return SweepOutcome(store.url(), run_dir, rows, summary, interrupted)

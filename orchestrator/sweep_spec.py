@@ -150,6 +150,14 @@ class ResourceConfig(ConfigModel):
         return self.cpus_per_worker * k, self.gpus_per_worker * k
 
 
+class ReferencePoint(ConfigModel):
+    """A device's fixed hypervolume reference: nets count from this accuracy up and this
+    latency down, so the hypervolumes of two sweeps with the same reference compare."""
+
+    accuracy: float = Field(0.0, ge=0, le=1)
+    latency_ms: FiniteFloat = Field(gt=0)
+
+
 class SweepSpec(RunSettings):
     """A whole sweep: base search, the axes to vary, retraining, resources and where results go.
 
@@ -171,6 +179,9 @@ class SweepSpec(RunSettings):
     resources: ResourceConfig = ResourceConfig()
     # the front's latency: table (target device) or measured (here)
     pareto_latency: Literal["table", "measured"] = "table"
+    # per device (latency table name): the hypervolume's reference; a device without one
+    # uses accuracy 0 and 1.1 x its slowest net, which moves with the sweep
+    pareto_reference: dict[str, ReferencePoint] = Field(default_factory=dict)
 
     @field_validator("name")
     @classmethod

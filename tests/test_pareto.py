@@ -290,3 +290,23 @@ def test_the_cross_device_latency_matrix(tmp_path: Path) -> None:
     write_results(tmp_path / "results.parquet", rows)  # the prices travel with the rows
     back = read_results(tmp_path / "results.parquet")
     assert mark_pareto(back)["latency_matrix"] == matrix
+
+
+def test_a_fixed_reference_makes_hypervolumes_comparable() -> None:
+    """With the spec's reference, a sweep's hypervolume does not move with its slowest net."""
+    from orchestrator.sweep_spec import ReferencePoint
+
+    fixed = {"unknown": ReferencePoint(accuracy=0.5, latency_ms=4.0)}
+    rows = _rows()
+    summary = mark_pareto(rows, references=fixed)
+    stats = summary["devices"]["unknown"]
+    assert stats["reference"] == {"accuracy": 0.5, "latency_ms": 4.0, "from": "spec"}
+    # front: (2.0, 0.95) and (3.0, 0.97): (3-2)·(0.95-0.5) + (4-3)·(0.97-0.5)
+    assert stats["hypervolume"] == pytest.approx(1.0 * 0.45 + 1.0 * 0.47)
+    slower = _rows()
+    slower.append(dict(slower[-2], trial_id="r8", test_accuracy=0.6, latency_table_ms=9.0))
+    assert mark_pareto(slower, references=fixed)["devices"]["unknown"]["hypervolume"] == (
+        pytest.approx(stats["hypervolume"])
+    )  # a slow, dominated net changes nothing
+    moving = mark_pareto(slower)["devices"]["unknown"]
+    assert moving["reference"]["from"] == "slowest net" and moving["reference"]["latency_ms"] > 9

@@ -16,6 +16,11 @@ def test_round_trip_keeps_every_field() -> None:
     spec = demo_spec()
     again = SweepSpec.from_config(spec.to_config())
     assert again == spec
+    fixed = SweepSpec.from_config(
+        {**DEMO_SPEC, "pareto_reference": {"pixel1": {"accuracy": 0.5, "latency_ms": 80}}}
+    )
+    assert SweepSpec.from_config(fixed.to_config()) == fixed
+    assert fixed.pareto_reference["pixel1"].latency_ms == 80
     assert yaml.safe_load(yaml.safe_dump(spec.to_config())) == spec.to_config()
 
 
@@ -77,6 +82,8 @@ def test_relative_paths_resolve_against_the_current_folder(tmp_path: Path, monke
         ({"num_samples": 0}, "num_samples"),
         ({"name": "a/b"}, "name"),
         ({"pareto_latency": "fastest"}, "pareto_latency"),
+        ({"pareto_reference": {"pixel1": {"latency_ms": 0}}}, "pareto_reference.pixel1.latency_ms"),
+        ({"pareto_reference": {"pixel1": {"accuracy": 2, "latency_ms": 80}}}, "accuracy"),
         ({"data": {"dataset": "mnist"}}, "data.dataset"),
         ({"space": {"name": "resnet"}}, "resnet"),
         ({"space": [1, 2]}, "space: must be a mapping"),
