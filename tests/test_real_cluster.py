@@ -92,6 +92,25 @@ def _stop(proc: subprocess.Popen, temp_dir: Path) -> None:
     psutil.wait_procs(left, timeout=30)
 
 
+def _two_device_tables(root: Path) -> list[str]:
+    """Synthetic tables of the tiny sweep's space for two devices, the phone 7x slower."""
+    import dataclasses
+
+    from nas_core.latency.synthetic import synthetic_table
+    from nas_core.latency.table import LatencyEntry, LatencyTable
+    from nas_core.spaces import SearchSpace
+
+    space = SearchSpace.from_config({**TINY_SWEEP["space"], "B": 1, "num_classes": 10})
+    base = synthetic_table(space)
+    paths = []
+    for name, scale in (("toy phone", 7.0), ("toy cpu", 1.0)):
+        entries = {k: LatencyEntry(e.count, scale * e.mean, e.var) for k, e in base.entries.items()}
+        path = root / f"{name.replace(' ', '-')}.parquet"
+        LatencyTable(entries, dataclasses.replace(base.meta, name=name)).save(path)
+        paths.append(str(path))
+    return paths
+
+
 @pytest.fixture(scope="module")
 def cluster_runs(tmp_path_factory) -> dict:
     """Start a head; run the attached sweep, the job and a refused client side by side."""
@@ -101,7 +120,10 @@ def cluster_runs(tmp_path_factory) -> dict:
     token = uuid.uuid4().hex + uuid.uuid4().hex
     gcs, dashboard, agent = _free_port(), _free_port(), _free_port()
     spec = root / "sweep.yaml"
-    spec.write_text(yaml.safe_dump(TINY_SWEEP))
+    luts = _two_device_tables(root)  # two fronts and a 2 x 2 latency matrix, in two trials
+    spec.write_text(
+        yaml.safe_dump({**TINY_SWEEP, "grid": {"lambda2": [0.5], "B": [1], "lut": luts}})
+    )
     head_log = root / "head.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     head_env = {
@@ -197,6 +219,15 @@ def test_every_output_survives_the_head_and_exports(cluster_runs, run: str, tmp_
         assert len(kept) == 1, list(train_run.iterdir())
     for name in ("sweep.yaml", "pareto.png", "summary.json", "events.jsonl"):
         assert (run_dir / name).is_file(), name
+    # one front per device, and each device's net timed on both: a 2 x 2 matrix
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert set(summary["devices"]) == {"toy phone", "toy cpu"}
+    assert all(d["hypervolume"] > 0 and d["front"] == 1 for d in summary["devices"].values())
+    matrix = summary["latency_matrix"]
+    assert set(matrix) == {"toy phone", "toy cpu"}
+    for cell in matrix.values():
+        ms = cell["latency_ms"]
+        assert set(ms) == {"toy phone", "toy cpu"} and ms["toy phone"] > ms["toy cpu"]
     # rank 0's per-epoch reports (with their Train checkpoints) reached Tune
     results = list((run_dir / "tune" / f"{run}-search").glob("*/result.json"))
     assert len(results) == 2
