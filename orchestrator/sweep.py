@@ -18,6 +18,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -237,7 +239,9 @@ def _run_phase(
     trainable: Callable[..., None],
     param_space: Mapping[str, Any],
     num_samples: int,
-) -> Any:
+) -> tuple[Any, bool]:
+    """One phase's Tune run (restored when its experiment exists): its results, and whether
+    the user stopped it."""
     import ray
     from ray import tune
 
@@ -275,7 +279,34 @@ def _run_phase(
                 verbose=0,
             ),
         )
-    return tuner.fit()
+    return fit_noting_stops(tuner)
+
+
+def fit_noting_stops(tuner: Any) -> tuple[Any, bool]:
+    """`tuner.fit()` and whether the user stopped it (Ctrl-C, SIGINT), also when every trial
+    had already finished, which leaves no unfinished trial to tell by.
+
+    Tune (2.60) saves the SIGINT handler it finds, installs its own for the fit, and puts the
+    saved one back when a stop signal arrives (RAY_NOTES): so we install a marker first, and
+    find it back in place exactly when Tune took a stop. A second Ctrl-C raises
+    KeyboardInterrupt, as Python's own handler would."""
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or os.environ.get("TUNE_DISABLE_SIGINT_HANDLER", "0") != "0"
+    ):
+        return tuner.fit(), False
+
+    def marker(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, marker)
+    try:
+        grid = tuner.fit()
+        stopped = signal.getsignal(signal.SIGINT) is marker
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    return grid, stopped
 
 
 def experiment_name(spec: SweepSpec, phase: str) -> str:
@@ -372,7 +403,7 @@ def _run_sweep(
     log.info(
         f"sweep {spec.name}: search trials → {store.url('tune/' + experiment_name(spec, 'search'))}"
     )
-    grid = _run_phase(
+    grid, stopped = _run_phase(
         spec,
         store,
         "search",
@@ -389,7 +420,7 @@ def _run_sweep(
         search_row(_trial_id(r, i), r.config or {}, r.metrics or {}, r.error, spec.seed)
         for i, r in enumerate(grid)
     ]
-    interrupted = any(r["status"] == "unfinished" for r in rows)
+    interrupted = stopped or any(r["status"] == "unfinished" for r in rows)
     jobs = {}
     for r in rows:
         if r["status"] == "done":
@@ -405,7 +436,7 @@ def _run_sweep(
         where = store.url("tune/" + experiment_name(spec, "retrain"))
         log.info(f"retrain trials ({len(jobs)} architectures) → {where}")
         by_id = {r["trial_id"]: r for r in rows}
-        retrain_grid = _run_phase(
+        retrain_grid, stopped = _run_phase(
             spec,
             store,
             "retrain",
@@ -418,7 +449,7 @@ def _run_sweep(
             row = retrain_row(_trial_id(r, i), by_id[search_id], r.metrics or {}, r.error)
             _save_net(store, r, row)
             rows.append(row)
-        interrupted = interrupted or any(
+        interrupted = stopped or any(
             r["status"] == "unfinished" for r in rows if r["kind"] == "retrain"
         )
     price_on_every_device(rows, tables.values())  # the cross-device latency matrix

@@ -37,3 +37,38 @@ def _propagate():
     logger.propagate = True
     yield
     logger.propagate = saved
+
+
+def _sleep_then_report(config: dict) -> None:
+    import time
+
+    from ray import tune
+
+    time.sleep(config["seconds"])
+    tune.report({"done": 1})
+
+
+@pytest.mark.slow
+def test_a_stop_is_noticed_even_when_every_trial_had_finished(local_ray, tmp_path: Path) -> None:
+    """Ctrl-C during a phase stops the sweep, whether or not trials were still running."""
+    import os
+    import signal
+    import threading
+
+    from ray import tune
+
+    from orchestrator.sweep import fit_noting_stops
+
+    def tuner(name: str, seconds: list[float]) -> tune.Tuner:
+        return tune.Tuner(
+            _sleep_then_report,
+            param_space={"seconds": tune.grid_search(seconds)},
+            run_config=tune.RunConfig(name=name, storage_path=str(tmp_path), verbose=0),
+        )
+
+    before = signal.getsignal(signal.SIGINT)
+    _, stopped = fit_noting_stops(tuner("plain", [0.1, 0.2]))
+    assert not stopped and signal.getsignal(signal.SIGINT) is before
+    threading.Timer(5.0, os.kill, (os.getpid(), signal.SIGINT)).start()
+    _, stopped = fit_noting_stops(tuner("stopped", [0.1, 12.0]))
+    assert stopped and signal.getsignal(signal.SIGINT) is before
