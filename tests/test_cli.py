@@ -241,12 +241,18 @@ def test_progress_lines_follow_quiet(tmp_path: Path, capsys) -> None:
 
 @pytest.mark.slow
 def test_search_resume_takes_a_folder_like_sweep_resume(tmp_path: Path, capsys) -> None:
+    from nas_core.latency.synthetic import synthetic_table
+    from nas_core.spaces import create_space
+
     out = str(tmp_path / "s")
+    space = {"B": 1, "F": 0.25, "resolution": 16, "transition_op": None}
+    lut = tmp_path / "toy.parquet"  # no profiling: the test is about the folder
+    synthetic_table(create_space("mobilenet", **space, num_classes=10)).save(lut)
     tiny = tmp_path / "tiny.yaml"
     tiny.write_text(
         "space: {name: mobilenet, B: 1, F: 0.25, resolution: 16, transition_op: null}\n"
-        "data: {dataset: digits, resolution: 16}\nwarmup_epochs: 1\nepochs: 1\n"
-        "tensorboard: false\n"
+        f"data: {{dataset: digits, resolution: 16}}\nlut: {lut}\nwarmup_epochs: 1\n"
+        "epochs: 1\ntensorboard: false\n"
     )
     code, first, _ = _run(capsys, "search", "--config", str(tiny), "--out", out, "--json")
     assert code == 0 and json.loads(first)["epochs"] == 2
