@@ -39,6 +39,7 @@ from cluster.resources import (
     start_retries,
 )
 from nas_core.arch_state import ArchState
+from nas_core.arch_view import alpha_report
 from nas_core.checkpoint import load_checkpoint, save_checkpoint
 from nas_core.data import build_datasets
 from nas_core.errors import ProxylessError, first_line
@@ -160,6 +161,7 @@ class TrainReport:
         if searcher.rank != 0:
             ray.train.report(report)
             return
+        report.update(alpha_report(searcher.net.arch_state))  # the sweep's α heat-map
         state = searcher.state_dict()
         state["actor"] = self.sync.ask(
             searcher, self.sync.actor.state_dict.remote(), "a checkpoint"

@@ -37,6 +37,7 @@ from torch import nn
 from torch.utils.data import Subset
 
 from nas_core.arch_state import ArchState
+from nas_core.arch_view import log_alpha
 from nas_core.architecture import Architecture, build_net
 from nas_core.batchnorm import batch_statistics, eval_mode, no_single_batches
 from nas_core.checkpoint import load_checkpoint, save_checkpoint
@@ -671,10 +672,7 @@ class LocalOutputs:
         for k, v in metrics.items():
             if k not in ("epoch", "warmup"):
                 w.add_scalar(k, v, epoch)
-        for i, e in enumerate(searcher.net.arch_state.entropy().tolist()):
-            w.add_scalar(f"arch_entropy/{searcher.net.specs[i].name}", e, epoch)
-        w.add_image("arch/probabilities", probability_image(searcher.net.arch_state), epoch,
-                    dataformats="HW")  # fmt: skip
+        log_alpha(w, searcher.net.arch_state, epoch)
         w.flush()
 
     def close(self) -> None:
@@ -691,16 +689,6 @@ class _EpochFunction:
 
     def on_epoch_end(self, searcher: Searcher, metrics: dict[str, float]) -> None:
         self.function(searcher.epoch - 1, metrics)
-
-
-def probability_image(arch_state: ArchState) -> torch.Tensor:
-    """Layers × candidates matrix of softmax(α) (rows padded with 0), values in [0, 1]."""
-    probs = arch_state.all_probs()
-    width = max(len(p) for p in probs)
-    img = torch.zeros(len(probs), width)
-    for i, p in enumerate(probs):
-        img[i, : len(p)] = p.detach().cpu()
-    return img
 
 
 def with_overrides(config: SearchConfig, **changes: Any) -> SearchConfig:
