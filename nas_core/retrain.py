@@ -62,6 +62,7 @@ class RetrainConfig(RetrainRecipe, RunSettings):
 class RetrainResult:
     test_accuracy: float
     test_loss: float
+    test_samples: int  # the test split's size: how far one image moves the accuracy
     params: int
     macs: int
     latency_table_ms: float | None
@@ -222,7 +223,14 @@ def retrain(
         )
         measured = time_module(net, shape, profile).mean
     result = RetrainResult(
-        test_acc, test_loss, stats.params, stats.macs, latency_table, measured, tuple(history)
+        test_acc,
+        test_loss,
+        len(data.test),
+        stats.params,
+        stats.macs,
+        latency_table,
+        measured,
+        tuple(history),
     )
     if out_dir is not None:
         out = Path(out_dir)

@@ -52,39 +52,12 @@ def _default(model: type[ConfigModel], field: str) -> str:
     return f"default {model.model_fields[field].default}"
 
 
-def _layer_rows(arch: Any, lut: str | None) -> list[dict[str, Any]]:
-    """One row per searchable layer of `arch`: where it is, its shape, the op it chose and,
-    with a table, that op's latency and share of the whole net's."""
-    from nas_core.latency.predictor import architecture_latency
-    from nas_core.latency.table import LatencyTable
-
-    specs = arch.space.layer_specs()
-    rows = [
-        {
-            "layer": spec.name,
-            "input": spec.input_size,
-            "in_channels": spec.in_channels,
-            "out_channels": spec.out_channels,
-            "stride": spec.stride,
-            "op": op,
-        }
-        for spec, op in zip(specs, arch.ops, strict=True)
-    ]
-    if lut is not None:
-        table = LatencyTable.load(lut)
-        total = architecture_latency(arch, table)  # checks every key first
-        layout = arch.space.latency_layout()
-        for row, spec, keys in zip(rows, specs, layout.layers, strict=True):
-            key = keys[spec.candidates.index(row["op"])]
-            ms = 0.0 if key is None else table.scale * table.mean(key)
-            row.update(latency_ms=ms, latency_share=ms / total if total > 0 else None)
-    return rows
-
-
 def cmd_arch_stats(args: argparse.Namespace) -> int:
     """Parameters and MACs of an architecture JSON or an official net.config; for an
     architecture, the op each layer chose (and its latency share, with --lut)."""
+    from nas_core.arch_view import layer_rows
     from nas_core.architecture import load_network
+    from nas_core.latency.table import LatencyTable
     from nas_core.stats import net_stats
 
     loaded = load_network(args.path, args.resolution)
@@ -96,7 +69,8 @@ def cmd_arch_stats(args: argparse.Namespace) -> int:
     if arch is not None:
         out["space"] = arch.space.to_config()
         out["ops"] = list(arch.ops)
-        out["layers"] = _layer_rows(arch, args.lut)
+        table = None if args.lut is None else LatencyTable.load(args.lut)
+        out["layers"] = layer_rows(arch, table)
     if args.json:
         print(json.dumps(out))
         return 0
@@ -573,7 +547,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         if summary["trials"]:
             fronts = len(summary["devices"])
             print(f"\nPareto front{'s' if fronts > 1 else ''}, fastest first:")
-            print(front_text(outcome.rows, summary))
+            print(front_text(summary))
         print(f"\nresults: {run_dir}/results.parquet  (figure {run_dir}/pareto.png)")
         print(f"TensorBoard: tensorboard --logdir {run_dir}/tensorboard")
     if outcome.interrupted:
@@ -587,8 +561,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def cmd_pareto(args: argparse.Namespace) -> int:
     """Recompute and redraw the front of a finished (or partial) sweep from results.parquet."""
-    from orchestrator.report import front_rows, front_text, net_name, publish
-    from orchestrator.results import mark_pareto, read_results
+    from orchestrator.fronts import front_rows, mark_pareto, net_name
+    from orchestrator.report import front_text, publish
+    from orchestrator.results import read_results
 
     run_dir = Path(args.run_dir)
     rows = read_results(run_dir / "results.parquet")
@@ -605,7 +580,15 @@ def cmd_pareto(args: argparse.Namespace) -> int:
         raise ProxylessError(f"{run_dir}: no finished retrain trial to put on a front")
     publish(run_dir, rows, summary)  # the flags, summary.json and every rendering agree
     if args.json:
-        keys = ("lambda2", "B", "F", "test_accuracy", "latency_table_ms", "latency_measured_ms")
+        keys = (
+            "lambda2",
+            "B",
+            "F",
+            "seed",
+            "test_accuracy",
+            "latency_table_ms",
+            "latency_measured_ms",
+        )
         front = [
             {
                 "net": net_name(r),
@@ -616,7 +599,7 @@ def cmd_pareto(args: argparse.Namespace) -> int:
         ]
         print(json.dumps({**summary, "rows": front, "figure": str(run_dir / "pareto.png")}))
     else:
-        print(front_text(rows, summary))
+        print(front_text(summary))
         print(f"figure {run_dir / 'pareto.png'}")
     return 0
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from orchestrator.results import device_of, front_rows, net_name
+from orchestrator.fronts import front_points, net_name
 
 
 def _fmt(v: Any, spec: str = "") -> str:
@@ -20,13 +20,19 @@ def _fmt(v: Any, spec: str = "") -> str:
     return format(v, spec) if spec else str(v)
 
 
-def _label(r: Mapping[str, Any]) -> str:
-    parts = [f"λ₂={_fmt(r.get('lambda2'), 'g')}"]
-    if r.get("B") is not None:
-        parts.append(f"B={_fmt(r['B'], 'g')}")
-    if r.get("F") is not None:
-        parts.append(f"F={_fmt(r['F'], 'g')}")
+def _label(p: Mapping[str, Any]) -> str:
+    parts = [f"λ₂={_fmt(p.get('lambda2'), 'g')}"]
+    if p.get("B") is not None:
+        parts.append(f"B={_fmt(p['B'], 'g')}")
+    if p.get("F") is not None:
+        parts.append(f"F={_fmt(p['F'], 'g')}")
     return " ".join(parts)
+
+
+def _spread(p: Mapping[str, Any], column: str, spec: str) -> str:
+    """A point's mean, with ± its spread across seeds when it has one."""
+    std = p.get(f"{column}_std")
+    return _fmt(p.get(column), spec) + ("" if std is None else f" ± {std:{spec}}")
 
 
 HEADER = (
@@ -39,48 +45,48 @@ HEADER = (
     "latency here (ms)",
     "params",
     "MACs",
+    "within noise of",
 )
 
 
-def _cells(r: Mapping[str, Any]) -> list[str]:
+def _cells(p: Mapping[str, Any]) -> list[str]:
     return [
-        net_name(r),
-        _fmt(r.get("lambda2"), "g"),
-        _fmt(r.get("B"), "g"),
-        _fmt(r.get("F"), "g"),
-        _fmt(r.get("test_accuracy"), ".4f"),
-        _fmt(r.get("latency_table_ms"), ".3f"),
-        _fmt(r.get("latency_measured_ms"), ".3f"),
-        _fmt(r.get("params"), ","),
-        _fmt(r.get("macs"), ","),
-    ]
-
-
-def _by_device(
-    rows: Sequence[Mapping[str, Any]], summary: Mapping[str, Any]
-) -> list[tuple[str, Mapping[str, Any], list[dict[str, Any]]]]:
-    """(device, its front's summary, its front rows fastest first) for every device."""
-    latency = "table" if summary["latency"] == "latency_table_ms" else "measured"
-    front = front_rows(rows, latency)
-    return [
-        (device, stats, [r for r in front if device_of(r) == device])
-        for device, stats in summary["devices"].items()
+        ", ".join(p["nets"]),
+        _fmt(p.get("lambda2"), "g"),
+        _fmt(p.get("B"), "g"),
+        _fmt(p.get("F"), "g"),
+        _spread(p, "test_accuracy", ".4f"),
+        _spread(p, "latency_table_ms", ".3f"),
+        _spread(p, "latency_measured_ms", ".3f"),
+        _fmt(p.get("params"), ","),
+        _fmt(p.get("macs"), ","),
+        ", ".join(p.get("within_noise") or ()) or "–",
     ]
 
 
 def front_caption(device: str, stats: Mapping[str, Any], column: str) -> str:
-    """One device's front in a sentence: its size, hypervolume and reference point."""
+    """One device's front in a sentence: its size, hypervolume, reference point and, with
+    seeds, what a point is."""
     ref = stats["reference"]
+    seeds = max(len(p["nets"]) for p in stats["points"])
+    averaged = f", each the mean ± spread of {seeds} seeds" if seeds > 1 else ""
     return (
-        f"{device}: {stats['front']} of {stats['trials']} retrained nets on the front "
-        f"(latency: {column}); hypervolume {stats['hypervolume']:.4g} against accuracy "
-        f"{ref['accuracy']:g}, latency {ref['latency_ms']:.4g} ms."
+        f"{device}: {stats['front']} of {stats['settings']} settings on the front{averaged} "
+        f"({stats['trials']} retrained nets; latency: {column}); hypervolume "
+        f"{stats['hypervolume']:.4g} against accuracy {ref['accuracy']:g}, latency "
+        f"{ref['latency_ms']:.4g} ms ({ref['from']})."
     )
+
+
+NOISE_NOTE = (
+    "A net named under *within noise of* differs in test accuracy from that front neighbour "
+    "by less than one binomial standard error of the test set: their order is not measured."
+)
 
 
 def matrix_markdown(summary: Mapping[str, Any]) -> str:
     """The cross-device latency matrix: rows, the device a net was searched for (its most
-    accurate front net); columns, the device it runs on (table latency, ms)."""
+    accurate front point); columns, the device it runs on (table latency, ms)."""
     matrix = summary.get("latency_matrix") or {}
     columns = sorted({d for cell in matrix.values() for d in cell["latency_ms"]})
     if not columns:
@@ -97,44 +103,52 @@ def matrix_markdown(summary: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def front_markdown(rows: Sequence[Mapping[str, Any]], summary: Mapping[str, Any]) -> str:
+def _noisy(summary: Mapping[str, Any]) -> bool:
+    return any(p.get("within_noise") for _, _, front in front_points(summary) for p in front)
+
+
+def front_markdown(summary: Mapping[str, Any]) -> str:
     """One Markdown table per device (fastest first), each with its hypervolume, then the
     cross-device latency matrix."""
     lines: list[str] = []
-    for device, stats, front in _by_device(rows, summary):
+    for device, stats, front in front_points(summary):
         lines += [
             f"### {device}",
             "",
             "| " + " | ".join(HEADER) + " |",
             "|" + "---|" * len(HEADER),
-            *("| " + " | ".join(_cells(r)) + " |" for r in front),
+            *("| " + " | ".join(_cells(p)) + " |" for p in front),
             "",
             front_caption(device, stats, summary["latency"]),
             "",
         ]
+    if _noisy(summary):
+        lines += [NOISE_NOTE, ""]
     matrix = matrix_markdown(summary)
     if matrix:
         lines += ["### Latency across devices", "", matrix]
     return "\n".join(lines)
 
 
-def front_text(rows: Sequence[Mapping[str, Any]], summary: Mapping[str, Any]) -> str:
+def front_text(summary: Mapping[str, Any]) -> str:
     """One aligned plain-text table per device for the terminal, each under its caption."""
     blocks = []
-    for device, stats, front in _by_device(rows, summary):
-        table = [list(HEADER), *(_cells(r) for r in front)]
+    for device, stats, front in front_points(summary):
+        table = [list(HEADER), *(_cells(p) for p in front)]
         widths = [max(len(row[i]) for row in table) for i in range(len(HEADER))]
         lines = ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in table]
         lines.insert(1, "  ".join("-" * w for w in widths))
         blocks.append("\n".join([front_caption(device, stats, summary["latency"]), *lines]))
+    if _noisy(summary):
+        blocks.append(NOISE_NOTE.replace("*", ""))
     if len(summary["devices"]) > 1 and matrix_markdown(summary):
         blocks.append("Latency across devices:\n" + matrix_markdown(summary).rstrip())
     return "\n\n".join(blocks)
 
 
-def draw_front(rows: Sequence[Mapping[str, Any]], summary: Mapping[str, Any]):
-    """A matplotlib figure, one panel per device: every retrained net, the front highlighted,
-    joined and labelled."""
+def draw_front(summary: Mapping[str, Any]):
+    """A matplotlib figure, one panel per device: every setting (the mean of its seeds, with
+    error bars for their spread), the front highlighted, joined and labelled."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -146,16 +160,8 @@ def draw_front(rows: Sequence[Mapping[str, Any]], summary: Mapping[str, Any]):
         1, len(devices), figsize=(7 * len(devices), 4.5), dpi=110, squeeze=False
     )
     for ax, device in zip(axes[0], devices, strict=True):
-        done = [
-            r
-            for r in rows
-            if r["kind"] == "retrain"
-            and r["status"] == "done"
-            and r.get(column) is not None
-            and device_of(r) == device
-        ]
-        _draw_panel(ax, done, column)
         stats = summary["devices"].get(device)
+        _draw_panel(ax, stats["points"] if stats else [], column)
         hv = f", hypervolume {stats['hypervolume']:.4g}" if stats else ""
         ax.set_title(f"{device}{hv}", fontsize=9)
     fig.suptitle("accuracy / latency front per device")
@@ -163,36 +169,40 @@ def draw_front(rows: Sequence[Mapping[str, Any]], summary: Mapping[str, Any]):
     return fig
 
 
-def _draw_panel(ax: Any, done: list[Mapping[str, Any]], column: str) -> None:
-    front = sorted((r for r in done if r["pareto"]), key=lambda r: r[column])
-    others = [r for r in done if not r["pareto"]]
-    ax.scatter(
-        [r[column] for r in others],
-        [r["test_accuracy"] for r in others],
-        c="0.6",
-        label="dominated",
-    )
+def _draw_panel(ax: Any, points: Sequence[Mapping[str, Any]], column: str) -> None:
+    front = sorted((p for p in points if p["pareto"]), key=lambda p: p[column])
     ax.step(
-        [r[column] for r in front],
-        [r["test_accuracy"] for r in front],
+        [p[column] for p in front],
+        [p["test_accuracy"] for p in front],
         where="post",
         c="tab:red",
         alpha=0.6,
     )
-    ax.scatter(
-        [r[column] for r in front],
-        [r["test_accuracy"] for r in front],
-        c="tab:red",
-        zorder=3,
-        label="Pareto front",
-    )
-    # every point labelled; nets at the same place (the same architecture, say) share one
-    # marker and one label naming all of them, so none hides behind another
+    dominated = [p for p in points if not p["pareto"]]
+    for group, colour, label in (
+        (front, "tab:red", "Pareto front"),
+        (dominated, "0.6", "dominated"),
+    ):
+        if group:  # error bars: the spread across seeds (none with one seed)
+            ax.errorbar(
+                [p[column] for p in group],
+                [p["test_accuracy"] for p in group],
+                xerr=[p.get(f"{column}_std") or 0.0 for p in group],
+                yerr=[p.get("test_accuracy_std") or 0.0 for p in group],
+                fmt="o",
+                color=colour,
+                elinewidth=0.8,
+                capsize=2,
+                zorder=3,
+                label=label,
+            )
+    # every point labelled; settings at the same place (the same architecture, say) share
+    # one marker and one label naming all of them, so none hides behind another
     at: dict[tuple[float, float], list[Mapping[str, Any]]] = {}
-    for r in done:
-        at.setdefault((r[column], r["test_accuracy"]), []).append(r)
+    for p in points:
+        at.setdefault((p[column], p["test_accuracy"]), []).append(p)
     for (x, y), same in at.items():
-        names = ", ".join(net_name(r) for r in same)
+        names = ", ".join(n for p in same for n in p["nets"])
         text = f"{names}\n{_label(same[0])}" if same[0]["pareto"] else names
         ax.annotate(
             text + (f" (×{len(same)})" if len(same) > 1 else ""),
@@ -211,7 +221,7 @@ def _draw_panel(ax: Any, done: list[Mapping[str, Any]], column: str) -> None:
 
 def _hparams(r: Mapping[str, Any]) -> dict[str, Any]:
     h: dict[str, Any] = {"lambda2": r.get("lambda2") or 0.0}
-    for k in ("B", "F", "target_ms"):
+    for k in ("B", "F", "target_ms", "seed"):
         if r.get(k) is not None:
             h[k] = r[k]
     h["device"] = r.get("device") or "unknown"
@@ -247,7 +257,7 @@ def write_tensorboard(
     writer.close()
     writer = SummaryWriter(str(tb_dir / "pareto"))
     writer.add_figure("pareto/front", figure, close=False)
-    writer.add_text("pareto/table", front_markdown(rows, summary))
+    writer.add_text("pareto/table", front_markdown(summary))
     for device, stats in summary["devices"].items():
         writer.add_scalar(f"pareto/hypervolume/{device}", stats["hypervolume"], 0)
     writer.close()
@@ -268,14 +278,14 @@ def publish(run_dir: Path, rows: Sequence[Mapping[str, Any]], summary: Mapping[s
 
 
 def render(run_dir: Path, rows: Sequence[Mapping[str, Any]], summary: Mapping[str, Any]) -> None:
-    """pareto.png, pareto.md and the TensorBoard front, all from the rows."""
+    """pareto.png, pareto.md and the TensorBoard front, from the rows and their summary."""
     import matplotlib.pyplot as plt
 
     from nas_core.io import atomic_output, atomic_write_text
 
-    figure = draw_front(rows, summary)
+    figure = draw_front(summary)
     with atomic_output(run_dir / "pareto.png") as tmp:
         figure.savefig(tmp, format="png")
-    atomic_write_text(run_dir / "pareto.md", front_markdown(rows, summary))
+    atomic_write_text(run_dir / "pareto.md", front_markdown(summary))
     write_tensorboard(run_dir / "tensorboard", rows, summary, figure)
     plt.close(figure)

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from nas_core.errors import ProxylessError
 from nas_core.io import atomic_output
-from orchestrator.pareto import default_reference, hypervolume, pareto_mask
 
 COLUMNS: dict[str, str] = {
     "kind": "string",  # search | retrain
@@ -32,13 +31,17 @@ COLUMNS: dict[str, str] = {
     "space": "string",  # JSON
     "architecture": "string",  # JSON (nas_core.architecture.Architecture)
     "ops": "string",
+    "alpha": "string",  # JSON: the search's final α (nas_core.arch_state.ArchState)
     "epochs": "int64",
     "valid_accuracy": "float64",  # search: the super-net's last valid accuracy
     "test_accuracy": "float64",  # retrain: standalone net on the test split
+    "test_samples": "int64",  # retrain: the test split's size (the accuracy's resolution)
     "latency_table_ms": "float64",
     "latency_measured_ms": "float64",  # retrain: timed on the trial's machine, batch 1
     # retrain: JSON {device: ms} on every table of the sweep that can price the net's space
     "latency_by_device": "string",
+    # retrain: the slowest net of its space on its own table (the default front reference)
+    "latency_bound_ms": "float64",
     "params": "int64",
     "macs": "int64",
     "pareto": "bool",
@@ -52,6 +55,9 @@ COLUMNS: dict[str, str] = {
 
 # columns a results.parquet written before they existed lacks (read as null)
 LATER_COLUMNS = (
+    "test_samples",
+    "latency_bound_ms",
+    "alpha",
     "latency_by_device",
     "weights",
     "architecture_path",
@@ -104,6 +110,7 @@ def search_row(
         "space": metrics.get("space"),
         "architecture": arch,
         "ops": ",".join(json.loads(arch)["ops"]) if arch else None,
+        "alpha": metrics.get("alpha"),
         "epochs": metrics.get("epochs"),
         "valid_accuracy": _number(metrics.get("valid_accuracy")),
         "latency_table_ms": _number(metrics.get("latency_table_ms")),
@@ -112,7 +119,7 @@ def search_row(
         "pareto": False,
         "weights": None,
         "architecture_path": None,
-        "seed": seed,
+        "seed": params.get("seed", seed),  # a grid.seed axis, else the spec's seed
         "time_total_s": _number(metrics.get("time_total_s")),
         "hostname": metrics.get("hostname"),
     }
@@ -133,6 +140,7 @@ def retrain_row(
         epochs=metrics.get("epochs"),
         valid_accuracy=_number(metrics.get("valid_accuracy")),
         test_accuracy=_number(metrics.get("test_accuracy")),
+        test_samples=metrics.get("test_samples"),
         latency_table_ms=_number(metrics.get("latency_table_ms", search.get("latency_table_ms"))),
         latency_measured_ms=_number(metrics.get("latency_measured_ms")),
         params=metrics.get("params", search.get("params")),
@@ -143,119 +151,6 @@ def retrain_row(
         hostname=metrics.get("hostname"),
     )
     return row
-
-
-def mark_pareto(
-    rows: list[dict[str, Any]],
-    latency: str = "table",
-    references: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Set `pareto` on the finished retrain rows, one front per device (latency table): a
-    Pixel-1 millisecond and this CPU's are different units. Returns the fronts' summary:
-    per device its trials, front size, reference point and hypervolume; the top-level
-    `reference` / `hypervolume` are that device's when there is one, None when several.
-    `references` (device → an object with `accuracy` and `latency_ms`, the spec's
-    `pareto_reference`) fixes a device's reference point; otherwise it is accuracy 0 and
-    1.1 × that device's slowest net."""
-    column = "latency_table_ms" if latency == "table" else "latency_measured_ms"
-    for r in rows:
-        r["pareto"] = False
-    done = [
-        r
-        for r in rows
-        if r["kind"] == "retrain"
-        and r["status"] == "done"
-        and r.get("test_accuracy") is not None
-        and r.get(column) is not None
-    ]
-    groups: dict[str, list[dict[str, Any]]] = {}
-    for r in done:
-        groups.setdefault(device_of(r), []).append(r)
-    devices = {}
-    for device, members in sorted(groups.items()):
-        acc = [float(r["test_accuracy"]) for r in members]
-        lat = [float(r[column]) for r in members]
-        for r, m in zip(members, pareto_mask(acc, lat), strict=True):
-            r["pareto"] = m
-        fixed = (references or {}).get(device)
-        reference = (fixed.accuracy, fixed.latency_ms) if fixed else default_reference(lat)
-        devices[device] = {
-            "trials": len(members),
-            "front": sum(r["pareto"] for r in members),
-            "reference": {
-                "accuracy": reference[0],
-                "latency_ms": reference[1],
-                "from": "spec" if fixed else "slowest net",
-            },
-            "hypervolume": hypervolume(acc, lat, reference),
-        }
-    only = next(iter(devices.values())) if len(devices) == 1 else None
-    return {
-        "latency": column,
-        "trials": len(done),
-        "front": sum(r["pareto"] for r in done),
-        "devices": devices,
-        "latency_matrix": latency_matrix(rows),
-        "reference": only["reference"] if only else None,
-        "hypervolume": only["hypervolume"] if only else (0.0 if not devices else None),
-    }
-
-
-def net_name(r: Mapping[str, Any]) -> str:
-    """A net's one name: the search trial that derived it (its `architectures/<name>.json`);
-    a retrain trial's own id is its row's `trial_id`."""
-    return str(r.get("search_trial_id") or r["trial_id"])
-
-
-def price_on_every_device(rows: list[dict[str, Any]], tables: Iterable[Any]) -> None:
-    """Each retrained net's latency on every table given that can price its space, as JSON
-    {device: ms} in `latency_by_device`: the columns of the cross-device matrix."""
-    from nas_core.architecture import Architecture
-    from nas_core.latency.predictor import MissingLatencyError, architecture_latency
-
-    tables = list(tables)
-    for r in rows:
-        if r["kind"] != "retrain" or not r.get("architecture"):
-            continue
-        arch = Architecture.from_config(json.loads(r["architecture"]))
-        prices = {}
-        for table in tables:
-            try:
-                prices[table.meta.name] = architecture_latency(arch, table)
-            except MissingLatencyError:  # that device's table does not cover this space
-                continue
-        r["latency_by_device"] = json.dumps(prices)
-
-
-def latency_matrix(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """The paper's specialisation table for the sweep's devices: for each device searched for
-    (rows), its most accurate front net and that net's latency on every device (columns)."""
-    best: dict[str, Mapping[str, Any]] = {}
-    for r in rows:
-        if r["kind"] == "retrain" and r.get("pareto"):
-            device = device_of(r)
-            if device not in best or r["test_accuracy"] > best[device]["test_accuracy"]:
-                best[device] = r
-    return {
-        device: {
-            "net": net_name(r),
-            "test_accuracy": r["test_accuracy"],
-            "latency_ms": json.loads(r.get("latency_by_device") or "{}"),
-        }
-        for device, r in sorted(best.items())
-    }
-
-
-def device_of(row: Mapping[str, Any]) -> str:
-    """The device whose front a row belongs to: its latency table's."""
-    return str(row.get("device") or "unknown")
-
-
-def front_rows(rows: Sequence[Mapping[str, Any]], latency: str = "table") -> list[dict[str, Any]]:
-    """The Pareto rows, by device, fastest first."""
-    column = "latency_table_ms" if latency == "table" else "latency_measured_ms"
-    front = [dict(r) for r in rows if r.get("pareto")]
-    return sorted(front, key=lambda r: (device_of(r), r[column], -r["test_accuracy"]))
 
 
 def _schema():

@@ -5,7 +5,8 @@ Run folder `storage_path/name/` (a path or a `pyarrow.fs` URI, see `orchestrator
   latency.parquet       the table profiled on this machine (when the grid has lut null)
   tune/<name>-search, tune/<name>-retrain   the two Tune experiments (restorable)
   tune/train/search-<trial>   the Ray Train run of each search trial (resources.workers >= 1)
-  architectures/<trial>.json  every derived architecture
+  architectures/<trial>.json, .md, .png  every derived architecture, its layers as a table
+                        and a drawing
   nets/<retrain trial>/       weights.pt, architecture.json, retrain.json of every retrained net
   results.parquet       one row per trial, with the `pareto` flag and the paths above
   pareto.png, pareto.md, summary.json, events.jsonl, tensorboard/
@@ -29,13 +30,16 @@ from typing import Any
 from ray.tune import Callback
 
 from cluster.resources import require_gpus
+from nas_core.arch_state import ArchState
+from nas_core.arch_view import ALPHA_KEY, log_alpha
 from nas_core.errors import ProxylessError
 from nas_core.io import atomic_write_text
 from nas_core.latency.predictor import MissingLatencyError
 from nas_core.latency.table import LatencyTable
 from nas_core.logs import get_logger
+from orchestrator.fronts import mark_pareto, price_on_every_device
 from orchestrator.report import publish
-from orchestrator.results import mark_pareto, price_on_every_device, retrain_row, search_row
+from orchestrator.results import retrain_row, search_row
 from orchestrator.storage import RunStorage
 from orchestrator.sweep_spec import SweepSpec, load_sweep_spec
 
@@ -128,6 +132,8 @@ class SweepLog(Callback):
             for k, v in result.items():
                 if "/" in k and isinstance(v, int | float) and not isinstance(v, bool):
                     writer.add_scalar(k, v, step)
+            if isinstance(result.get(ALPHA_KEY), str):  # a search epoch: its α heat-map
+                log_alpha(writer, ArchState.from_config(json.loads(result[ALPHA_KEY])), step)
             writer.flush()
             lat = result.get("latency/expected_ms")
             log.info(
@@ -207,7 +213,22 @@ def prepare_tables(spec: SweepSpec, run_dir: Path) -> dict[str, LatencyTable]:
                 extra_meta={"sweep": spec.name},
             )
         tables[key] = table
+    _one_table_per_device(tables)
     return tables
+
+
+def _one_table_per_device(tables: Mapping[str, LatencyTable]) -> None:
+    """Each device gets one front, so two tables of one device would mix their units."""
+    seen: dict[str, str] = {}
+    for key, table in tables.items():
+        where = key or "the table profiled here"
+        device = table.meta.device
+        if device in seen:
+            raise ProxylessError(
+                f"grid.lut: {seen[device]} and {where} are both tables of {device!r}; a "
+                "device has one front, so keep one of them (or re-profile one elsewhere)"
+            )
+        seen[device] = where
 
 
 def profile_gpu_table(
@@ -227,6 +248,25 @@ def profile_gpu_table(
     log.info(f"profiling {len(keys)} latency entries on a cluster GPU → {out}")
     tables[""] = profile_on_gpu(keys, out, {"sweep": spec.name})
     return tables
+
+
+def write_architecture_views(
+    folder: Path, name: str, arch: Mapping[str, Any], table: LatencyTable
+) -> None:
+    """`<name>.md` (the per-layer table, priced on the net's table) and `<name>.png` (the
+    drawing) beside the architecture's JSON."""
+    import matplotlib.pyplot as plt
+
+    from nas_core.arch_view import architecture_figure, architecture_markdown, layer_rows
+    from nas_core.architecture import Architecture
+    from nas_core.io import atomic_output
+
+    rows = layer_rows(Architecture.from_config(arch), table)
+    atomic_write_text(folder / f"{name}.md", f"## {name}\n\n" + architecture_markdown(rows))
+    figure = architecture_figure(rows, f"{name} ({table.meta.device})")
+    with atomic_output(folder / f"{name}.png") as tmp:
+        figure.savefig(tmp, format="png")
+    plt.close(figure)
 
 
 # ---- the two Tune runs ----
@@ -429,7 +469,12 @@ def _run_sweep(
             atomic_write_text(run_dir / relative, json.dumps(arch, indent=2))
             r["architecture_path"] = store.url(relative)
             table = tables[r["lut"] or ""]
-            jobs[r["trial_id"]] = {"architecture": arch, "table": table.to_yaml_dict()}
+            write_architecture_views(run_dir / "architectures", r["trial_id"], arch, table)
+            jobs[r["trial_id"]] = {
+                "architecture": arch,
+                "table": table.to_yaml_dict(),
+                "seed": r["seed"],
+            }
     store.push()
 
     if jobs and not interrupted:

@@ -1,9 +1,10 @@
 """SweepSpec: one YAML file → a validated, frozen description of a whole sweep.
 
 A sweep is a base search (data, space, strategy, weights, phase lengths) plus axes to vary:
-λ₂, B, F, target latency and latency table. An axis is a list (a Tune grid) or, for λ₂ and
-the target, a one-key mapping naming a Tune distribution (`{loguniform: [0.01, 3]}`). Every grid
-point is checked by building its `SearchConfig` up front, so a bad value fails before Ray starts.
+λ₂, B, F, target latency, latency table and seed (repeats, whose nets the front averages). An
+axis is a list (a Tune grid) or, for λ₂ and the target, a one-key mapping naming a Tune
+distribution (`{loguniform: [0.01, 3]}`). Every grid point is checked by building its
+`SearchConfig` up front, so a bad value fails before Ray starts.
 """
 
 from __future__ import annotations
@@ -26,10 +27,10 @@ from nas_core.retrain import RetrainConfig, RetrainRecipe
 from nas_core.search import DEFAULT_SPACE, SearchConfig, SearchSchedule, WeightConfig
 from nas_core.strategy import StrategyConfig
 
-AxisName = Literal["lambda2", "B", "F", "target_ms", "lut"]
+AxisName = Literal["lambda2", "B", "F", "target_ms", "lut", "seed"]
 AXES: tuple[str, ...] = get_args(AxisName)
 DISTRIBUTIONS = {"uniform": 2, "loguniform": 2, "choice": None, "randint": 2}  # name: arg count
-CONTINUOUS_AXES = ("lambda2", "target_ms")  # B, F and tables must be grids (tables are profiled)
+CONTINUOUS_AXES = ("lambda2", "target_ms")  # B, F, tables and seeds are grids (tables are profiled)
 
 
 class Axis(ConfigModel):
@@ -200,6 +201,11 @@ class SweepSpec(RunSettings):
                 v is None or (isinstance(v, str) and v) for v in axis.values
             ):
                 raise ValueError(f"lut: expected table paths or null, got {list(axis.values)!r}")
+            if name == "seed" and not (
+                all(type(v) is int and v >= 0 for v in axis.values)
+                and len(set(axis.values)) == len(axis.values)
+            ):
+                raise ValueError(f"seed: expected distinct integers >= 0, got {list(axis.values)}")
         return {name: grid[name] for name in AXES if name in grid}  # one order, however written
 
     @model_validator(mode="after")
@@ -228,9 +234,11 @@ class SweepSpec(RunSettings):
     def param_space(self) -> dict[str, Any]:
         return {name: axis.to_tune() for name, axis in self.grid.items()}
 
-    def run_settings(self) -> dict[str, Any]:
-        """Seed, device and precision, as both phases' configs take them."""
-        return {name: getattr(self, name) for name in RunSettings.model_fields}
+    def run_settings(self, seed: int | None = None) -> dict[str, Any]:
+        """Seed (a grid point's, else the spec's), device and precision, as both phases'
+        configs take them."""
+        settings = {name: getattr(self, name) for name in RunSettings.model_fields}
+        return {**settings, "seed": self.seed if seed is None else seed}
 
     def search_config(self, params: Mapping[str, Any], out_dir: str) -> SearchConfig:
         """The SearchConfig of one trial: the base with the trial's λ₂, B, F, target and table."""
@@ -246,7 +254,7 @@ class SweepSpec(RunSettings):
             return SearchConfig.from_config(
                 {
                     **self.search.to_config(),
-                    **self.run_settings(),
+                    **self.run_settings(params.get("seed")),
                     "space": space,
                     "data": data,
                     "strategy": strategy,
@@ -260,13 +268,13 @@ class SweepSpec(RunSettings):
             shown = ", ".join(f"{k}={v}" for k, v in params.items())
             raise ProxylessError(f"{e} (grid point {shown})" if shown else str(e)) from None
 
-    def retrain_config(self, lut: str | None = None) -> RetrainConfig:
+    def retrain_config(self, seed: int | None = None) -> RetrainConfig:
+        """The retrain of a net whose search ran with `seed` (None: the spec's)."""
         return RetrainConfig.from_config(
             {
                 **self.retrain.to_config(),
-                **self.run_settings(),
+                **self.run_settings(seed),
                 "data": self.data.to_config(),
-                "lut": lut,
             }
         )
 

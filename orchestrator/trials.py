@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from nas_core.arch_view import alpha_report
 from nas_core.architecture import Architecture
 from nas_core.checkpoint import load_checkpoint, save_checkpoint
 from nas_core.data import build_datasets
@@ -92,14 +93,19 @@ def search_trial(
             "architecture": json.dumps(result.architecture.to_config()),
             "space": json.dumps(result.architecture.space.to_config()),
             "strategy": config.strategy.name,
-            "device": table.meta.name,
+            "device": table.meta.device,
             "latency_table_ms": result.latency_ms,
             "valid_accuracy": result.valid_accuracy,
             "params": result.params,
             "macs": result.macs,
             "epochs": result.epochs,
+            "alpha": _read_text(final / "arch_state.json"),  # the final α, for results.parquet
         }
         tune.report(_present(metrics), checkpoint=tune.Checkpoint.from_directory(final))
+
+
+def _read_text(path: Path) -> str | None:
+    return path.read_text(encoding="utf-8") if path.is_file() else None
 
 
 def _search_in_process(sweep: SweepSpec, config: Any, table: LatencyTable) -> SearchResult:
@@ -115,7 +121,8 @@ def _search_in_process(sweep: SweepSpec, config: Any, table: LatencyTable) -> Se
     def report(epoch: int, metrics: dict[str, float]) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             shutil.copy2(searcher.checkpoint_path, Path(tmp) / "checkpoint.pt")
-            tune.report(_numbers(metrics), checkpoint=tune.Checkpoint.from_directory(tmp))
+            epoch_report = {**_numbers(metrics), **alpha_report(searcher.net.arch_state)}
+            tune.report(epoch_report, checkpoint=tune.Checkpoint.from_directory(tmp))
 
     return searcher.run(on_epoch_end=report)
 
@@ -204,7 +211,7 @@ def retrain_trial(
             table = LatencyTable.from_yaml_dict(job["table"], "latency table")
             result = retrain(
                 arch,
-                sweep.retrain_config(),
+                sweep.retrain_config(job["seed"]),
                 out_dir=out,
                 on_epoch_end=report,
                 table=table,
@@ -221,6 +228,7 @@ def retrain_trial(
             "valid_accuracy": last.get("valid/accuracy"),
             "test_accuracy": result.test_accuracy,
             "test_loss": result.test_loss,
+            "test_samples": result.test_samples,
             "latency_table_ms": result.latency_table_ms,
             "latency_measured_ms": result.latency_measured_ms,
             "params": result.params,

@@ -9,15 +9,9 @@ from pathlib import Path
 import pytest
 
 from nas_core.errors import ProxylessError
+from orchestrator.fronts import mark_pareto
 from orchestrator.pareto import default_reference, hypervolume, pareto_mask
-from orchestrator.results import (
-    COLUMNS,
-    mark_pareto,
-    read_results,
-    retrain_row,
-    search_row,
-    write_results,
-)
+from orchestrator.results import COLUMNS, read_results, retrain_row, search_row, write_results
 
 
 def test_front_of_a_small_example() -> None:
@@ -185,10 +179,10 @@ def test_every_point_of_the_figure_is_labelled_and_ties_share_one(tmp_path: Path
 
     rows = _rows()
     twin = dict(next(r for r in rows if r["trial_id"] == "r0"))
-    twin.update(trial_id="r7", search_trial_id="s7")  # the same net found twice
+    twin.update(trial_id="r7", search_trial_id="s7", lambda2=0.25)  # one net, found twice
     rows.append(twin)
     summary = mark_pareto(rows)
-    texts = [t.get_text() for t in draw_front(rows, summary).axes[0].texts]
+    texts = [t.get_text() for t in draw_front(summary).axes[0].texts]
     assert len(texts) == 3  # four nets, three places
     assert any(t.startswith("s0, s7") and "(×2)" in t for t in texts)
     assert any(t == "s2" for t in texts)  # a dominated net is labelled too
@@ -229,10 +223,10 @@ def test_one_front_per_device(tmp_path: Path) -> None:
         "tr1": True,
         "tr2": False,
     }
-    md = front_markdown(rows, summary)
+    md = front_markdown(summary)
     assert "### phone" in md and "### this cpu" in md and md.count("hypervolume") == 2
-    assert "phone: 1 of 3" in front_text(rows, summary)
-    figure = draw_front(rows, summary)
+    assert "phone: 1 of 3" in front_text(summary)
+    figure = draw_front(summary)
     assert len(figure.axes) == 2
     write_results(tmp_path / "results.parquet", rows)
     assert read_results(tmp_path / "results.parquet")[1]["device"] == "phone"
@@ -249,8 +243,8 @@ def test_the_cross_device_latency_matrix(tmp_path: Path) -> None:
     from nas_core.latency.synthetic import synthetic_table
     from nas_core.latency.table import LatencyEntry, LatencyTable
     from nas_core.spaces import create_space
+    from orchestrator.fronts import price_on_every_device
     from orchestrator.report import front_markdown
-    from orchestrator.results import price_on_every_device
 
     space = create_space("mobilenet", B=1, F=0.5, resolution=32, num_classes=10)
     base = synthetic_table(space)
@@ -283,10 +277,10 @@ def test_the_cross_device_latency_matrix(tmp_path: Path) -> None:
         arch = Architecture.from_config(json.loads(net["architecture"]))
         assert cell["latency_ms"]["phone"] == pytest.approx(architecture_latency(arch, phone))
         assert cell["latency_ms"]["this cpu"] == pytest.approx(architecture_latency(arch, cpu))
-    assert "### Latency across devices" in front_markdown(rows, summary)
+    assert "### Latency across devices" in front_markdown(summary)
     from orchestrator.report import front_text
 
-    assert "Latency across devices" in front_text(rows, summary)
+    assert "Latency across devices" in front_text(summary)
     write_results(tmp_path / "results.parquet", rows)  # the prices travel with the rows
     back = read_results(tmp_path / "results.parquet")
     assert mark_pareto(back)["latency_matrix"] == matrix
@@ -304,9 +298,113 @@ def test_a_fixed_reference_makes_hypervolumes_comparable() -> None:
     # front: (2.0, 0.95) and (3.0, 0.97): (3-2)·(0.95-0.5) + (4-3)·(0.97-0.5)
     assert stats["hypervolume"] == pytest.approx(1.0 * 0.45 + 1.0 * 0.47)
     slower = _rows()
-    slower.append(dict(slower[-2], trial_id="r8", test_accuracy=0.6, latency_table_ms=9.0))
+    slower.append(
+        dict(slower[-2], trial_id="r8", lambda2=3.0, test_accuracy=0.6, latency_table_ms=9.0)
+    )
     assert mark_pareto(slower, references=fixed)["devices"]["unknown"]["hypervolume"] == (
         pytest.approx(stats["hypervolume"])
     )  # a slow, dominated net changes nothing
     moving = mark_pareto(slower)["devices"]["unknown"]
     assert moving["reference"]["from"] == "slowest net" and moving["reference"]["latency_ms"] > 9
+
+
+def _seeded_rows() -> list[dict]:
+    """Two settings, three seeds each: λ₂ = 0 (accurate, slow) and λ₂ = 1 (fast)."""
+    arch = '{"space": {"name": "mobilenet"}, "ops": ["zero", "3x3_MBConv6"]}'
+    rows = []
+    for lam, accs, lats in ((0.0, (0.90, 0.92, 0.94), (3.0, 3.2, 3.4)),
+                            (1.0, (0.80, 0.85, 0.90), (1.0, 1.0, 1.3))):  # fmt: skip
+        for seed, (acc, lat) in enumerate(zip(accs, lats, strict=True)):
+            name = f"l{lam:g}s{seed}"
+            metrics = {"done": 1, "architecture": arch, "latency_table_ms": lat}
+            s = search_row(name, {"lambda2": lam, "seed": seed}, metrics, None)
+            done = {"done": 1, "test_accuracy": acc, "test_samples": 400}
+            rows += [s, retrain_row(f"r-{name}", s, done, None)]
+    return rows
+
+
+def test_seeds_make_one_point_with_its_mean_and_spread(tmp_path: Path) -> None:
+    """grid.seed repeats a setting: the front holds its mean, the report its spread."""
+    from orchestrator.report import draw_front, front_markdown
+
+    rows = _seeded_rows()
+    summary = mark_pareto(rows)
+    stats = summary["devices"]["unknown"]
+    assert stats["trials"] == 6 and stats["settings"] == 2 and stats["front"] == 2
+    slow, fast = sorted(stats["points"], key=lambda p: -p["latency_table_ms"])
+    assert slow["nets"] == ["l0s0", "l0s1", "l0s2"] and slow["seeds"] == [0, 1, 2]
+    assert slow["test_accuracy"] == pytest.approx(0.92)
+    assert slow["test_accuracy_std"] == pytest.approx(0.02)  # sample standard deviation
+    assert fast["latency_table_ms"] == pytest.approx(1.1)
+    assert fast["latency_table_ms_std"] == pytest.approx(0.1732, abs=1e-4)
+    # the hypervolume is the means': (1.1, 0.85) and (3.2, 0.92) against (0, 1.1 × 3.2)
+    ref = 1.1 * 3.2
+    assert stats["hypervolume"] == pytest.approx((3.2 - 1.1) * 0.85 + (ref - 3.2) * 0.92)
+    assert all(r["pareto"] for r in rows if r["kind"] == "retrain")  # every seed's row
+    md = front_markdown(summary)
+    assert "0.9200 ± 0.0200" in md and "| l0s0, l0s1, l0s2 |" in md
+    assert "each the mean ± spread of 3 seeds" in md
+    bars = draw_front(summary).axes[0].containers  # one error-bar set: the front
+    assert len(bars) == 1 and len(bars[0].lines[2]) == 2  # x and y bars
+    write_results(tmp_path / "results.parquet", rows)
+    assert [r["seed"] for r in read_results(tmp_path / "results.parquet")][:2] == [0, 0]
+
+
+def test_front_neighbours_within_the_test_sets_noise_are_flagged() -> None:
+    """An accuracy step smaller than the binomial standard error is no measured step."""
+    from orchestrator.fronts import standard_error
+    from orchestrator.report import front_text
+
+    rows = _seeded_rows()
+    for r in rows:  # the fast setting now trails the slow one by 0.005
+        if r["kind"] == "retrain" and r["lambda2"] == 1.0:
+            r["test_accuracy"] -= 0.85 - 0.915
+    stats = mark_pareto(rows)["devices"]["unknown"]
+    se = standard_error(0.92, 400)
+    assert se == pytest.approx((0.92 * 0.08 / 400) ** 0.5) and se > 0.005
+    slow, fast = sorted(stats["points"], key=lambda p: -p["latency_table_ms"])
+    assert slow["within_noise"] == ["l1s0"] and fast["within_noise"] == ["l0s0"]
+    assert "differs in test accuracy from that front neighbour" in front_text(mark_pareto(rows))
+    clear = mark_pareto(_seeded_rows())["devices"]["unknown"]["points"]
+    assert all(p["within_noise"] == [] for p in clear)  # 0.07 apart: a real step
+
+
+def test_the_default_reference_is_the_slowest_net_of_the_spaces() -> None:
+    """Without a spec reference, the table price of the spaces' slowest net: fixed by the
+    spec and the table, so a slower net found by a later sweep does not move it."""
+    import dataclasses
+    import json
+
+    from nas_core.architecture import Architecture
+    from nas_core.latency.predictor import LatencyModel
+    from nas_core.latency.synthetic import synthetic_table
+    from nas_core.latency.table import LatencyTable
+    from nas_core.spaces import create_space
+    from orchestrator.fronts import price_on_every_device
+
+    space = create_space("mobilenet", B=1, F=0.5, resolution=32, num_classes=10)
+    base = synthetic_table(space)
+    table = LatencyTable(base.entries, dataclasses.replace(base.meta, name="phone"))
+    rows = []
+    for i in range(3):
+        ops = tuple(s.candidates[i % len(s.candidates)] for s in space.layer_specs())
+        metrics = {"done": 1, "architecture": json.dumps(Architecture(space, ops).to_config())}
+        s = search_row(f"s{i}", {"lambda2": i}, {**metrics, "device": "phone"}, None)
+        r = retrain_row(f"r{i}", s, {"done": 1, "test_accuracy": 0.8 + i / 50}, None)
+        r["latency_table_ms"] = float(i + 1)
+        rows += [s, r]
+    price_on_every_device(rows, [table])
+    bound = LatencyModel(space, table).slowest()
+    assert bound > LatencyModel(space, table).uniform()
+    stats = mark_pareto(rows)["devices"]["phone"]
+    assert stats["reference"] == {
+        "accuracy": 0.0,
+        "latency_ms": pytest.approx(bound),
+        "from": "slowest net of the spaces",
+    }
+    rows[-1]["latency_table_ms"] = bound * 0.9  # a slower net found: same reference
+    assert mark_pareto(rows)["devices"]["phone"]["reference"]["latency_ms"] == pytest.approx(bound)
+    measured = mark_pareto(
+        [dict(r, latency_measured_ms=1.0 + i) for i, r in enumerate(rows)], "measured"
+    )
+    assert measured["devices"]["phone"]["reference"]["from"] == "slowest net"  # no table bound

@@ -42,6 +42,15 @@ def test_a_trial_config_takes_its_knobs_from_the_grid_point() -> None:
     assert config.out_dir == "x" and config.tensorboard is False
 
 
+def test_a_seed_axis_repeats_search_and_retrain_with_that_seed() -> None:
+    spec = SweepSpec.from_config({**DEMO_SPEC, "seed": 7, "grid": {"seed": [0, 1, 2]}})
+    assert [p["seed"] for p in spec.grid_points()] == [0, 1, 2]
+    assert spec.search_config({"seed": 2}, out_dir="x").seed == 2
+    assert spec.search_config({}, out_dir="x").seed == 7  # no axis: the spec's own seed
+    assert spec.retrain_config(2).seed == 2 and spec.retrain_config().seed == 7
+    assert SweepSpec.from_config(spec.to_config()) == spec
+
+
 def test_a_distribution_axis_becomes_a_tune_domain() -> None:
     from ray.tune.search.sample import Float
 
@@ -71,6 +80,10 @@ def test_relative_paths_resolve_against_the_current_folder(tmp_path: Path, monke
         ({"grid": {"target_ms": [0]}}, "strategy.target_ms"),
         ({"grid": {"F": [0]}}, "F"),
         ({"grid": {"lut": [""]}}, "lut: expected table paths"),
+        ({"grid": {"seed": [0, 0]}}, "seed: expected distinct integers"),
+        ({"grid": {"seed": [1.5]}}, "seed: expected distinct integers"),
+        ({"grid": {"seed": [-1]}}, "seed: expected distinct integers"),
+        ({"grid": {"seed": {"randint": [0, 9]}}}, "only lambda2 and target_ms"),
         ({"resources": {"workers": -1}}, "resources.workers"),
         ({"resources": {"workers": 1.5}}, "resources.workers"),
         ({"resources": {"gpus_per_worker": 1}}, "but device is cpu"),
@@ -123,3 +136,30 @@ def test_a_run_folder_refuses_a_different_sweep(tmp_path: Path) -> None:
     other = SweepSpec.from_config({**spec.to_config(), "seed": 1})
     with pytest.raises(ProxylessError, match="holds a different sweep"):
         prepare_run_dir(other, resume=False)
+
+
+def test_two_tables_of_one_device_are_refused(tmp_path: Path) -> None:
+    """A device has one front: two tables of it would mix their milliseconds on it."""
+    import dataclasses
+
+    from nas_core.latency.synthetic import synthetic_table
+    from nas_core.latency.table import LatencyTable
+    from orchestrator.sweep import prepare_tables
+
+    spec = SweepSpec.from_config({**DEMO_SPEC, "grid": {"B": [2]}})
+    base = synthetic_table(spec.search_config({}, out_dir="x").build_space(10))
+    paths = []
+    for threads in (1, 2, 2):
+        meta = dataclasses.replace(base.meta, name="EPYC", kind="cpu", threads=threads)
+        paths.append(tmp_path / f"t{len(paths)}.yaml")
+        LatencyTable(base.entries, meta).save(paths[-1])
+    assert LatencyTable.load(paths[1]).meta.device == "EPYC, 2 threads"
+    assert LatencyTable.load(paths[0]).meta.device == "EPYC, 1 thread"
+    two = SweepSpec.from_config({**spec.to_config(), "grid": {"lut": [str(p) for p in paths[:2]]}})
+    assert set(t.meta.device for t in prepare_tables(two, tmp_path).values()) == {
+        "EPYC, 1 thread",
+        "EPYC, 2 threads",
+    }
+    same = SweepSpec.from_config({**spec.to_config(), "grid": {"lut": [str(p) for p in paths[1:]]}})
+    with pytest.raises(ProxylessError, match="are both tables of 'EPYC, 2 threads'"):
+        prepare_tables(same, tmp_path)

@@ -92,6 +92,10 @@ class LatencyModel:
     def uniform(self) -> float:
         return self.fixed_ms + sum(float(c.mean()) for c in self.costs)
 
+    def slowest(self) -> float:
+        """The latency of the space's slowest net: every layer its most expensive op."""
+        return self.fixed_ms + sum(float(c.max()) for c in self.costs)
+
     def of_indices(self, indices: Sequence[int]) -> float:
         """Latency of the net that takes candidate indices[l] at layer l."""
         return self.fixed_ms + sum(float(c[i]) for c, i in zip(self.costs, indices, strict=True))

@@ -68,6 +68,14 @@ class DeviceMeta:
     def to_config(self) -> dict[str, Any]:
         return asdict(self)
 
+    @property
+    def device(self) -> str:
+        """The device a front is for: the name, with the thread count of a CPU table (one
+        CPU at 1 and at 2 threads is two devices, with two units of milliseconds)."""
+        if self.kind == "cpu" and self.threads:
+            return f"{self.name}, {self.threads} thread{'s' if self.threads > 1 else ''}"
+        return self.name
+
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> DeviceMeta:
         if not isinstance(config, Mapping):
