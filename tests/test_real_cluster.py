@@ -119,10 +119,14 @@ def cluster_runs(tmp_path_factory) -> dict:
     temp_dir = Path(tempfile.mkdtemp(prefix="rh-", dir="/tmp"))
     token = uuid.uuid4().hex + uuid.uuid4().hex
     gcs, dashboard, agent = _free_port(), _free_port(), _free_port()
-    spec = root / "sweep.yaml"
+    spec, job_spec = root / "sweep.yaml", root / "job.yaml"
     luts = _two_device_tables(root)  # two fronts and a 2 x 2 latency matrix, in two trials
     spec.write_text(
         yaml.safe_dump({**TINY_SWEEP, "grid": {"lambda2": [0.5], "B": [1], "lut": luts}})
+    )
+    # the job's sweep searches for one device: one Train run less for 2 cores to start
+    job_spec.write_text(
+        yaml.safe_dump({**TINY_SWEEP, "grid": {"lambda2": [0.5], "B": [1], "lut": luts[:1]}})
     )
     head_log = root / "head.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
@@ -143,7 +147,8 @@ def cluster_runs(tmp_path_factory) -> dict:
             head, env=head_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
     client_env = {**env, "RAY_AUTH_TOKEN": token, "PYTHONUNBUFFERED": "1"}
-    sweep = [sys.executable, "-m", "orchestrator.cli", "sweep", "--config", str(spec)]
+    cli = [sys.executable, "-m", "orchestrator.cli", "sweep", "--config"]
+    sweep = [*cli, str(spec)]
     attach = ["--storage-path", str(root / "runs"), "--address", f"127.0.0.1:{gcs}"]
     storage_uri = (root / "uri-runs").as_uri()  # file://: the driver's files via pyarrow.fs
     try:
@@ -159,7 +164,7 @@ def cluster_runs(tmp_path_factory) -> dict:
             job = pool.submit(
                 _submit,
                 f"http://127.0.0.1:{dashboard}",
-                [*sweep, "--name", "job", "--storage-path", storage_uri],
+                [*cli, str(job_spec), "--name", "job", "--storage-path", storage_uri],
                 client_env,
             )
         attached, refused, job = attached.result(), refused.result(), job.result()
@@ -177,16 +182,20 @@ def cluster_runs(tmp_path_factory) -> dict:
     }
 
 
+DEVICES = {"attached": {"toy phone", "toy cpu"}, "job": {"toy phone"}}
+
+
 @pytest.mark.parametrize("run", ["attached", "job"])
 def test_every_output_survives_the_head_and_exports(cluster_runs, run: str, tmp_path) -> None:
     from orchestrator.cli import main
     from orchestrator.results import read_results
 
     run_dir = cluster_runs[run]
+    devices = DEVICES[run]
     rows = read_results(run_dir / "results.parquet")
-    assert [r["status"] for r in rows] == ["done"] * 4
+    assert [r["status"] for r in rows] == ["done"] * 2 * len(devices)
     retrained = [r for r in rows if r["kind"] == "retrain"]
-    assert len(retrained) == 2
+    assert len(retrained) == len(devices)
     assert str(cluster_runs["temp_dir"]) not in json.dumps(rows)  # nothing points at the head
     for r in retrained:
         assert r["weights"].endswith(f"nets/{r['trial_id']}/weights.pt")
@@ -219,22 +228,31 @@ def test_every_output_survives_the_head_and_exports(cluster_runs, run: str, tmp_
         assert len(kept) == 1, list(train_run.iterdir())
     for name in ("sweep.yaml", "pareto.png", "summary.json", "events.jsonl"):
         assert (run_dir / name).is_file(), name
-    # one front per device, and each device's net timed on both: a 2 x 2 matrix
+    # one front per device, and each device's net timed on every device: attached, 2 x 2
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert set(summary["devices"]) == {"toy phone", "toy cpu"}
+    assert set(summary["devices"]) == devices
     assert all(d["hypervolume"] > 0 and d["front"] == 1 for d in summary["devices"].values())
     matrix = summary["latency_matrix"]
-    assert set(matrix) == {"toy phone", "toy cpu"}
+    assert set(matrix) == devices
     for cell in matrix.values():
-        ms = cell["latency_ms"]
-        assert set(ms) == {"toy phone", "toy cpu"} and ms["toy phone"] > ms["toy cpu"]
+        assert set(cell["latency_ms"]) == devices
     # rank 0's per-epoch reports (with their Train checkpoints) reached Tune
     results = list((run_dir / "tune" / f"{run}-search").glob("*/result.json"))
-    assert len(results) == 2
+    assert len(results) == len(devices)
     for result in results:
         reports = [json.loads(line) for line in result.read_text().splitlines()]
-        epochs = [r["epoch"] for r in reports if "valid/accuracy" in r]
-        assert epochs == [0, 1] and "checkpoint_path" in reports[-2]
+        epochs = [r for r in reports if "valid/accuracy" in r]
+        assert [r["epoch"] for r in epochs] == [0, 1] and "checkpoint_path" in reports[-2]
+        assert all(r["alpha"] for r in epochs)  # rank 0's α per epoch: the heat-map's
+    assert all(r["alpha"] for r in rows)  # the final α, in results.parquet
+
+
+def test_the_attached_sweeps_devices_time_each_others_nets(cluster_runs) -> None:
+    """The 2 x 2 matrix: each device's net is slower on the phone, whose table is 7x."""
+    summary = json.loads((cluster_runs["attached"] / "summary.json").read_text())
+    matrix = summary["latency_matrix"]
+    assert len(matrix) == 2
+    assert all(c["latency_ms"]["toy phone"] > c["latency_ms"]["toy cpu"] for c in matrix.values())
 
 
 def test_the_job_ran_on_the_cluster_and_wrote_through_pyarrow(cluster_runs) -> None:

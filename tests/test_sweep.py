@@ -1,8 +1,9 @@
 """The main job end to end: `proxyless sweep`, interrupted and resumed.
 
-The embedded demo's spec, cut to two grid points (one depth, λ₂ 0 and 1) to fit the suite's time,
-runs once per module in a subprocess: it is interrupted with SIGINT right after its first search
-trial finishes, then continued with `--resume`; the tests below read what it left behind.
+The embedded demo's spec, cut to two grid points (one depth, λ₂ 0 and 1) and half its epochs to
+fit the suite's time, runs once per module in a subprocess: it is interrupted with SIGINT right
+after its first search trial finishes, then continued with `--resume`; the tests below read what
+it left behind.
 Search trials on Ray Train inside Tune (workers: 1) run in test_real_cluster, on a real head.
 """
 
@@ -26,7 +27,14 @@ from orchestrator.results import read_results
 from orchestrator.sweep_spec import DEMO_SPEC
 
 pytestmark = pytest.mark.slow
-SPEC = {**DEMO_SPEC, "grid": {"lambda2": [0.0, 1.0], "B": [2], "F": [0.5]}}
+SPEC = {
+    **DEMO_SPEC,
+    # half the demo's epochs: the retrained nets still reach 0.95 test accuracy
+    "search": {"epochs": 2, "warmup_epochs": 1, "arch_every": 2},
+    "retrain": {**DEMO_SPEC["retrain"], "epochs": 4},
+    # a one-value seed axis: the seed reaches both phases' rows (means over seeds: test_pareto)
+    "grid": {"lambda2": [0.0, 1.0], "B": [2], "F": [0.5], "seed": [3]},
+}
 POINTS = 2
 
 
@@ -103,6 +111,22 @@ def test_results_hold_every_search_and_retrain_trial(demo) -> None:
         assert Path(r["architecture_path"]).is_file()
     archs = sorted((demo["run_dir"] / "architectures").glob("*.json"))
     assert [p.stem for p in archs] == sorted(r["trial_id"] for r in search)
+    assert {r["seed"] for r in rows} == {3}
+
+
+def test_every_architecture_is_drawn_and_keeps_its_alpha(demo) -> None:
+    """Each derived net: its final α in results.parquet, a per-layer table priced on its
+    table and a drawing, beside its JSON."""
+    from nas_core.arch_state import ArchState
+
+    folder = demo["run_dir"] / "architectures"
+    for r in demo["rows"]:
+        state = ArchState.from_config(json.loads(r["alpha"]))  # retrain rows carry it too
+        assert ",".join(state.argmax()) == r["ops"]  # the net is α's argmax
+        name = r["search_trial_id"]
+        table = (folder / f"{name}.md").read_text().splitlines()
+        assert len(table) == 4 + len(state) and "latency (ms)" in table[2]
+        assert (folder / f"{name}.png").stat().st_size > 1000
 
 
 def test_table_latency_falls_as_lambda2_rises(demo) -> None:
@@ -153,6 +177,8 @@ def test_tensorboard_has_hparams_the_front_figure_and_scalars(demo) -> None:
     assert "pareto/front" in front["images"] and front["text"]
     search = _tensorboard(tb / "search")
     assert {"valid/accuracy", "latency/expected_ms", "arch/entropy_mean"} <= search["scalars"]
+    assert "arch/probabilities" in search["images"]  # the α heat-map, also in a sweep
+    assert any(tag.startswith("arch_entropy/") for tag in search["scalars"])
     assert "valid/accuracy" in _tensorboard(tb / "retrain")["scalars"]
     assert len(list((tb / "search").iterdir())) == POINTS
 
