@@ -37,18 +37,21 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple
 
 import numpy as np
 import torch
 from pydantic import Field, field_validator, model_validator
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset, TensorDataset
-from torchvision import transforms as T
-from torchvision.datasets import CIFAR10, ImageFolder
 
 from nas_core.config import ConfigModel
 from nas_core.errors import ProxylessError
 from nas_core.sampling import SplitStream, Stream, sample_seed, step_generator
+
+if TYPE_CHECKING:  # torchvision is imported where CIFAR-10 and image folders need it: it
+    # costs ~2.5 s per process (it loads torch._dynamo), and every Train worker, architecture
+    # actor and trial process imports this module
+    from torchvision.datasets import CIFAR10, ImageFolder
 
 # Digits pixel statistics after scaling to [0, 1]: the mean is that of the raw 8×8 images (bilinear
 # resizing keeps it); the std is that of the upsampled images (0.319–0.325 from 16 px up; 0.376
@@ -226,6 +229,9 @@ def _digits(config: DataConfig) -> DataSplits:
 
 
 def _cifar10(config: DataConfig) -> DataSplits:
+    from torchvision import transforms as T
+    from torchvision.datasets import CIFAR10
+
     root = Path(config.data_dir or "")
     where = root / CIFAR10.base_folder
 
@@ -255,6 +261,8 @@ def _cifar10(config: DataConfig) -> DataSplits:
 
 
 def _imagefolder(config: DataConfig) -> DataSplits:
+    from torchvision import transforms as T
+
     root = Path(config.data_dir or "")
     train_dir, val_dir = root / "train", root / "val"
     train_set, val_set = _image_folder(train_dir), _image_folder(val_dir)
@@ -280,6 +288,8 @@ def _imagefolder(config: DataConfig) -> DataSplits:
 def imagenet_eval_transform(resolution: int) -> Callable[[Any], torch.Tensor]:
     """The official ImageNet evaluation: resize the short side to ⌈r / 0.875⌉ (256 for 224),
     centre-crop r × r, ImageNet mean / std."""
+    from torchvision import transforms as T
+
     return T.Compose(
         [T.Resize(math.ceil(resolution / 0.875)), T.CenterCrop(resolution), *_imagenet_tensor()]
     )
@@ -287,6 +297,8 @@ def imagenet_eval_transform(resolution: int) -> Callable[[Any], torch.Tensor]:
 
 def _imagenet_tensor() -> list[Callable[[Any], Any]]:
     """PIL image → normalised tensor with the ImageNet mean / std."""
+    from torchvision import transforms as T
+
     return [T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
 
 
@@ -305,6 +317,8 @@ def evaluation_split(config: DataConfig) -> tuple[Dataset, int]:
 
 def _image_folder(path: Path) -> ImageFolder:
     """An untransformed ImageFolder of `path`; a missing or empty tree is a ProxylessError."""
+    from torchvision.datasets import ImageFolder
+
     if not path.is_dir():
         raise ProxylessError(f"imagefolder: {path}: no such folder (expected <class>/<image>)")
     try:
