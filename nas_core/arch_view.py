@@ -58,20 +58,22 @@ def alpha_figure(state: ArchState, title: str = "softmax(α)") -> Any:
     for i, (cands, probs) in enumerate(zip(state.candidates, state.all_probs(), strict=True)):
         for op, p in zip(cands, probs.tolist(), strict=True):
             grid[i, ops.index(op)] = p
-    height = 1.4 + 0.28 * len(state)
-    fig, ax = plt.subplots(figsize=(2.8 + 0.75 * len(ops), height), dpi=100)
+    width, height = 2.8 + 0.75 * len(ops), 1.4 + 0.28 * len(state)
+    fig, ax = plt.subplots(figsize=(width, height), dpi=90)
     image = ax.imshow(np.ma.masked_invalid(grid), cmap="viridis", vmin=0, vmax=1, aspect="auto")
     for i, chosen in enumerate(state.argmax()):
         j = ops.index(chosen)
         ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, ec="red", lw=1.5))
     for i, entropy in enumerate(state.entropy().tolist()):
-        ax.text(len(ops) - 0.4, i, f"H={entropy:.2f}", va="center", fontsize=7)
+        ax.text(len(ops) - 0.4, i, f"H={abs(entropy):.2f}", va="center", fontsize=7)  # not -0
     ax.set_xticks(range(len(ops)), ops, rotation=40, ha="right", fontsize=7)
     ax.set_yticks(range(len(state)), state.layer_names, fontsize=7)
     ax.set_xlim(-0.5, len(ops) + 0.6)
     ax.set_title(title, fontsize=9)
     fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02, label="probability")
-    fig.tight_layout()
+    # fixed margins, not tight_layout: a sweep's driver draws one of these per search epoch
+    name = max(len(n) for n in state.layer_names)
+    fig.subplots_adjust(left=(0.3 + 0.065 * name) / width, right=0.9, bottom=1.0 / height)
     return fig
 
 

@@ -53,7 +53,7 @@ def test_the_heat_map_shows_every_layer_and_op_and_marks_the_choice() -> None:
     outlined = [(round(r.get_x() + 0.5), round(r.get_y() + 0.5)) for r in ax.patches]
     assert outlined == [(ops.index(op), i) for i, op in enumerate(state.argmax())]
     entropies = [t.get_text() for t in ax.texts]
-    assert entropies == [f"H={e:.2f}" for e in state.entropy().tolist()]
+    assert entropies == [f"H={abs(e):.2f}" for e in state.entropy().tolist()]
 
 
 def test_alpha_travels_as_json_and_lands_in_tensorboard(tmp_path: Path) -> None:
