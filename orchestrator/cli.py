@@ -251,7 +251,8 @@ def cmd_latency_profile(args: argparse.Namespace) -> int:
     table.save(args.out)
     uniform = LatencyModel(space, table).uniform()
     meta = table.meta
-    threads = f"{meta.threads} threads, " if meta.kind == "cpu" else ""
+    plural = "s" if meta.threads != 1 else ""
+    threads = f"{meta.threads} thread{plural}, " if meta.kind == "cpu" else ""
     print(
         f"{args.out}: {len(table)} entries on {meta.name} ({meta.kind}, {threads}"
         f"batch {meta.batch_size}, {meta.extra.get('timing')}); "

@@ -61,26 +61,29 @@ class SweepOutcome:
 class SweepLog(Callback):
     """Driver side: events.jsonl, per-trial TensorBoard scalars and one progress line per epoch."""
 
-    def __init__(self, run_dir: str, phase: str) -> None:
-        self.run_dir, self.phase = run_dir, phase
+    def __init__(self, run_dir: str, phase: str, total: int | None = None) -> None:
+        # Tune creates a phase's trials as it starts them: the count comes from the spec
+        self.run_dir, self.phase, self.total = run_dir, phase, total
         self._writers: dict[str, Any] = {}
         self._started: float | None = None  # this driver's first trial start (for the ETA)
 
     def __getstate__(self) -> dict[str, Any]:  # Tune pickles callbacks with the experiment
         return {**self.__dict__, "_writers": {}, "_started": None}
 
-    @staticmethod
-    def _position(trials: list, trial: Any) -> str:
+    def _count(self, trials: list) -> int:
+        return max(self.total or 0, len(trials))
+
+    def _position(self, trials: list, trial: Any) -> str:
         k = next((i for i, t in enumerate(trials, 1) if t is trial), 0)
-        return f"trial {k} of {len(trials)}"
+        return f"trial {k} of {self._count(trials)}"
 
     def _eta(self, trials: list, trial: Any) -> str:
         """Time left, from the pace of the trials finished since this driver started."""
         done = sum(t is trial or t.status in ("TERMINATED", "ERROR") for t in trials)
         if not done or self._started is None:
             return ""
-        left = (time.time() - self._started) / done * (len(trials) - done)
-        return f", {done} of {len(trials)} done, about {left / 60:.0f} min left"
+        left = (time.time() - self._started) / done * (self._count(trials) - done)
+        return f", {done} of {self._count(trials)} done, about {left / 60:.0f} min left"
 
     def _event(self, event: str, trial: Any, **extra: Any) -> None:
         line = {"time": time.time(), "phase": self.phase, "event": event}
@@ -279,6 +282,7 @@ def _run_phase(
     trainable: Callable[..., None],
     param_space: Mapping[str, Any],
     num_samples: int,
+    total: int,
 ) -> tuple[Any, bool]:
     """One phase's Tune run (restored when its experiment exists): its results, and whether
     the user stopped it."""
@@ -313,7 +317,7 @@ def _run_phase(
             run_config=tune.RunConfig(
                 name=experiment,
                 storage_path=store.url("tune"),
-                callbacks=[SweepLog(str(store.work_dir), phase)],
+                callbacks=[SweepLog(str(store.work_dir), phase, total)],
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=res.checkpoints_to_keep),
                 failure_config=tune.FailureConfig(max_failures=res.max_failures),
                 verbose=0,
@@ -455,6 +459,7 @@ def _run_sweep(
         ),
         spec.param_space(),
         spec.num_samples,
+        spec.trial_count(),
     )
     rows = [
         search_row(_trial_id(r, i), r.config or {}, r.metrics or {}, r.error, spec.seed)
@@ -488,6 +493,7 @@ def _run_sweep(
             tune.with_parameters(retrain_trial, spec=spec.to_config(), jobs=jobs),
             {"search_trial": tune.grid_search(sorted(jobs))},
             1,
+            len(jobs),
         )
         for i, r in enumerate(retrain_grid):
             search_id = (r.config or {}).get("search_trial")

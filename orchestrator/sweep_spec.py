@@ -231,6 +231,12 @@ class SweepSpec(RunSettings):
         combos = itertools.product(*(self.grid[n].points() for n in names))
         return [dict(zip(names, c, strict=True)) for c in combos] or [{}]
 
+    def trial_count(self) -> int:
+        """How many search trials Tune makes: the grid's combinations, `num_samples` times
+        (a distribution axis draws once per sample)."""
+        grid = (len(a.values) for a in self.grid.values() if a.distribution is None)
+        return math.prod(grid) * self.num_samples
+
     def param_space(self) -> dict[str, Any]:
         return {name: axis.to_tune() for name, axis in self.grid.items()}
 

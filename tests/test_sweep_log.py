@@ -29,6 +29,26 @@ def test_progress_lines_say_trial_k_of_n_and_the_time_left(tmp_path: Path, caplo
     assert state["_started"] is None and state["_writers"] == {}
 
 
+def test_the_count_comes_from_the_spec_before_tune_made_every_trial(tmp_path: Path, caplog) -> None:
+    """Tune creates trials as it starts them: two of six exist when the first reports."""
+    from orchestrator.sweep_spec import DEMO_SPEC, SweepSpec
+
+    spec = SweepSpec.from_config({**DEMO_SPEC, "grid": {**DEMO_SPEC["grid"], "seed": [0, 1]}})
+    assert spec.trial_count() == 3 * 2 * 1 * 2
+    sampled = SweepSpec.from_config(
+        {**DEMO_SPEC, "grid": {"lambda2": {"uniform": [0, 1]}, "B": [2, 3]}, "num_samples": 4}
+    )
+    assert sampled.trial_count() == 2 * 4  # a distribution draws once per sample
+    trials = [Trial("search", stub=True, config={"lambda2": x}) for x in (0.0, 0.1)]
+    progress = SweepLog(str(tmp_path), "search", spec.trial_count())
+    progress.on_trial_start(0, trials, trials[0])
+    with caplog.at_level(logging.INFO, logger="proxyless"):
+        progress.on_trial_complete(0, trials, trials[1])
+    assert f"search trial 2 of 12 ({trials[1].trial_id}) finished, 1 of 12 done" in (
+        caplog.records[0].getMessage()
+    )
+
+
 @pytest.fixture(autouse=True)
 def _propagate():
     """`cli_logging` may have stopped the proxyless logger propagating to caplog's handler."""
