@@ -206,6 +206,16 @@ def _train_valid(
     return train_idx, valid_idx
 
 
+def normalisation(dataset: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel (mean, std) a dataset's images are normalised with, after scaling pixels
+    to [0, 1]: what a deployment must apply before the net."""
+    return {
+        "digits": ((DIGITS_MEAN,) * 3, (DIGITS_STD,) * 3),
+        "cifar10": (CIFAR10_MEAN, CIFAR10_STD),
+        "imagefolder": (IMAGENET_MEAN, IMAGENET_STD),
+    }[dataset]
+
+
 def _digits(config: DataConfig) -> DataSplits:
     from sklearn.datasets import load_digits  # here: importing sklearn takes a second
 

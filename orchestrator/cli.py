@@ -615,13 +615,22 @@ def _load_net_arg(args: argparse.Namespace, tmp: str) -> Any:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Write an architecture JSON or official net.config as ONNX, TorchScript or net.config."""
-    from orchestrator.export import export
+    from nas_core.latency.table import LatencyTable
+    from orchestrator.export import deployment_facts, export
     from orchestrator.storage import fetch_to_local
 
+    if (args.dataset or args.lut) and args.format != "onnx":
+        raise ProxylessError(
+            f"export: --dataset and --lut go into ONNX metadata; {args.format} has none"
+        )
+    table = LatencyTable.load(args.lut) if args.lut else None
     with tempfile.TemporaryDirectory() as tmp:  # both may be storage URIs (s3://, file://)
         loaded = _load_net_arg(args, tmp)
         weights = fetch_to_local(args.weights, Path(tmp) / "weights") if args.weights else None
-        path = export(loaded.net, loaded.resolution, args.format, args.out, weights=weights)
+        facts = deployment_facts(loaded.net, loaded.arch, loaded.resolution, args.dataset, table)
+        path = export(
+            loaded.net, loaded.resolution, args.format, args.out, weights=weights, facts=facts
+        )
     if args.json:
         print(
             json.dumps({"out": str(path), "format": args.format, "resolution": loaded.resolution})
@@ -856,6 +865,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="onnx, torchscript or net-config (the official JSON)",
     )
     exp.add_argument("--out", required=True, help="file to write")
+    exp.add_argument(
+        "--dataset",
+        choices=["digits", "cifar10", "imagefolder"],
+        default=None,
+        help="ONNX: record the input mean / std the net was trained with (default: none)",
+    )
+    exp.add_argument(
+        "--lut", default=None, help="ONNX: record the net's latency on this table (default: none)"
+    )
     exp.set_defaults(handler=cmd_export)
 
     ev = sub.add_parser(

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -31,13 +33,15 @@ def export(
     fmt: str,
     out: str | Path,
     weights: str | Path | None = None,
+    facts: Mapping[str, str] | None = None,
 ) -> Path:
     """Write `net` (with `weights` loaded, if given) as `fmt` to `out`, atomically.
 
     The files carry what a deployment needs to know: a ProxylessNASNets net.config records its
     `resolution` (a key the official loader ignores; the official CIFAR loader would refuse it,
     so PyramidTreeNet configs stay as they are, at 32 px); ONNX has a dynamic batch axis and
-    metadata (resolution, classes, input layout, whether trained weights were loaded).
+    metadata (resolution, classes, input layout, whether trained weights were loaded, and the
+    caller's `facts`: the input's mean / std, the latency on a table).
     """
     if fmt not in FORMATS:
         raise ProxylessError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
@@ -60,11 +64,17 @@ def export(
                 traced = torch.jit.trace(net, torch.randn(1, 3, resolution, resolution))
             traced.save(str(tmp))
         else:
-            _onnx(net, resolution, weights, tmp)
+            _onnx(net, resolution, weights, tmp, facts or {})
     return out
 
 
-def _onnx(net: torch.nn.Module, resolution: int, weights: str | Path | None, path: Path) -> None:
+def _onnx(
+    net: torch.nn.Module,
+    resolution: int,
+    weights: str | Path | None,
+    path: Path,
+    facts: Mapping[str, str],
+) -> None:
     """ONNX with a dynamic batch axis and the facts a deployment needs as metadata."""
     # batch 2 as the example: torch.export specialises a dimension of size 1
     example = torch.randn(2, 3, resolution, resolution)
@@ -87,6 +97,29 @@ def _onnx(net: torch.nn.Module, resolution: int, weights: str | Path | None, pat
             "classes": str(num_outputs(net)),
             "input": f"float32 NCHW [batch, 3, {resolution}, {resolution}], normalised",
             "weights": "trained" if weights is not None else "random (none given)",
+            **facts,
         }
     )
     program.save(str(path))
+
+
+def deployment_facts(
+    net: torch.nn.Module, arch: Any, resolution: int, dataset: str | None, table: Any
+) -> dict[str, str]:
+    """ONNX metadata from what the caller knows: the dataset's normalisation (`mean`, `std`)
+    and the latency on a table (`latency_ms`, `latency_device`; an architecture JSON's or a
+    net.config's)."""
+    from nas_core.data import normalisation
+    from nas_core.latency.predictor import architecture_latency, net_config_latency
+
+    facts = {}
+    if dataset is not None:
+        mean, std = normalisation(dataset)
+        facts.update(mean=json.dumps(mean), std=json.dumps(std))
+    if table is not None:
+        if arch is not None:
+            ms = architecture_latency(arch, table)
+        else:
+            ms = net_config_latency(net.to_config(), table, resolution)
+        facts.update(latency_ms=f"{ms:.4f}", latency_device=table.meta.device)
+    return facts

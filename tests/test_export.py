@@ -51,15 +51,17 @@ def test_torchscript_matches_the_net(trained, tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_onnx_matches_the_net(trained, tmp_path: Path) -> None:
+    from nas_core.data import normalisation
+    from nas_core.latency.predictor import architecture_latency
+    from nas_core.latency.synthetic import synthetic_table
+
     ort = pytest.importorskip("onnxruntime")
     arch, weights, net = trained
+    table = synthetic_table(Architecture.load(arch).space)
+    table.save(tmp_path / "toy.parquet")
     out = tmp_path / "net.onnx"
-    assert (
-        main(
-            ["export", str(arch), "--format", "onnx", "--out", str(out), "--weights", str(weights)]
-        )
-        == 0
-    )
+    argv = ["export", str(arch), "--format", "onnx", "--out", str(out), "--weights", str(weights)]
+    assert main([*argv, "--dataset", "digits", "--lut", str(tmp_path / "toy.parquet")]) == 0
     session = ort.InferenceSession(str(out))
     for batch in (1, 5):  # a dynamic batch axis
         x = torch.randn(batch, 3, 32, 32)
@@ -67,6 +69,20 @@ def test_onnx_matches_the_net(trained, tmp_path: Path) -> None:
         np.testing.assert_allclose(y, net(x).detach().numpy(), atol=1e-5)
     meta = session.get_modelmeta().custom_metadata_map
     assert (meta["resolution"], meta["classes"], meta["weights"]) == ("32", "10", "trained")
+    # what a deployment must apply, and what the net costs on the table it was searched for
+    assert (tuple(json.loads(meta["mean"])), tuple(json.loads(meta["std"]))) == normalisation(
+        "digits"
+    )
+    latency = architecture_latency(Architecture.load(arch), table)
+    assert float(meta["latency_ms"]) == pytest.approx(latency, abs=1e-4)
+    assert meta["latency_device"] == "toy"
+
+
+def test_export_metadata_flags_are_onnx_only(trained, tmp_path: Path, capsys) -> None:
+    arch, _, _ = trained
+    argv = ["export", str(arch), "--format", "torchscript", "--out", str(tmp_path / "x.ts")]
+    assert main([*argv, "--dataset", "digits"]) == 2
+    assert "go into ONNX metadata" in capsys.readouterr().err
 
 
 def test_net_config_rebuilds_the_same_net(trained, tmp_path: Path, capsys) -> None:
