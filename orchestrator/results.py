@@ -94,6 +94,7 @@ def search_row(
 ) -> dict[str, Any]:
     status, message = trial_status(metrics, error)
     arch = metrics.get("architecture")
+    space = json.loads(metrics["space"]) if metrics.get("space") else {}
     return {
         "kind": "search",
         "trial_id": trial_id,
@@ -101,8 +102,9 @@ def search_row(
         "error": message,
         "search_trial_id": trial_id,
         "lambda2": _number(params.get("lambda2", metrics.get("lambda2"))),
-        "B": _number(params.get("B", metrics.get("B"))),
-        "F": _number(params.get("F", metrics.get("F"))),
+        # a knob the grid does not sweep is the base space's
+        "B": _number(params.get("B", space.get("B"))),
+        "F": _number(params.get("F", space.get("F"))),
         "target_ms": _number(params.get("target_ms")),
         "lut": params.get("lut"),
         "device": metrics.get("device"),

@@ -408,3 +408,10 @@ def test_the_default_reference_is_the_slowest_net_of_the_spaces() -> None:
         [dict(r, latency_measured_ms=1.0 + i) for i, r in enumerate(rows)], "measured"
     )
     assert measured["devices"]["phone"]["reference"]["from"] == "slowest net"  # no table bound
+
+
+def test_a_knob_the_grid_does_not_sweep_comes_from_the_space() -> None:
+    space = '{"name": "mobilenet", "B": 3, "F": 0.75}'
+    row = search_row("s0", {"lambda2": 0.1}, {"done": 1, "space": space}, None)
+    assert (row["B"], row["F"]) == (3, 0.75)
+    assert search_row("s1", {"B": 2}, {"done": 1, "space": space}, None)["B"] == 2  # the grid's
