@@ -474,7 +474,8 @@ def _run_sweep(
             atomic_write_text(run_dir / relative, json.dumps(arch, indent=2))
             r["architecture_path"] = store.url(relative)
             table = tables[r["lut"] or ""]
-            write_architecture_views(run_dir / "architectures", r["trial_id"], arch, table)
+            if not (run_dir / "architectures" / f"{r['trial_id']}.png").exists():  # a resume
+                write_architecture_views(run_dir / "architectures", r["trial_id"], arch, table)
             jobs[r["trial_id"]] = {
                 "architecture": arch,
                 "table": table.to_yaml_dict(),
