@@ -19,7 +19,13 @@ from nas_core.latency.predictor import (
     net_config_keys,
     net_config_latency,
 )
-from nas_core.latency.profiler import ProfileConfig, profile_keys, robust_entry
+from nas_core.latency.profiler import (
+    CHUNK,
+    ProfileConfig,
+    profile_keys,
+    robust_entry,
+    time_modules,
+)
 from nas_core.latency.table import DeviceMeta, LatencyEntry, LatencyTable
 from nas_core.latency.validate import (
     fit_calibration,
@@ -178,6 +184,19 @@ def test_profiling_resumes_where_it_stopped(tmp_path: Path) -> None:
     other = ProfileConfig(threads=2, warmup=1, repeats=4)
     with pytest.raises(ProxylessError, match="refusing to mix devices"):
         profile_keys(keys, other, out=out, progress=False)
+
+
+def test_a_space_is_timed_in_one_round_robin_with_progress_per_round() -> None:
+    space = create_space("mobilenet", B=1, F=0.5, resolution=32, num_classes=10)
+    keys = space.latency_layout().all_keys()
+    rounds: list[float] = []
+    modules = [module_for_key(k) for k in keys]
+    entries = time_modules(modules, FAST, on_round=rounds.append)
+    assert len(entries) == len(keys) and all(e.mean > 0 for e in entries)
+    assert len(rounds) == FAST.warmup + FAST.repeats and sum(rounds) == pytest.approx(1.0)
+    saved: list[str] = []  # with the default chunk, a whole space is one chunk: saved at once
+    profile_keys(keys, FAST, progress=False, on_entry=lambda k, e: saved.append(k))
+    assert len(keys) <= CHUNK and sorted(saved) == sorted(keys)
 
 
 def test_robust_entry_keeps_the_fastest_runs() -> None:
