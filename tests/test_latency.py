@@ -26,6 +26,7 @@ from nas_core.latency.profiler import (
     robust_entry,
     time_modules,
 )
+from nas_core.latency.synthetic import synthetic_table
 from nas_core.latency.table import DeviceMeta, LatencyEntry, LatencyTable
 from nas_core.latency.validate import (
     fit_calibration,
@@ -214,6 +215,23 @@ def test_validation_reports_errors_and_draws_a_figure(tmp_path: Path) -> None:
     archs = random_architectures(space, 12, seed=3)
     assert archs == random_architectures(space, 12, seed=3)
     assert len({a.ops for a in archs}) > 6
+
+
+def test_spread_nets_span_the_space_where_uniform_ones_bunch_at_the_mean() -> None:
+    space = create_space("mobilenet", B=3, F=0.5, resolution=32, num_classes=10)
+    table = synthetic_table(space)
+    spread = random_architectures(space, 60, seed=2, spread=True)
+    assert spread == random_architectures(space, 60, seed=2, spread=True)
+    assert spread != random_architectures(space, 60, seed=3, spread=True)
+    uniform = [architecture_latency(a, table) for a in random_architectures(space, 60, seed=2)]
+    spread_ms = [architecture_latency(a, table) for a in spread]
+    assert torch.tensor(spread_ms).std() > 1.5 * torch.tensor(uniform).std()
+    model = LatencyModel(space, table)
+    fastest = model.fixed_ms + sum(float(c.min()) for c in model.costs)
+    slowest = model.slowest()
+    span = slowest - fastest  # the spread set reaches both ends' quarters, the uniform one not
+    assert min(spread_ms) < fastest + span / 4 and max(spread_ms) > slowest - span / 4
+    assert max(uniform) < slowest - span / 4
 
 
 @pytest.mark.parametrize(

@@ -1,8 +1,8 @@
 """How well a table predicts this device: end-to-end latency of random derived networks.
 
-For N architectures drawn uniformly from a space, measure the standalone net end to end with
-the profiler's method and compare with the table's sum of entries: MAPE, RMSE and Spearman
-rank correlation (what a search needs most is the right order). `fit_calibration` fits the
+For N random architectures of a space, measure the standalone net end to end with the
+profiler's method and compare with the table's sum of entries: MAPE, RMSE and Spearman rank
+correlation (what a search needs most is the right order). `fit_calibration` fits the
 whole-net correction a·Σ + b that a calibrated table applies to every prediction.
 """
 
@@ -43,8 +43,21 @@ class ValidationResult:
         return {k: d[k] for k in ("samples", "mape", "rmse_ms", "spearman")}
 
 
-def random_architectures(space: SearchSpace, n: int, seed: int) -> list[Architecture]:
-    """`n` architectures with every layer's op drawn uniformly."""
+SPREAD_CONCENTRATION = 0.5  # Dirichlet concentration of a spread net's op preferences
+
+
+def random_architectures(
+    space: SearchSpace, n: int, seed: int, spread: bool = False
+) -> list[Architecture]:
+    """`n` architectures with every layer's op drawn uniformly, or with `spread` from the net's
+    own preferences over candidate positions (a Dirichlet draw per net).
+
+    Uniform nets all land within about ±15 % of the space's mean latency, where this machine's
+    run-to-run noise reorders many of them; spread nets run from near the smallest to near the
+    largest, as the nets of a λ₂ sweep do, and pin a calibration's slope apart from its offset.
+    """
+    if spread:
+        return _spread_architectures(space, n, seed)
     g = step_generator(seed, 0, Stream.LATENCY_SAMPLES)
     out = []
     for _ in range(n):
@@ -53,6 +66,21 @@ def random_architectures(space: SearchSpace, n: int, seed: int) -> list[Architec
             for s in space.layer_specs()
         )
         out.append(Architecture(space, ops))
+    return out
+
+
+def _spread_architectures(space: SearchSpace, n: int, seed: int) -> list[Architecture]:
+    rng = np.random.default_rng([seed, int(Stream.LATENCY_SAMPLES)])
+    specs = space.layer_specs()
+    width = max(len(s.candidates) for s in specs)
+    out = []
+    for _ in range(n):
+        preference = rng.dirichlet([SPREAD_CONCENTRATION] * width)
+        ops = []
+        for s in specs:
+            p = preference[: len(s.candidates)]
+            ops.append(s.candidates[int(rng.choice(len(p), p=p / p.sum()))])
+        out.append(Architecture(space, tuple(ops)))
     return out
 
 
