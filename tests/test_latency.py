@@ -187,7 +187,7 @@ def test_profiling_resumes_where_it_stopped(tmp_path: Path) -> None:
         profile_keys(keys, other, out=out, progress=False)
 
 
-def test_a_space_is_timed_in_one_round_robin_with_progress_per_round() -> None:
+def test_a_space_is_timed_in_one_round_robin_with_progress_per_round(tmp_path: Path) -> None:
     space = create_space("mobilenet", B=1, F=0.5, resolution=32, num_classes=10)
     keys = space.latency_layout().all_keys()
     rounds: list[float] = []
@@ -195,9 +195,17 @@ def test_a_space_is_timed_in_one_round_robin_with_progress_per_round() -> None:
     entries = time_modules(modules, FAST, on_round=rounds.append)
     assert len(entries) == len(keys) and all(e.mean > 0 for e in entries)
     assert len(rounds) == FAST.warmup + FAST.repeats and sum(rounds) == pytest.approx(1.0)
-    saved: list[str] = []  # with the default chunk, a whole space is one chunk: saved at once
-    profile_keys(keys, FAST, progress=False, on_entry=lambda k, e: saved.append(k))
-    assert len(keys) <= CHUNK and sorted(saved) == sorted(keys)
+    seen: list[str] = []
+
+    def stop_at_the_eleventh(key: str, _entry: LatencyEntry) -> None:
+        seen.append(key)
+        if len(seen) == 11:
+            raise KeyboardInterrupt
+
+    out = tmp_path / "t.parquet"  # on a CPU a whole space is one chunk: nothing saved before
+    with pytest.raises(KeyboardInterrupt):  # its end (chunks of 10 had saved 10 entries)
+        profile_keys(keys, FAST, out=out, progress=False, on_entry=stop_at_the_eleventh)
+    assert 11 < len(keys) <= CHUNK["cpu"] and not out.exists()
 
 
 def test_robust_entry_keeps_the_fastest_runs() -> None:

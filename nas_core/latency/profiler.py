@@ -8,9 +8,9 @@ measured Python's kernel launches instead of the GPU: at batch 1 an H100 runs an
 kernels faster than Python queues them, so all six MBConv candidates priced alike. Where capture
 fails, timing falls back to eager forwards between events, with a warning naming the module.
 Each entry keeps the fastest quarter of its runs (see `robust_entry`), and runs go round-robin
-over every key at once (chunks of `CHUNK` keys for larger spaces): a shared CPU's speed drifts
-by 10-20 % within seconds, and keys timed in separate chunks of 10 disagreed by 20 % (relative
-s.d.) between two profiles, against 3-4 % when all share one round-robin.
+over a chunk of keys: on a CPU every key at once (`CHUNK`), because a shared CPU's speed
+drifts by 10-20 % within seconds, and keys timed in separate chunks of 10 disagreed by 20 %
+(relative s.d.) between two profiles, against 3-4 % when all share one round-robin.
 Profiling is resumable: the output table is rewritten atomically after every chunk and a rerun
 with the same device settings skips what it already holds.
 """
@@ -41,7 +41,10 @@ from nas_core.logs import get_logger
 log = get_logger(__name__)
 
 GRAPH_FORWARDS = 10  # forwards per captured CUDA graph: the GPU never waits for the CPU
-CHUNK = 256  # keys timed in one round-robin and saved together: a whole space, in practice
+# keys timed in one round-robin and saved together. CPU: a whole space, in practice (a shared
+# CPU drifts). CUDA: few, since each key's captured graph keeps its own memory pool alive
+# until its chunk ends, and graph replays on a GPU do not drift like a shared CPU.
+CHUNK = {"cpu": 256, "cuda": 10}
 DEFAULT_BATCH = {"cuda": 8, "cpu": 1}
 
 
@@ -289,12 +292,14 @@ def profile_keys(
     out: str | Path | None = None,
     table: LatencyTable | None = None,
     extra_meta: dict | None = None,
-    save_every: int = CHUNK,
+    save_every: int | None = None,
     progress: bool = True,
     on_entry: Callable[[str, LatencyEntry], None] | None = None,
 ) -> LatencyTable:
-    """Measure every key not yet in the table; resume from `out` when it exists."""
+    """Measure every key not yet in the table; resume from `out` when it exists. Keys go
+    round-robin and are saved in chunks of `save_every` (default: `CHUNK` of the device)."""
     meta = config.meta(extra_meta)
+    save_every = save_every or CHUNK[config.kind]
     if table is None and out is not None and Path(out).exists():
         table = LatencyTable.load(out)
         if not _same_device(table.meta, meta):
