@@ -332,7 +332,7 @@ def cmd_latency_validate(args: argparse.Namespace) -> int:
     """End-to-end latency of random nets here vs the table: MAPE, RMSE, Spearman; with
     --calibrate, fit the whole-net correction on those nets and store it in the table. The nets
     span the space's latency range (`random_architectures(spread=True)`): uniform draws bunch
-    within ±15 % of the mean, where noise decides their order and slope and offset blur."""
+    around the mean, where noise decides their order and slope and offset blur."""
     from pathlib import Path
 
     from nas_core.latency.predictor import architecture_latency
@@ -954,7 +954,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--samples",
         type=int,
         default=20,
-        help="random nets measured whole, spread from the space's fastest to slowest (default 20)",
+        help="random nets measured whole, spread across the space's latency range (default 20)",
     )
     _add_space_args(validate, default=None)
     validate.add_argument("--seed", type=int, default=0, help="seed of the nets (default 0)")

@@ -191,9 +191,8 @@ def test_a_space_is_timed_in_one_round_robin_with_progress_per_round(tmp_path: P
     space = create_space("mobilenet", B=1, F=0.5, resolution=32, num_classes=10)
     keys = space.latency_layout().all_keys()
     rounds: list[float] = []
-    modules = [module_for_key(k) for k in keys]
-    entries = time_modules(modules, FAST, on_round=rounds.append)
-    assert len(entries) == len(keys) and all(e.mean > 0 for e in entries)
+    entries = time_modules([module_for_key(k) for k in keys[:3]], FAST, on_round=rounds.append)
+    assert len(entries) == 3 and all(e.mean > 0 for e in entries)
     assert len(rounds) == FAST.warmup + FAST.repeats and sum(rounds) == pytest.approx(1.0)
     seen: list[str] = []
 
@@ -235,8 +234,7 @@ def test_spread_nets_span_the_space_where_uniform_ones_bunch_at_the_mean() -> No
     spread_ms = [architecture_latency(a, table) for a in spread]
     assert torch.tensor(spread_ms).std() > 1.5 * torch.tensor(uniform).std()
     model = LatencyModel(space, table)
-    fastest = model.fixed_ms + sum(float(c.min()) for c in model.costs)
-    slowest = model.slowest()
+    fastest, slowest = model.fastest(), model.slowest()
     span = slowest - fastest  # the spread set reaches both ends' quarters, the uniform one not
     assert min(spread_ms) < fastest + span / 4 and max(spread_ms) > slowest - span / 4
     assert max(uniform) < slowest - span / 4

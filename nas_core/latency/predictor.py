@@ -92,6 +92,10 @@ class LatencyModel:
     def uniform(self) -> float:
         return self.fixed_ms + sum(float(c.mean()) for c in self.costs)
 
+    def fastest(self) -> float:
+        """The latency of the space's fastest net: every layer its cheapest op."""
+        return self.fixed_ms + sum(float(c.min()) for c in self.costs)
+
     def slowest(self) -> float:
         """The latency of the space's slowest net: every layer its most expensive op."""
         return self.fixed_ms + sum(float(c.max()) for c in self.costs)

@@ -296,10 +296,12 @@ def profile_keys(
     progress: bool = True,
     on_entry: Callable[[str, LatencyEntry], None] | None = None,
 ) -> LatencyTable:
-    """Measure every key not yet in the table; resume from `out` when it exists. Keys go
-    round-robin and are saved in chunks of `save_every` (default: `CHUNK` of the device)."""
+    """Measure every key not yet in the table; resume from `out` when it exists. Keys share a
+    round-robin, and are saved, in chunks of `save_every` (default: `CHUNK` of the device): an
+    interrupted CPU profile of one space starts over, the price of timing it in one piece."""
     meta = config.meta(extra_meta)
-    save_every = save_every or CHUNK[config.kind]
+    if save_every is None:
+        save_every = CHUNK[config.kind]
     if table is None and out is not None and Path(out).exists():
         table = LatencyTable.load(out)
         if not _same_device(table.meta, meta):

@@ -52,9 +52,9 @@ def random_architectures(
     """`n` architectures with every layer's op drawn uniformly, or with `spread` from the net's
     own preferences over candidate positions (a Dirichlet draw per net).
 
-    Uniform nets all land within about ±15 % of the space's mean latency, where this machine's
-    run-to-run noise reorders many of them; spread nets run from near the smallest to near the
-    largest, as the nets of a λ₂ sweep do, and pin a calibration's slope apart from its offset.
+    Uniform nets bunch around the space's mean latency (about ±20 %), where this machine's
+    run-to-run noise reorders many of them; spread nets reach further towards both ends, as the
+    nets of a λ₂ sweep do, and pin a calibration's slope apart from its offset.
     """
     if spread:
         return _spread_architectures(space, n, seed)
@@ -70,6 +70,8 @@ def random_architectures(
 
 
 def _spread_architectures(space: SearchSpace, n: int, seed: int) -> list[Architecture]:
+    """Preferences over candidate positions, shared by a net's layers: position i is the same
+    op in every layer of a space (Zero last, where a layer has it)."""
     rng = np.random.default_rng([seed, int(Stream.LATENCY_SAMPLES)])
     specs = space.layer_specs()
     width = max(len(s.candidates) for s in specs)
@@ -133,8 +135,10 @@ def validate_table(
     config: ProfileConfig,
     seed: int = 0,
     figure: str | Path | None = None,
+    spread: bool = True,
 ) -> ValidationResult:
-    archs = random_architectures(space, samples, seed)
+    """`samples` random nets (spread, as `latency validate` draws them) priced and measured."""
+    archs = random_architectures(space, samples, seed, spread)
     predicted = [architecture_latency(a, table) for a in archs]  # fails fast on missing keys
     result = score(predicted, measure(archs, config))
     if figure is not None:
