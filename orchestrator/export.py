@@ -12,7 +12,7 @@ import json
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -21,6 +21,10 @@ from nas_core.evaluation import num_outputs
 from nas_core.io import atomic_output, atomic_write_text
 from nas_core.logs import get_logger
 from nas_core.weights import load_weights_file
+
+if TYPE_CHECKING:
+    from nas_core.architecture import Architecture
+    from nas_core.latency.table import LatencyTable
 
 log = get_logger(__name__)
 
@@ -104,7 +108,11 @@ def _onnx(
 
 
 def deployment_facts(
-    net: torch.nn.Module, arch: Any, resolution: int, dataset: str | None, table: Any
+    net: torch.nn.Module,
+    arch: Architecture | None,
+    resolution: int,
+    dataset: str | None,
+    table: LatencyTable | None,
 ) -> dict[str, str]:
     """ONNX metadata from what the caller knows: the dataset's normalisation (`mean`, `std`)
     and the latency on a table (`latency_ms`, `latency_device`; an architecture JSON's or a

@@ -257,7 +257,10 @@ def write_architecture_views(
     folder: Path, name: str, arch: Mapping[str, Any], table: LatencyTable
 ) -> None:
     """`<name>.md` (the per-layer table, priced on the net's table) and `<name>.png` (the
-    drawing) beside the architecture's JSON."""
+    drawing) beside the architecture's JSON; kept as they are when a resumed sweep finds them
+    (the png is written last)."""
+    if (folder / f"{name}.png").exists():
+        return
     import matplotlib.pyplot as plt
 
     from nas_core.arch_view import architecture_figure, architecture_markdown, layer_rows
@@ -474,8 +477,7 @@ def _run_sweep(
             atomic_write_text(run_dir / relative, json.dumps(arch, indent=2))
             r["architecture_path"] = store.url(relative)
             table = tables[r["lut"] or ""]
-            if not (run_dir / "architectures" / f"{r['trial_id']}.png").exists():  # a resume
-                write_architecture_views(run_dir / "architectures", r["trial_id"], arch, table)
+            write_architecture_views(run_dir / "architectures", r["trial_id"], arch, table)
             jobs[r["trial_id"]] = {
                 "architecture": arch,
                 "table": table.to_yaml_dict(),
