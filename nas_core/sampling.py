@@ -30,6 +30,7 @@ class Stream(IntEnum):
     SHUFFLE = 11  # a loader's permutation of each epoch
     LOADER_WORKERS = 12  # a loader's worker seeds (+ rank)
     AUGMENT = 13  # one sample's random augmentation in one epoch (`sample_seed`)
+    SCORING_ORDER = 14  # the fixed order batch-statistics scoring walks a split in
 
 
 class SplitStream(IntEnum):

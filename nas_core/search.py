@@ -34,12 +34,11 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field, field_validator
 from torch import nn
-from torch.utils.data import Subset
 
 from nas_core.arch_state import ArchState
 from nas_core.arch_view import log_alpha
 from nas_core.architecture import Architecture, build_net
-from nas_core.batchnorm import batch_statistics, eval_mode, no_single_batches
+from nas_core.batchnorm import batch_statistics, eval_mode, mixed_shard, no_single_batches
 from nas_core.checkpoint import load_checkpoint, save_checkpoint
 from nas_core.config import ConfigModel, FiniteFloat, RunSettings
 from nas_core.data import DataConfig, DataSplits, build_datasets, make_loader
@@ -257,7 +256,7 @@ def evaluate_sums(
 
     `bn="running"` scores in eval mode; `bn="batch"` normalises with each batch's own statistics
     and leaves the running ones as they were (`batch_statistics`), as the official search
-    scores super-net paths.
+    scores super-net paths: give it a loader whose batches mix the classes (`mixed_shard`).
     """
     sums = torch.zeros(4, dtype=torch.float64, device=device)
     batches: Iterable[tuple[torch.Tensor, torch.Tensor]] = loader
@@ -462,9 +461,10 @@ class Searcher:
             k += 1
 
     def _eval_loader(self) -> torch.utils.data.DataLoader:
-        """This rank's share of the valid split (its sums are added over the ranks)."""
+        """This rank's share of the valid split in class-mixed order (scored with batch
+        statistics; its sums are added over the ranks)."""
         if self._eval is None:
-            shard = Subset(self.data.valid, range(self.rank, len(self.data.valid), self.world_size))
+            shard = mixed_shard(self.data.valid, self.rank, self.world_size)
             self._eval = self._loader(shard, 256, 0, shuffle=False)
         return self._eval
 
