@@ -1,6 +1,6 @@
 """Datasets for the search (train / valid splits) and for retraining (test split).
 
-Three sources, all returning a `DataSplits` of map-style datasets that yield `(image, label)`
+Four sources, all returning a `DataSplits` of map-style datasets that yield `(image, label)`
 with images as normalised float tensors of shape (3, resolution, resolution):
 
 - `digits`: scikit-learn's bundled 8×8 handwritten digits — the embedded default, no download.
@@ -9,7 +9,17 @@ with images as normalised float tensors of shape (3, resolution, resolution):
   an `expand` view of one grey channel, so memory does not triple at large resolutions.
 - `cifar10`: torchvision's CIFAR-10 under `data_dir`. Downloading is an explicit opt-in
   (`download=True`); by default a missing set is a one-line error, never a network access.
+- `fashion_mnist`: Zalando's Fashion-MNIST from its four IDX files in `data_dir` (default
+  `FASHION_MNIST_DIR`, where Debian's `dataset-fashion-mnist` puts them), never a download. The
+  28-px grey images are resized once, bilinearly, to `resolution` and kept in memory as digits
+  are; the grey channel is an `expand` view on three, since every space's stem takes RGB (a
+  one-channel stem would change the published spaces) and a view costs no memory. Test = the
+  official 10k.
 - `imagefolder`: the ImageNet layout `data_dir/{train,val}/<class>/<image>`.
+
+`train_subset: N` draws about N images of the training split (stratified, seeded by
+`split_seed`, per-class rounding) before the valid split is held out of them. Augmentation is
+named by `augment` (`nas_core.augment`; the default follows the dataset's images).
 
 The valid split (the held-out data of the architecture steps) is carved out of the training
 split, stratified per class, by a NumPy generator seeded from `split_seed`, so every run and
@@ -44,8 +54,10 @@ import torch
 from pydantic import Field, field_validator, model_validator
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset, TensorDataset
 
+from nas_core.augment import Augment, ShiftFlip, default_augment, photo_transforms
 from nas_core.config import ConfigModel
 from nas_core.errors import ProxylessError
+from nas_core.idx import read_images_and_labels
 from nas_core.sampling import SplitStream, Stream, sample_seed, step_generator
 
 if TYPE_CHECKING:  # torchvision is imported where CIFAR-10 and image folders need it: it
@@ -62,19 +74,27 @@ CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+FASHION_MNIST_MEAN = 0.2860  # of the 60k training images' pixels in [0, 1]
+FASHION_MNIST_STD = 0.3530
+FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"  # Debian's dataset-fashion-mnist
+IN_MEMORY = ("digits", "fashion_mnist")  # held as tensors: no photo augmentation
 
 
 class DataConfig(ConfigModel):
     """Which dataset, where it lives, the input resolution and how the splits are drawn."""
 
-    dataset: Literal["digits", "cifar10", "imagefolder"] = "digits"
-    # root for cifar10 / imagefolder (digits ships with sklearn)
+    dataset: Literal["digits", "cifar10", "imagefolder", "fashion_mnist"] = "digits"
+    # root for cifar10 / imagefolder / fashion_mnist (digits ships with sklearn; fashion_mnist
+    # defaults to FASHION_MNIST_DIR)
     data_dir: Annotated[str, Field(min_length=1)] | None = None
     download: bool = False  # cifar10 only: allow torchvision to download (explicit opt-in)
     resolution: int = Field(32, ge=8)  # images are resized to resolution x resolution
     # share of the training split held out for architecture steps
     valid_fraction: float = Field(0.2, gt=0, lt=1)
     split_seed: int = Field(0, ge=0)  # fixes the train/valid split (and digits' test split)
+    # about this many training images (stratified, seeded), the valid split held out of them
+    train_subset: int | None = Field(None, ge=2)
+    augment: Augment | None = None  # training-time recipe; None: the dataset's default
 
     @field_validator("data_dir", mode="before")
     @classmethod
@@ -85,8 +105,13 @@ class DataConfig(ConfigModel):
     def _source_fits_dataset(self) -> DataConfig:
         if self.dataset == "digits" and self.data_dir is not None:
             raise ValueError("data_dir: digits ships with scikit-learn and takes no folder")
-        if self.dataset != "digits" and self.data_dir is None:
+        if self.dataset not in IN_MEMORY and self.data_dir is None:
             raise ValueError(f"data_dir is required for dataset {self.dataset}")
+        if self.dataset in IN_MEMORY and self.augment == "imagenet":
+            raise ValueError(
+                f"augment: imagenet crops decoded photos; {self.dataset} is held as tensors "
+                "(use small or none)"
+            )
         if self.download and self.dataset != "cifar10":
             raise ValueError(f"download applies to cifar10 only, not {self.dataset}")
         return self
@@ -167,7 +192,12 @@ class _Keyed(Dataset):
 
 def build_datasets(config: DataConfig) -> DataSplits:
     """The train / valid / test splits that `config` describes."""
-    builders = {"digits": _digits, "cifar10": _cifar10, "imagefolder": _imagefolder}
+    builders = {
+        "digits": _digits,
+        "cifar10": _cifar10,
+        "imagefolder": _imagefolder,
+        "fashion_mnist": _fashion_mnist,
+    }
     return builders[config.dataset](config)
 
 
@@ -196,9 +226,18 @@ def stratified_split(
 def _train_valid(
     targets: Sequence[int] | np.ndarray, config: DataConfig, where: str
 ) -> tuple[np.ndarray, np.ndarray]:
-    train_idx, valid_idx = stratified_split(
-        targets, config.valid_fraction, config.split_seed, SplitStream.VALID
+    """(train, valid) indices into `targets`: `train_subset` of them first, where set."""
+    y = np.asarray(targets, dtype=np.int64)
+    pool = np.arange(len(y))
+    n = config.train_subset
+    if n is not None and n > len(y):
+        raise ProxylessError(f"{where}: data.train_subset: {n} is more than its {len(y)} images")
+    if n is not None and n < len(y):
+        _, pool = stratified_split(y, n / len(y), config.split_seed, SplitStream.SUBSET)
+    kept, held = stratified_split(
+        y[pool], config.valid_fraction, config.split_seed, SplitStream.VALID
     )
+    train_idx, valid_idx = pool[kept], pool[held]
     if not len(train_idx) or not len(valid_idx):
         raise ProxylessError(
             f"{where}: {len(targets)} training images are too few to hold out a valid split"
@@ -213,6 +252,7 @@ def normalisation(dataset: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
         "digits": ((DIGITS_MEAN,) * 3, (DIGITS_STD,) * 3),
         "cifar10": (CIFAR10_MEAN, CIFAR10_STD),
         "imagefolder": (IMAGENET_MEAN, IMAGENET_STD),
+        "fashion_mnist": ((FASHION_MNIST_MEAN,) * 3, (FASHION_MNIST_STD,) * 3),
     }[dataset]
 
 
@@ -221,25 +261,57 @@ def _digits(config: DataConfig) -> DataSplits:
 
     digits = load_digits()
     grey = torch.as_tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    labels = torch.as_tensor(digits.target, dtype=torch.int64)
+    rest, test = stratified_split(labels.numpy(), 0.2, config.split_seed, SplitStream.TEST)
+    train, valid = (rest[i] for i in _train_valid(labels[rest].numpy(), config, "digits"))
+    return _in_memory(grey, labels, (train, valid, test), config, DIGITS_MEAN, DIGITS_STD)
+
+
+def _fashion_mnist(config: DataConfig) -> DataSplits:
+    root = Path(config.data_dir or FASHION_MNIST_DIR)
+    x, y = read_images_and_labels(root, "train-images-idx3-ubyte", "train-labels-idx1-ubyte")
+    tx, ty = read_images_and_labels(root, "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+    train, valid = _train_valid(y, config, f"fashion_mnist: {root}")
+    keep = np.concatenate([train, valid])  # only these images are resized and kept
+    grey = torch.as_tensor(np.concatenate([x[keep], tx]), dtype=torch.float32).unsqueeze(1)
+    labels = torch.as_tensor(np.concatenate([y[keep], ty]), dtype=torch.int64)
+    parts = (
+        np.arange(len(train)),
+        np.arange(len(train), len(keep)),
+        len(keep) + np.arange(len(tx)),
+    )
+    return _in_memory(grey / 255.0, labels, parts, config, FASHION_MNIST_MEAN, FASHION_MNIST_STD)
+
+
+def _in_memory(
+    grey: torch.Tensor,
+    labels: torch.Tensor,
+    parts: tuple[np.ndarray, np.ndarray, np.ndarray],
+    config: DataConfig,
+    mean: float,
+    std: float,
+) -> DataSplits:
+    """Splits of N × 1 × H × W grey images in [0, 1]: resized once to `resolution`, normalised,
+    three channels as a view; the train part augmented per `config.augment`."""
     if config.resolution != grey.shape[-1]:
         size = (config.resolution, config.resolution)
         grey = torch.nn.functional.interpolate(
             grey, size=size, mode="bilinear", align_corners=False
         )
-    grey = (grey - DIGITS_MEAN) / DIGITS_STD
-    labels = torch.as_tensor(digits.target, dtype=torch.int64)
-    rest, test = stratified_split(labels.numpy(), 0.2, config.split_seed, SplitStream.TEST)
-    train, valid = (rest[i] for i in _train_valid(labels[rest].numpy(), config, "digits"))
+    grey = (grey - mean) / std
 
     def part(idx: np.ndarray) -> TensorDataset:
         t = torch.as_tensor(idx)
         return TensorDataset(grey[t].expand(-1, 3, -1, -1), labels[t])
 
-    return DataSplits(part(train), part(valid), part(test), num_classes=10)
+    train, valid, test = (part(p) for p in parts)
+    if (config.augment or default_augment(config.dataset)) == "small":
+        shift = ShiftFlip(config.resolution, fill=-mean / std)
+        train = TransformedSubset(train, range(len(train)), shift, augment=True)
+    return DataSplits(train, valid, test, num_classes=10)
 
 
 def _cifar10(config: DataConfig) -> DataSplits:
-    from torchvision import transforms as T
     from torchvision.datasets import CIFAR10
 
     root = Path(config.data_dir or "")
@@ -257,10 +329,8 @@ def _cifar10(config: DataConfig) -> DataSplits:
             raise ProxylessError(f"cifar10: cannot read or download {where}: {e}") from None
 
     train_set, test_set = load(True), load(False)
-    resize = [T.Resize(config.resolution)] if config.resolution != 32 else []
-    tail = [*resize, T.ToTensor(), T.Normalize(CIFAR10_MEAN, CIFAR10_STD)]
-    augment = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), *tail])
-    plain = T.Compose(tail)
+    recipe = config.augment or default_augment("cifar10")
+    augment, plain = photo_transforms(recipe, config.resolution, CIFAR10_MEAN, CIFAR10_STD)
     train, valid = _train_valid(train_set.targets, config, f"cifar10: {where}")
     return DataSplits(
         train=TransformedSubset(train_set, train, augment, augment=True),
@@ -271,8 +341,6 @@ def _cifar10(config: DataConfig) -> DataSplits:
 
 
 def _imagefolder(config: DataConfig) -> DataSplits:
-    from torchvision import transforms as T
-
     root = Path(config.data_dir or "")
     train_dir, val_dir = root / "train", root / "val"
     train_set, val_set = _image_folder(train_dir), _image_folder(val_dir)
@@ -283,9 +351,7 @@ def _imagefolder(config: DataConfig) -> DataSplits:
             f"imagefolder: class folders of {train_dir} and {val_dir} differ "
             f"(only in train: {_short(only_train)}; only in val: {_short(only_val)})"
         )
-    r = config.resolution
-    augment = T.Compose([T.RandomResizedCrop(r), T.RandomHorizontalFlip(), *_imagenet_tensor()])
-    plain = imagenet_eval_transform(r)
+    augment, plain = _folder_transforms(config, train_set)
     train, valid = _train_valid(train_set.targets, config, f"imagefolder: {train_dir}")
     return DataSplits(
         train=TransformedSubset(train_set, train, augment, augment=True),
@@ -295,33 +361,37 @@ def _imagefolder(config: DataConfig) -> DataSplits:
     )
 
 
+def _folder_transforms(
+    config: DataConfig, folder: ImageFolder
+) -> tuple[Callable[[Any], torch.Tensor], Callable[[Any], torch.Tensor]]:
+    """(train, evaluation) transforms of an image folder: `config.augment`, else the recipe its
+    first image's size calls for."""
+    recipe = config.augment
+    if recipe is None:
+        from PIL import Image
+
+        with Image.open(folder.samples[0][0]) as first:
+            recipe = default_augment("imagefolder", min(first.size))
+    return photo_transforms(recipe, config.resolution, IMAGENET_MEAN, IMAGENET_STD)
+
+
 def imagenet_eval_transform(resolution: int) -> Callable[[Any], torch.Tensor]:
     """The official ImageNet evaluation: resize the short side to ⌈r / 0.875⌉ (256 for 224),
     centre-crop r × r, ImageNet mean / std."""
-    from torchvision import transforms as T
-
-    return T.Compose(
-        [T.Resize(math.ceil(resolution / 0.875)), T.CenterCrop(resolution), *_imagenet_tensor()]
-    )
-
-
-def _imagenet_tensor() -> list[Callable[[Any], Any]]:
-    """PIL image → normalised tensor with the ImageNet mean / std."""
-    from torchvision import transforms as T
-
-    return [T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+    return photo_transforms("imagenet", resolution, IMAGENET_MEAN, IMAGENET_STD)[1]
 
 
 def evaluation_split(config: DataConfig) -> tuple[Dataset, int]:
-    """The split a trained net is scored on, and its class count: the test split of digits and
-    CIFAR-10; for imagefolder `data_dir/val` (or `data_dir` itself when it holds the class
-    folders), with the official evaluation transform and no train tree to scan."""
+    """The split a trained net is scored on, and its class count: the test split of digits,
+    CIFAR-10 and Fashion-MNIST; for imagefolder `data_dir/val` (or `data_dir` itself when it
+    holds the class folders), with its recipe's evaluation transform (`nas_core.augment`) and
+    no train tree to scan."""
     if config.dataset != "imagefolder":
         splits = build_datasets(config)
         return splits.test, splits.num_classes
     root = Path(config.data_dir or "")
     folder = _image_folder(root / "val" if (root / "val").is_dir() else root)
-    transform = imagenet_eval_transform(config.resolution)
+    transform = _folder_transforms(config, folder)[1]
     return TransformedSubset(folder, range(len(folder)), transform), len(folder.classes)
 
 

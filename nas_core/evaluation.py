@@ -40,10 +40,17 @@ class Evaluation:
 
 
 def parse_data(text: str, resolution: int) -> DataConfig:
-    """`digits`, `cifar10:DIR` or `imagefolder:DIR` (the `--data` flag) as a data config."""
+    """`digits`, `fashion_mnist[:DIR]`, `cifar10:DIR` or `imagefolder:DIR` (the `--data`
+    flag) as a data config."""
     dataset, _, folder = text.partition(":")
-    if dataset not in ("digits", "cifar10", "imagefolder") or (dataset == "digits") == bool(folder):
-        raise ProxylessError(f"--data must be digits, cifar10:DIR or imagefolder:DIR, got {text!r}")
+    needs_folder = {"digits": False, "cifar10": True, "imagefolder": True}
+    if dataset not in (*needs_folder, "fashion_mnist") or (
+        dataset in needs_folder and needs_folder[dataset] != bool(folder)
+    ):
+        raise ProxylessError(
+            "--data must be digits, fashion_mnist[:DIR], cifar10:DIR or imagefolder:DIR, "
+            f"got {text!r}"
+        )
     return DataConfig.from_config(
         {"dataset": dataset, "data_dir": folder or None, "resolution": resolution}
     )

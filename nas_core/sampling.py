@@ -38,6 +38,7 @@ class SplitStream(IntEnum):
 
     TEST = 1  # digits' test split
     VALID = 2  # the train/valid split
+    SUBSET = 3  # data.train_subset's draw from the training split
 
 
 def _seed(*entropy: int) -> int:

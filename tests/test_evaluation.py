@@ -103,7 +103,10 @@ def test_evaluate_an_image_folder_with_the_official_transform(tmp_path: Path) ->
 @pytest.mark.parametrize(
     ("extra", "match"),
     [
-        (["--data", "cifar10"], "--data must be digits, cifar10:DIR or imagefolder:DIR"),
+        (
+            ["--data", "cifar10"],
+            "--data must be digits, fashion_mnist[:DIR], cifar10:DIR or imagefolder:DIR",
+        ),
         (["--data", "digits:/tmp"], "--data must be"),
         (["--resolution", "0"], "--resolution must be >= 1"),
         (["--batch-size", "0"], "--batch-size must be >= 1"),
