@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from orchestrator.pareto import default_reference, hypervolume, pareto_mask
+from orchestrator.versus_random import compare_arms
 
 SETTING = ("lambda2", "B", "F", "target_ms", "lut", "strategy")  # what a seed repeats
 AVERAGED = ("test_accuracy", "latency_table_ms", "latency_measured_ms")  # mean ± spread
@@ -100,7 +101,9 @@ def mark_pareto(
     The reference point of a device is, in order: the spec's (`references`: device → an
     object with `accuracy` and `latency_ms`); accuracy 0 and the table latency of the slowest
     net its searched spaces hold (`latency_bound_ms`, fixed by the spec and the table, so
-    sweeps of one spec compare); or, for measured latency, 1.1 × its slowest net's."""
+    sweeps of one spec compare); or, for measured latency, 1.1 × its slowest net's. A sweep
+    with a random baseline adds each device's `search_vs_random` (`orchestrator.versus_random`);
+    random nets are never on a front."""
     column = LATENCY_COLUMNS[latency]
     for r in rows:
         r["pareto"] = False
@@ -135,6 +138,9 @@ def mark_pareto(
             "hypervolume": hypervolume(acc, lat, (reference["accuracy"], reference["latency_ms"])),
             "points": sorted(points, key=lambda p: (not p["pareto"], p[column])),
         }
+    for device, versus in compare_arms(rows, column, device_of).items():
+        if device in devices:  # a device whose searched nets all failed has no comparison
+            devices[device]["search_vs_random"] = versus
     only = next(iter(devices.values())) if len(devices) == 1 else None
     return {
         "latency": column,
@@ -173,7 +179,7 @@ def price_on_every_device(rows: list[dict[str, Any]], tables: Iterable[Any]) -> 
 
     tables = list(tables)
     for r in rows:
-        if r["kind"] != "retrain" or not r.get("architecture"):
+        if r["kind"] == "search" or not r.get("architecture"):
             continue
         arch = Architecture.from_config(json.loads(r["architecture"]))
         prices = {}

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.fronts import front_points, net_name
+from orchestrator.versus_random import versus_text
 
 
 def _fmt(v: Any, spec: str = "") -> str:
@@ -122,6 +123,8 @@ def front_markdown(summary: Mapping[str, Any]) -> str:
             front_caption(device, stats, summary["latency"]),
             "",
         ]
+        if "search_vs_random" in stats:
+            lines += [versus_text(device, stats["search_vs_random"]), ""]
     if _noisy(summary):
         lines += [NOISE_NOTE, ""]
     matrix = matrix_markdown(summary)
@@ -138,6 +141,9 @@ def front_text(summary: Mapping[str, Any]) -> str:
         widths = [max(len(row[i]) for row in table) for i in range(len(HEADER))]
         lines = ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in table]
         lines.insert(1, "  ".join("-" * w for w in widths))
+        versus = stats.get("search_vs_random")
+        if versus is not None:
+            lines.append(versus_text(device, versus))
         blocks.append("\n".join([front_caption(device, stats, summary["latency"]), *lines]))
     if _noisy(summary):
         blocks.append(NOISE_NOTE.replace("*", ""))
@@ -162,6 +168,18 @@ def draw_front(summary: Mapping[str, Any]):
     for ax, device in zip(axes[0], devices, strict=True):
         stats = summary["devices"].get(device)
         _draw_panel(ax, stats["points"] if stats else [], column)
+        versus = (stats or {}).get("search_vs_random")
+        if versus is not None:  # the random baseline: grey crosses, never on the front
+            nets = versus["random_nets"]
+            ax.scatter(
+                [n[column] for n in nets],
+                [n["test_accuracy"] for n in nets],
+                marker="x",
+                c="0.45",
+                zorder=2,
+                label=f"random ({len(nets)})",
+            )
+            ax.legend(loc="lower right")
         hv = f", hypervolume {stats['hypervolume']:.4g}" if stats else ""
         ax.set_title(f"{device}{hv}", fontsize=9)
     fig.suptitle("accuracy / latency front per device")
@@ -225,7 +243,7 @@ def _hparams(r: Mapping[str, Any]) -> dict[str, Any]:
         if r.get(k) is not None:
             h[k] = r[k]
     h["device"] = r.get("device") or "unknown"
-    h["strategy"] = r.get("strategy") or "unknown"
+    h["strategy"] = r.get("strategy") or "unknown"  # "random" for a baseline net
     return h
 
 
@@ -241,7 +259,7 @@ def write_tensorboard(
     searches = {r["trial_id"]: r for r in rows if r["kind"] == "search"}
     nan = float("nan")
     for r in rows:
-        if r["kind"] != "retrain" or r["status"] != "done":
+        if r["kind"] == "search" or r["status"] != "done":
             continue
         search = searches.get(r.get("search_trial_id"), {})
         metrics = {

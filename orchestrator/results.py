@@ -16,7 +16,7 @@ from nas_core.errors import ProxylessError
 from nas_core.io import atomic_output
 
 COLUMNS: dict[str, str] = {
-    "kind": "string",  # search | retrain
+    "kind": "string",  # search | retrain | random (a baseline net, orchestrator.baseline)
     "trial_id": "string",
     "status": "string",  # done | failed (reported error) | error (crashed) | unfinished
     "error": "string",
@@ -50,6 +50,7 @@ COLUMNS: dict[str, str] = {
     "seed": "int64",
     "time_total_s": "float64",  # the trial's running time as Tune counted it
     "hostname": "string",  # the node the trial finished on
+    "matched_to": "string",  # random rows: the searched net whose latency this one matches
 }
 
 
@@ -64,6 +65,7 @@ LATER_COLUMNS = (
     "seed",
     "time_total_s",
     "hostname",
+    "matched_to",
 )
 
 
@@ -130,11 +132,12 @@ def search_row(
 def retrain_row(
     trial_id: str, search: Mapping[str, Any], metrics: Mapping[str, Any], error: Any
 ) -> dict[str, Any]:
-    """A retrain trial's row; its knobs and architecture come from its search row."""
+    """A retrain trial's row; its knobs and architecture come from its search row (or, for a
+    baseline net, from the row that drew it: its kind stays `random`)."""
     status, message = trial_status(metrics, error)
     row = {k: search.get(k) for k in COLUMNS}
     row.update(
-        kind="retrain",
+        kind="random" if search.get("kind") == "random" else "retrain",
         trial_id=trial_id,
         status=status,
         error=message,

@@ -6,7 +6,7 @@ Run folder `storage_path/name/` (a path or a `pyarrow.fs` URI, see `orchestrator
   tune/<name>-search, tune/<name>-retrain   the two Tune experiments (restorable)
   tune/train/search-<trial>   the Ray Train run of each search trial (resources.workers >= 1)
   architectures/<trial>.json, .md, .png  every derived architecture, its layers as a table
-                        and a drawing
+                        and a drawing; architectures/baseline/<net>.json the random baseline's
   nets/<retrain trial>/       weights.pt, architecture.json, retrain.json of every retrained net
   results.parquet       one row per trial, with the `pareto` flag and the paths above
   pareto.png, pareto.md, summary.json, events.jsonl, tensorboard/
@@ -37,6 +37,7 @@ from nas_core.io import atomic_write_text
 from nas_core.latency.predictor import MissingLatencyError
 from nas_core.latency.table import LatencyTable
 from nas_core.logs import get_logger
+from orchestrator.baseline import baseline_nets
 from orchestrator.fronts import mark_pareto, price_on_every_device
 from orchestrator.report import publish
 from orchestrator.results import retrain_row, search_row
@@ -483,12 +484,28 @@ def _run_sweep(
                 "table": table.to_yaml_dict(),
                 "seed": r["seed"],
             }
+    sources = {r["trial_id"]: r for r in rows}
+    if spec.baseline.active and not interrupted:
+        for r in baseline_nets(spec.baseline, rows, tables):
+            if r["status"] != "done":  # a matched net no draw fitted: its row says why
+                rows.append(r)
+                continue
+            relative = f"architectures/baseline/{r['trial_id']}.json"
+            atomic_write_text(
+                run_dir / relative, json.dumps(json.loads(r["architecture"]), indent=2)
+            )
+            r["architecture_path"] = store.url(relative)
+            sources[r["trial_id"]] = r
+            jobs[r["trial_id"]] = {
+                "architecture": json.loads(r["architecture"]),
+                "table": tables[r["lut"] or ""].to_yaml_dict(),
+                "seed": r["seed"],
+            }
     store.push()
 
     if jobs and not interrupted:
         where = store.url("tune/" + experiment_name(spec, "retrain"))
         log.info(f"retrain trials ({len(jobs)} architectures) → {where}")
-        by_id = {r["trial_id"]: r for r in rows}
         retrain_grid, stopped = _run_phase(
             spec,
             store,
@@ -500,11 +517,11 @@ def _run_sweep(
         )
         for i, r in enumerate(retrain_grid):
             search_id = (r.config or {}).get("search_trial")
-            row = retrain_row(_trial_id(r, i), by_id[search_id], r.metrics or {}, r.error)
+            row = retrain_row(_trial_id(r, i), sources[search_id], r.metrics or {}, r.error)
             _save_net(store, r, row)
             rows.append(row)
         interrupted = stopped or any(
-            r["status"] == "unfinished" for r in rows if r["kind"] == "retrain"
+            r["status"] == "unfinished" for r in rows if r["kind"] != "search"
         )
     price_on_every_device(rows, tables.values())  # the cross-device latency matrix
     summary = mark_pareto(rows, spec.pareto_latency, spec.pareto_reference)

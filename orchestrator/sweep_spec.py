@@ -26,6 +26,7 @@ from nas_core.io import load_yaml_config
 from nas_core.retrain import RetrainConfig, RetrainRecipe
 from nas_core.search import DEFAULT_SPACE, SearchConfig, SearchSchedule, WeightConfig
 from nas_core.strategy import StrategyConfig
+from orchestrator.baseline import BaselineSpec
 
 AxisName = Literal["lambda2", "B", "F", "target_ms", "lut", "seed"]
 AXES: tuple[str, ...] = get_args(AxisName)
@@ -183,6 +184,7 @@ class SweepSpec(RunSettings):
     # per device (latency table name): the hypervolume's reference; a device without one
     # uses accuracy 0 and 1.1 x its slowest net, which moves with the sweep
     pareto_reference: dict[str, ReferencePoint] = Field(default_factory=dict)
+    baseline: BaselineSpec = BaselineSpec()  # random nets retrained beside the searched ones
 
     @field_validator("name")
     @classmethod
