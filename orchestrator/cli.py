@@ -530,7 +530,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             raise ProxylessError(f"{where}: {e}") from None
     outcome = run_sweep(spec, address=args.address, resume=bool(args.resume), verbose=args.verbose)
     run_dir, summary = outcome.location, outcome.summary
-    counts = {k: sum(r["kind"] == k for r in outcome.rows) for k in ("search", "retrain")}
+    kinds = ("search", "retrain", "random")  # random: the baseline's nets
+    counts = {k: sum(r["kind"] == k for r in outcome.rows) for k in kinds}
     failed = [r for r in outcome.rows if r["status"] in ("failed", "error")]
     if args.json:
         print(
@@ -794,9 +795,13 @@ def build_parser() -> argparse.ArgumentParser:
     retrain_cmd.add_argument(
         "--dataset",
         default=None,
-        help=f"digits, cifar10 or imagefolder ({_default(DataConfig, 'dataset')})",
+        help=f"digits, fashion_mnist, cifar10 or imagefolder ({_default(DataConfig, 'dataset')})",
     )
-    retrain_cmd.add_argument("--data-dir", default=None, help="cifar10 / imagefolder root")
+    retrain_cmd.add_argument(
+        "--data-dir",
+        default=None,
+        help="cifar10 / imagefolder root; fashion_mnist's IDX folder (default: Debian's)",
+    )
     retrain_cmd.add_argument("--download", action="store_true", help="cifar10: allow downloading")
     retrain_cmd.add_argument(
         "--epochs", type=int, default=None, help=_default(RetrainConfig, "epochs")
@@ -869,7 +874,7 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--out", required=True, help="file to write")
     exp.add_argument(
         "--dataset",
-        choices=["digits", "cifar10", "imagefolder"],
+        choices=["digits", "fashion_mnist", "cifar10", "imagefolder"],
         default=None,
         help="ONNX: record the input mean / std the net was trained with (default: none)",
     )
@@ -885,8 +890,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument(
         "--data",
         default="digits",
-        help="digits, cifar10:DIR (its test split) or imagefolder:DIR (DIR/val, else DIR; "
-        "resize to r/0.875, centre crop r, ImageNet mean/std); default digits",
+        help="digits, fashion_mnist[:DIR] or cifar10:DIR (their test splits), or "
+        "imagefolder:DIR (DIR/val, else DIR; photos: resize to r/0.875, centre crop r; images "
+        "under 64 px: whole, at r; ImageNet mean/std); default digits",
     )
     ev.add_argument("--batch-size", type=int, default=100, help="default 100")
     ev.add_argument(

@@ -213,7 +213,7 @@ def test_progress_lines_follow_quiet(tmp_path: Path, capsys) -> None:
 
     from nas_core.spaces import SearchSpace
     from tests.conftest import toy_latency_table
-    from tests.test_search import TINY_SPACE
+    from tests.learned_cases import TINY_SPACE
 
     lut = tmp_path / "toy.parquet"
     toy_latency_table(SearchSpace.from_config({**TINY_SPACE, "num_classes": 10})).save(lut)

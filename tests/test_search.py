@@ -10,47 +10,36 @@ import pytest
 import torch
 
 from nas_core.checkpoint import load_checkpoint
-from nas_core.data import DataConfig
 from nas_core.errors import ProxylessError
 from nas_core.latency.predictor import architecture_latency
-from nas_core.search import SearchConfig, Searcher, WeightConfig
-from nas_core.spaces import SearchSpace
+from nas_core.search import SearchConfig, Searcher
 from nas_core.strategy import StrategyConfig
 from orchestrator.cli import main
-from tests.conftest import toy_latency_table
-
-TINY_SPACE = {"name": "mobilenet", "B": 2, "F": 0.25, "resolution": 16,
-              "transition_op": "3x3_MBConv6"}  # fmt: skip
-DIGITS_SPACE = {"name": "mobilenet", "B": 2, "F": 0.5, "resolution": 32,
-                "transition_op": "3x3_MBConv6"}  # fmt: skip
+from tests.learned_cases import (
+    AMPS,
+    BF16_SPACE,
+    DIGITS_SPACE,
+    RETRAIN_FLAGS,
+    TINY_SPACE,
+    bf16_case,
+    first_ops,
+    first_weight_logits,
+    full_mode_case,
+    logit_gap,
+    reinforce_case,
+    save_table,
+    tiny_case,
+)
 
 
 @pytest.fixture(scope="module")
 def tiny_lut(tmp_path_factory: pytest.TempPathFactory) -> str:
-    path = tmp_path_factory.mktemp("lut") / "toy.parquet"
-    toy_latency_table(SearchSpace.from_config({**TINY_SPACE, "num_classes": 10})).save(path)
-    return str(path)
+    return save_table(TINY_SPACE, tmp_path_factory.mktemp("lut") / "toy.parquet")
 
 
 @pytest.fixture(scope="module")
 def digits_lut(tmp_path_factory: pytest.TempPathFactory) -> str:
-    path = tmp_path_factory.mktemp("lut") / "digits.parquet"
-    toy_latency_table(SearchSpace.from_config({**DIGITS_SPACE, "num_classes": 10})).save(path)
-    return str(path)
-
-
-def _tiny(out: Path, lut: str, **strategy) -> SearchConfig:
-    return SearchConfig(
-        space=dict(TINY_SPACE),
-        data=DataConfig(resolution=16),
-        strategy=StrategyConfig(**{"lambda2": 0.1, "arch_lr": 0.05, **strategy}),
-        weights=WeightConfig(lr=0.1, batch_size=64),
-        lut=lut,
-        epochs=2,
-        warmup_epochs=1,
-        arch_every=2,
-        out_dir=str(out),
-    )
+    return save_table(DIGITS_SPACE, tmp_path_factory.mktemp("lut") / "digits.parquet")
 
 
 def _state(searcher: Searcher) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
@@ -64,7 +53,7 @@ def _state(searcher: Searcher) -> tuple[list[torch.Tensor], dict[str, torch.Tens
 def test_resumed_search_follows_the_same_trajectory(
     tmp_path: Path, tiny_lut: str, strategy: str
 ) -> None:
-    straight = Searcher.from_config(_tiny(tmp_path / "a", tiny_lut, name=strategy, samples=3))
+    straight = Searcher.from_config(tiny_case(tmp_path / "a", tiny_lut, name=strategy, samples=3))
     straight.run()
 
     class StopSearchError(Exception):
@@ -74,7 +63,7 @@ def test_resumed_search_follows_the_same_trajectory(
         if epoch == 1:  # the first search epoch, after warm-up
             raise StopSearchError
 
-    config = _tiny(tmp_path / "b", tiny_lut, name=strategy, samples=3)
+    config = tiny_case(tmp_path / "b", tiny_lut, name=strategy, samples=3)
     with pytest.raises(StopSearchError):
         Searcher.from_config(config).run(on_epoch_end=stop_after_first)
     assert load_checkpoint(tmp_path / "b" / "checkpoint.pt")["epoch"] == 2
@@ -90,7 +79,7 @@ def test_resumed_search_follows_the_same_trajectory(
 
 @pytest.mark.slow
 def test_search_outputs_and_logs(tmp_path: Path, tiny_lut: str) -> None:
-    config = _tiny(tmp_path, tiny_lut)
+    config = tiny_case(tmp_path, tiny_lut)
     result = Searcher.from_config(config).run()
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["params"] == result.params and summary["macs"] == result.macs > 0
@@ -120,37 +109,29 @@ def test_search_outputs_and_logs(tmp_path: Path, tiny_lut: str) -> None:
     assert any(t.startswith("arch_entropy/") for t in tags["scalars"])
     assert "arch/probabilities" in tags["images"]
     with pytest.raises(ProxylessError, match="another config"):
-        Searcher.from_config(_tiny(tmp_path, tiny_lut, lambda2=0.7)).run(resume=True)
+        Searcher.from_config(tiny_case(tmp_path, tiny_lut, lambda2=0.7)).run(resume=True)
 
 
 @pytest.mark.slow
-def test_bf16_search_runs_weight_steps_in_bf16_and_learns_like_fp32(tmp_path: Path) -> None:
-    """Proxyless-G on digits with `amp: bf16` vs fp32: weight steps in bf16, arch steps and
-    evaluation in fp32, ≥ 85 % valid accuracy for fp32, bf16 within 2 points, entropy falls.
+def test_bf16_search_runs_weight_steps_in_bf16_and_learns(tmp_path: Path) -> None:
+    """Proxyless-G on digits with weight steps in fp32 and in bf16 (`learned_cases.bf16_case`,
+    seed 0): arch steps and scoring stay fp32 in both, α's entropy falls, both learn.
 
-    Two blocks per stage (a fixed transition, a searched block), 16 px (digits are 8 px, so
-    nothing is lost) and channels_last, 4 search epochs: CPU bf16 convolutions are often
-    emulated (5× fp32 here). Measured: 0.895 fp32, 0.899 bf16, 70 s for both.
+    The two arms' accuracies are not compared: one seed's bf16 and fp32 trajectories part
+    within an epoch (benchmarks/bar_spread.py, seeds 0–4: fp32 0.864–0.951, bf16 0.585–0.944,
+    bf16 − fp32 from −0.37 to +0.05; the first epoch's mean train loss already differs by
+    0.3–17 %). What does not ride on noise: the dtypes; the first weight step's logits (same
+    init, batch and path, so only bf16 rounding differs): ‖bf16 − fp32‖ / ‖fp32‖ measured
+    0.10–0.16 over 5 seeds, 1.55 for another seed's init, bar 0.5; entropy falling (uniform α
+    is its maximum; it fell 0.007–0.022 over 5 seeds). The
+    learned bar: valid accuracy ≥ 0.5 for each, the lowest seed's 0.585 − 3 SE (0.029 on
+    287 images), five times chance; a bf16 step that did not learn sits near 0.1.
     """
-    space = {**DIGITS_SPACE, "resolution": 16}
-    lut = tmp_path / "digits.parquet"
-    toy_latency_table(SearchSpace.from_config({**space, "num_classes": 10})).save(lut)
-    accuracy = {}
-    for amp in ("off", "bf16"):
-        config = SearchConfig(
-            space=space,
-            data=DataConfig(resolution=16),
-            strategy=StrategyConfig(lambda2=0.0, arch_lr=0.05),
-            weights=WeightConfig(lr=0.1, batch_size=64),
-            lut=str(lut),
-            epochs=4,
-            warmup_epochs=2,
-            arch_every=2,
-            amp=amp,
-            channels_last=True,
-            out_dir=str(tmp_path / amp),
-            tensorboard=False,
-        )
+    lut = save_table(BF16_SPACE, tmp_path / "digits.parquet")
+    first = [first_weight_logits(bf16_case(amp, 0, tmp_path / "first", lut)) for amp in AMPS]
+    assert logit_gap(*first) <= 0.5
+    for amp in AMPS:
+        config = bf16_case(amp, 0, tmp_path / amp, lut)
         searcher = Searcher.from_config(config)
         seen: dict[str, set[torch.dtype]] = {"weight": set(), "arch": set(), "eval": set()}
         mixed = searcher.net.mixed_ops[0]
@@ -166,46 +147,30 @@ def test_bf16_search_runs_weight_steps_in_bf16_and_learns_like_fp32(tmp_path: Pa
         assert history[-1]["arch/entropy_mean"] < history[config.warmup_epochs]["arch/entropy_mean"]
         weight_dtype = torch.bfloat16 if amp == "bf16" else torch.float32
         assert seen == {"weight": {weight_dtype}, "arch": {torch.float32}, "eval": {torch.float32}}
-        accuracy[amp] = result.valid_accuracy
-    assert accuracy["off"] >= 0.85
-    assert accuracy["bf16"] >= accuracy["off"] - 0.02, accuracy
+        assert result.valid_accuracy >= 0.5, (amp, result.valid_accuracy)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    ("strategy", "lambdas"),
-    # Proxyless-G: learning is checked with bf16 above, the λ₂ trade-off over 3 values by the
-    # demo sweep; two REINFORCE searches show the direction (a third took 85 s of suite time)
-    [("reinforce", (0.0, 3.0))],
-)
-def test_digits_search_learns_and_lambda2_trades_latency(
-    tmp_path: Path, digits_lut: str, strategy: str, lambdas: tuple[float, ...]
-) -> None:
-    """≥ 80 % valid accuracy, entropy falls, and more λ₂ gives strictly faster nets.
+def test_reinforce_learns_and_lambda2_trades_latency(tmp_path: Path, digits_lut: str) -> None:
+    """Proxyless-R on digits (`learned_cases.reinforce_case`, seed 0) at λ₂ = 0 and 3: entropy
+    falls, λ₂ = 0 learns, λ₂ = 3 derives a strictly faster net.
 
-    λ₂ means a loss weight to Proxyless-G and a reward exponent to Proxyless-R, so "medium"
-    differs between them.
+    benchmarks/bar_spread.py, seeds 0–4: valid accuracy at λ₂ = 0 0.669–0.951, so the bar is
+    0.669 − 3 SE (0.028 on 287 images) = 0.58, well above chance (0.1); table latency 19.2–24.3
+    ms at λ₂ = 0 against 14.1–15.0 ms at λ₂ = 3, faster in 5 of 5 seeds. λ₂ means a loss weight
+    to Proxyless-G and a reward exponent to Proxyless-R; Proxyless-G's trade-off over three
+    values is the demo sweep's (test_sweep).
     """
     latencies = []
-    for lam in lambdas:
-        config = SearchConfig(
-            space=dict(DIGITS_SPACE),
-            strategy=StrategyConfig(name=strategy, lambda2=lam, arch_lr=0.05, samples=5),
-            weights=WeightConfig(lr=0.1, batch_size=32),
-            lut=digits_lut,
-            epochs=4,
-            warmup_epochs=2,
-            arch_every=2,
-            out_dir=str(tmp_path / f"{lam}"),
-            tensorboard=False,
-        )
+    for lam in (0.0, 3.0):
+        config = reinforce_case(lam, 0, tmp_path / f"{lam}", digits_lut)
         result = Searcher.from_config(config).run()
         history = result.history
         assert history[-1]["arch/entropy_mean"] < history[config.warmup_epochs]["arch/entropy_mean"]
-        if lam == 0.0:  # 246 of 287 valid images here (0.857); chance is 0.1
-            assert result.valid_accuracy >= 0.8
+        if lam == 0.0:
+            assert result.valid_accuracy >= 0.58, result.valid_accuracy
         latencies.append(result.latency_ms)
-    assert all(a > b for a, b in itertools.pairwise(latencies)), latencies
+    assert latencies[0] > latencies[1], latencies
 
 
 def test_search_cli_config_errors(tmp_path: Path, capsys) -> None:
@@ -232,25 +197,26 @@ def test_search_cli_config_errors(tmp_path: Path, capsys) -> None:
 
 @pytest.mark.slow
 def test_full_mode_search_lowers_entropy(tmp_path: Path, tiny_lut: str) -> None:
-    config = _tiny(tmp_path, tiny_lut, grad_mode="full", arch_lr=0.1)
-    history = Searcher.from_config(config).run().history
+    """Every gate's gradient moves α off uniform (entropy's maximum): benchmarks/bar_spread.py,
+    seeds 0–4, fell 0.232–0.282; the bar, a fall of 0.01, is 20 times below the lowest."""
+    history = Searcher.from_config(full_mode_case(tmp_path, tiny_lut)).run().history
     assert history[-1]["arch/entropy_mean"] < history[0]["arch/entropy_mean"] - 0.01
 
 
 @pytest.mark.slow
 def test_retrain_reports_accuracy_size_and_latency(tmp_path: Path, tiny_lut: str, capsys) -> None:
-    from nas_core.architecture import Architecture
 
-    space = SearchSpace.from_config({**TINY_SPACE, "num_classes": 10})
-    arch = Architecture(space, tuple(s.candidates[0] for s in space.layer_specs()))
+    arch = first_ops(TINY_SPACE)
     arch.save(tmp_path / "arch.json")
     code = main(
-        ["retrain", str(tmp_path / "arch.json"), "--epochs", "8", "--lr", "0.1",
+        ["retrain", str(tmp_path / "arch.json"), *RETRAIN_FLAGS,
          "--lut", tiny_lut, "--out", str(tmp_path / "out"), "--json"]
     )  # fmt: skip
     report = json.loads(capsys.readouterr().out)
     assert code == 0
-    assert report["test_accuracy"] > 0.5  # 8 epochs of digits at 16 px: far above chance
+    # 8 epochs of digits at 16 px: 0.919-0.950 over seeds 0-4 (benchmarks/bar_spread.py); the
+    # bar is 5 binomial SE (0.014 on 360 test images) under the lowest, far above chance (0.1)
+    assert report["test_accuracy"] > 0.85
     assert report["params"] > 0 and report["macs"] > 0 and report["latency_measured_ms"] > 0
     from nas_core.latency.table import LatencyTable
 
@@ -266,7 +232,7 @@ def test_retrain_reports_accuracy_size_and_latency(tmp_path: Path, tiny_lut: str
 def test_official_schedule_settings(tmp_path: Path, tiny_lut: str) -> None:
     """warmup_lr peaks the warm-up, the search restarts at lr; arch_start_epoch skips α updates
     in the first search epoch; he_fout initialises as the official code does."""
-    base = _tiny(tmp_path / "s", tiny_lut)
+    base = tiny_case(tmp_path / "s", tiny_lut)
     config = base.replace(
         weights=base.weights.replace(lr=0.1, warmup_lr=0.3, init="he_fout"),
         warmup_epochs=1,

@@ -24,17 +24,10 @@ import pytest
 import yaml
 
 from orchestrator.results import read_results
-from orchestrator.sweep_spec import DEMO_SPEC
+from tests.learned_cases import SWEEP_SPEC
 
 pytestmark = pytest.mark.slow
-SPEC = {
-    **DEMO_SPEC,
-    # half the demo's epochs: the retrained nets still reach 0.95 test accuracy
-    "search": {"epochs": 2, "warmup_epochs": 1, "arch_every": 2},
-    "retrain": {**DEMO_SPEC["retrain"], "epochs": 4},
-    # a one-value seed axis: the seed reaches both phases' rows (means over seeds: test_pareto)
-    "grid": {"lambda2": [0.0, 1.0], "B": [2], "F": [0.5], "seed": [3]},
-}
+SPEC = SWEEP_SPEC  # the demo's spec on two grid points, with a random baseline
 POINTS = 2
 
 
@@ -99,7 +92,7 @@ def test_results_hold_every_search_and_retrain_trial(demo) -> None:
     search = [r for r in rows if r["kind"] == "search"]
     retrain = [r for r in rows if r["kind"] == "retrain"]
     assert len(search) == POINTS and len(retrain) == POINTS
-    assert all(r["status"] == "done" for r in rows)
+    assert all(r["status"] == "done" for r in search + retrain)
     assert {r["search_trial_id"] for r in retrain} == {r["trial_id"] for r in search}
     assert any(r["pareto"] for r in retrain) and not any(r["pareto"] for r in search)
     for r in retrain:
@@ -121,6 +114,8 @@ def test_every_architecture_is_drawn_and_keeps_its_alpha(demo) -> None:
 
     folder = demo["run_dir"] / "architectures"
     for r in demo["rows"]:
+        if r["kind"] == "random":  # drawn, not searched: no α (test_the_random_baseline_…)
+            continue
         state = ArchState.from_config(json.loads(r["alpha"]))  # retrain rows carry it too
         assert ",".join(state.argmax()) == r["ops"]  # the net is α's argmax
         name = r["search_trial_id"]
@@ -171,7 +166,8 @@ def test_tensorboard_has_hparams_the_front_figure_and_scalars(demo) -> None:
     hparams = _tensorboard(tb / "hparams")
     assert "_hparams_/experiment" in hparams["hparams"]
     runs = [p for p in (tb / "hparams").iterdir() if p.is_dir()]
-    assert len(runs) == POINTS  # one HParams run per retrained net
+    retrained = [r for r in demo["rows"] if r["kind"] != "search" and r["status"] == "done"]
+    assert len(runs) == len(retrained) > POINTS  # one HParams run per net, the random ones too
     assert {"hparam/test_accuracy", "hparam/latency_table_ms"} <= hparams["scalars"]
     front = _tensorboard(tb / "pareto")
     assert "pareto/front" in front["images"] and front["text"]
@@ -190,3 +186,39 @@ def test_the_run_ends_by_printing_the_front_and_the_tensorboard_command(demo) ->
     front = [r for r in demo["rows"] if r["pareto"]]
     assert all(r["search_trial_id"] in out for r in front)  # named by their search trial
     assert (demo["run_dir"] / "pareto.png").stat().st_size > 1000
+
+
+def test_the_random_baseline_is_retrained_beside_the_searched_nets(demo, capsys) -> None:
+    """One uniform net and one net matched to each searched net's table latency (±5 %), each
+    retrained with the same recipe and seed, never on the front; summary.json, the printed end
+    and `proxyless pareto` (which redraws the figure) compare the two arms."""
+    from orchestrator.cli import main
+
+    rows, run_dir = demo["rows"], demo["run_dir"]
+    searched = {r["trial_id"]: r for r in rows if r["kind"] == "search"}
+    random = [r for r in rows if r["kind"] == "random"]
+    assert [r["search_trial_id"] for r in random if not r.get("matched_to")] == ["random-00-000"]
+    matched = {r["matched_to"]: r for r in random if r.get("matched_to")}
+    assert set(matched) == set(searched)
+    for name, r in matched.items():
+        if r["status"] == "failed":  # a net the spread draws never reach (the all-Zero floor)
+            assert "no random architecture within ±5%" in r["error"]
+            continue
+        target = searched[name]["latency_table_ms"]
+        assert abs(r["latency_table_ms"] - target) <= 0.05 * target
+    done = [r for r in random if r["status"] == "done"]
+    assert len(done) >= 2 and not any(r["pareto"] for r in random)
+    for r in done:
+        assert 0.1 < r["test_accuracy"] <= 1.0 and r["seed"] == 3 and r["strategy"] == "random"
+        assert Path(r["architecture_path"]).is_file() and Path(r["weights"]).is_file()
+        assert Path(r["architecture_path"]).parent == run_dir / "architectures" / "baseline"
+    pairs = sum(r.get("matched_to") is not None for r in done)
+    versus = json.loads((run_dir / "summary.json").read_text())["devices"]
+    (stats,) = versus.values()
+    assert stats["search_vs_random"]["pairs"] == pairs
+    assert len(stats["search_vs_random"]["random_nets"]) == len(done)
+    assert "search vs random" in demo["stdout"]
+    figure = run_dir / "pareto.png"
+    figure.unlink()
+    assert main(["pareto", str(run_dir)]) == 0  # redraws the front with the crosses
+    assert "search vs random" in capsys.readouterr().out and figure.stat().st_size > 1000
