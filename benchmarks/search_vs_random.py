@@ -1,0 +1,301 @@
+"""Is the search worth it? ProxylessNAS against random architectures under the same retrain.
+
+Weight-sharing searches often tie random sampling under equal training (Li & Talwalkar, UAI
+2019; Yu et al., ICLR 2020). This script answers on a dataset the project reads, in four steps:
+
+1. **Does architecture matter at this budget?** The floor net (every searchable layer Zero, or
+   its cheapest op) and the widest net (every layer its slowest op) are retrained on two seeds
+   each. A gap under `--min-gap` points of valid accuracy, or a seed spread (range of one net
+   over its seeds) above `--max-spread` points, means no arm can win by architecture here:
+   the script says so and stops (`--force` goes on anyway, for the diagnostics).
+2. **The arms**, through `proxyless sweep` itself (`orchestrator.sweep.run_sweep`), one spec:
+   S, a λ₂ grid × seeds of searches, each derived net retrained (every search's time is
+   charged to S); M, one random net per searched net within ±5 % of its table latency; R,
+   `--random` uniform random nets per seed. One recipe, one table (profiled here first).
+3. **The comparison**: the paired gap S − M (mean, bootstrap 95 % interval, pairs won, from
+   the sweep's own `search_vs_random`), each arm's hypervolume per seed and overall under one
+   reference, the random nets' spread, and the trial seconds per arm.
+4. **The one-shot ranking diagnostic** (Yu et al.): one more search at the grid's first point;
+   its super-net scores every random net with inherited weights (batch-statistics BN over
+   class-mixed batches of the valid split), and Kendall τ compares that ranking with the nets'
+   valid accuracy after retraining.
+
+Choices use the valid split only; the test split only reports. Default: Fashion-MNIST (Debian's
+`dataset-fashion-mnist`), ≤ 90 min on 2 cores; `--quick`, a smaller version, ≤ 15 min. A figure
+(accuracy against table latency, one marker per arm) is written beside the JSON, which is the
+last line of stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+import torch  # noqa: E402
+
+from nas_core.architecture import Architecture  # noqa: E402
+from nas_core.latency.predictor import LatencyModel  # noqa: E402
+from nas_core.retrain import retrain  # noqa: E402
+from orchestrator.pareto import hypervolume  # noqa: E402
+from orchestrator.sweep_spec import SweepSpec  # noqa: E402
+
+SPACE = {"name": "mobilenet", "B": 2, "F": 0.5, "resolution": 32, "transition_op": "3x3_MBConv6"}
+FULL = {"subset": 10000, "warmup": 12, "epochs": 6, "retrain": 10, "random": 3,
+        "lambdas": [0.0, 0.05, 0.2], "seeds": [0, 1]}  # fmt: skip
+QUICK = {"subset": 3000, "warmup": 4, "epochs": 2, "retrain": 4, "random": 2,
+         "lambdas": [0.0, 0.2], "seeds": [0]}  # fmt: skip
+
+
+def build_spec(args: argparse.Namespace, lut: str | None) -> SweepSpec:
+    """The sweep that runs arms S, M and R."""
+    data: dict[str, Any] = {"dataset": args.dataset, "train_subset": args.subset}
+    if args.data_dir:
+        data["data_dir"] = args.data_dir
+    grid: dict[str, Any] = {"lambda2": args.lambdas, "seed": args.seeds}
+    if lut is not None:
+        grid["lut"] = [lut]
+    return SweepSpec.from_config(
+        {
+            "name": "search_vs_random",
+            "storage_path": str(args.out),
+            "data": data,
+            "space": SPACE,
+            "strategy": {"name": "gradient", "arch_lr": args.arch_lr},
+            "weights": {"lr": 0.1, "batch_size": 64},
+            "search": {"epochs": args.epochs, "warmup_epochs": args.warmup, "arch_every": 2},
+            "retrain": {"epochs": args.retrain, "lr": 0.05, "batch_size": 64},
+            "grid": grid,
+            "baseline": {"random": args.random, "matched": True},
+            "resources": {"workers": 0},
+        }
+    )
+
+
+def profile_table(spec: SweepSpec, out: Path) -> str:
+    """This CPU's table for the space, profiled once (`prepare_tables`, as a sweep does)."""
+    from orchestrator.sweep import prepare_tables
+
+    path = out / "latency.parquet"
+    if not path.exists():
+        prepare_tables(spec, out)
+    return str(path)
+
+
+def ends_of_the_space(spec: SweepSpec, lut: str) -> dict[str, Architecture]:
+    """The floor net (each layer's cheapest op: Zero where it has one) and the widest."""
+    from nas_core.data import build_datasets
+    from nas_core.latency.table import LatencyTable
+
+    config = spec.search_config({"lambda2": 0.0, "lut": lut}, out_dir="unused")
+    space = config.build_space(build_datasets(spec.data).num_classes)
+    model = LatencyModel(space, LatencyTable.load(lut))
+    specs = space.layer_specs()
+    pick = {"floor": torch.argmin, "widest": torch.argmax}
+    return {
+        name: Architecture(
+            space, tuple(s.candidates[int(f(c))] for s, c in zip(specs, model.costs, strict=True))
+        )
+        for name, f in pick.items()
+    }
+
+
+def architecture_matters(spec: SweepSpec, lut: str, seeds: list[int]) -> dict[str, Any]:
+    """Step 1: both ends of the space retrained on two seeds; valid accuracy decides."""
+    found: dict[str, Any] = {}
+    for name, arch in ends_of_the_space(spec, lut).items():
+        valid, test = [], []
+        for seed in seeds[:2] if len(seeds) > 1 else [seeds[0], seeds[0] + 1]:
+            result = retrain(arch, spec.retrain_config(seed).replace(measure_latency=False))
+            valid.append(result.history[-1]["valid/accuracy"])
+            test.append(result.test_accuracy)
+            print(f"{name} seed {seed}: valid {valid[-1]:.4f}", flush=True)
+        found[name] = {"ops": ",".join(arch.ops), "valid": valid, "test": test}
+    gap = statistics.fmean(found["widest"]["valid"]) - statistics.fmean(found["floor"]["valid"])
+    spread = max(max(v["valid"]) - min(v["valid"]) for v in found.values())
+    found["gap_points"], found["seed_spread_points"] = 100 * gap, 100 * spread
+    return found
+
+
+def supernet_ranking(spec: SweepSpec, lut: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Step 4: Kendall τ of the super-net's scores of the random nets against their retrained
+    valid accuracy."""
+    from scipy.stats import kendalltau
+
+    from nas_core.batchnorm import mixed_shard
+    from nas_core.data import build_datasets, make_loader
+    from nas_core.search import Searcher, evaluate_sums
+
+    nets = [r for r in rows if r["kind"] == "random" and r["status"] == "done"]
+    point = {"lambda2": spec.grid["lambda2"].values[0], "seed": spec.grid["seed"].values[0]}
+    config = spec.search_config({**point, "lut": lut}, out_dir=str(Path(spec.storage_path) / "tau"))
+    searcher = Searcher.from_config(config)
+    searcher.run()
+    valid = make_loader(mixed_shard(build_datasets(config.data).valid), 256, False)
+    shared = []
+    for r in nets:
+        arch = Architecture.from_config(json.loads(r["architecture"]))
+        specs = arch.space.layer_specs()
+        searcher.net.set_paths(
+            [s.candidates.index(op) for s, op in zip(specs, arch.ops, strict=True)]
+        )
+        sums = evaluate_sums(searcher.net, valid, torch.device("cpu"), bn="batch")
+        shared.append(float(sums[1] / sums[2]))
+    standalone = [r["valid_accuracy"] for r in nets]
+    tau = kendalltau(shared, standalone)
+    return {
+        "kendall_tau": float(tau.statistic),
+        "p_value": float(tau.pvalue),
+        "nets": len(nets),
+        "supernet_valid_accuracy": [round(a, 4) for a in shared],
+        "standalone_valid_accuracy": [round(a, 4) for a in standalone],
+    }
+
+
+def _arm(r: dict[str, Any]) -> str:
+    if r["kind"] != "random":
+        return "S"
+    return "M" if r.get("matched_to") else "R"
+
+
+def compare(rows: list[dict[str, Any]], summary: dict[str, Any]) -> dict[str, Any]:
+    """Step 3: the arms' numbers from the sweep's rows and summary."""
+    (stats,) = summary["devices"].values()
+    versus = stats["search_vs_random"]
+    nets = [r for r in rows if r["kind"] != "search" and r["status"] == "done"]
+    reference = (versus["reference"]["accuracy"], versus["reference"]["latency_ms"])
+    arms: dict[str, Any] = {}
+    for arm in ("S", "M", "R"):
+        mine = [r for r in nets if _arm(r) == arm]
+        if not mine:
+            continue
+        acc = [r["test_accuracy"] for r in mine]
+        by_seed = {}
+        for seed in sorted({r["seed"] for r in mine}):
+            same = [r for r in mine if r["seed"] == seed]
+            by_seed[str(seed)] = hypervolume(
+                [r["test_accuracy"] for r in same], [r["latency_table_ms"] for r in same], reference
+            )
+        arms[arm] = {
+            "nets": len(mine),
+            "test_accuracy": {"min": min(acc), "max": max(acc), "mean": statistics.fmean(acc)},
+            "hypervolume": hypervolume(acc, [r["latency_table_ms"] for r in mine], reference),
+            "hypervolume_by_seed": by_seed,
+            "trial_seconds": sum(
+                r.get("time_total_s") or 0.0 for r in rows if _arm(r) == arm
+            ),  # S: its searches too
+        }
+    gap = versus["gap_mean"]
+    return {
+        "s_minus_m_points": None if gap is None else 100 * gap,
+        "s_minus_m_ci95_points": None if gap is None else [100 * v for v in versus["gap_ci95"]],
+        "pairs": versus["pairs"],
+        "pairs_won": versus["pairs_won"],
+        "unmatched": versus["unmatched"],
+        "reference": versus["reference"],
+        "arms": arms,
+    }
+
+
+def draw(rows: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    style = {"S": ("o", "tab:red", "searched"), "M": ("x", "tab:blue", "matched random"),
+             "R": ("x", "0.5", "uniform random")}  # fmt: skip
+    nets = [r for r in rows if r["kind"] != "search" and r["status"] == "done"]
+    for arm, (marker, colour, label) in style.items():
+        mine = [r for r in nets if _arm(r) == arm]
+        ax.scatter(
+            [r["latency_table_ms"] for r in mine],
+            [r["test_accuracy"] for r in mine],
+            marker=marker,
+            c=colour,
+            label=f"{label} ({len(mine)})",
+        )
+    for r in nets:
+        if _arm(r) == "S":
+            ax.annotate(f"λ₂ {r['lambda2']:g}", (r["latency_table_ms"], r["test_accuracy"]),
+                        fontsize=6, xytext=(3, 3), textcoords="offset points")  # fmt: skip
+    ax.set_xlabel("latency (ms, table of this CPU)")
+    ax.set_ylabel("test accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    ax.set_title("search vs random under one retrain", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--dataset", default="fashion_mnist", help="any dataset the project reads")
+    p.add_argument("--data-dir", default=None, help="its folder (fashion_mnist: Debian's)")
+    p.add_argument("--quick", action="store_true", help="the ≤ 15-minute version")
+    p.add_argument("--subset", type=int, help="training images (stratified)")
+    p.add_argument("--lambdas", type=float, nargs="+", help="the λ₂ grid of arm S")
+    p.add_argument("--seeds", type=int, nargs="+", help="seeds of every arm")
+    p.add_argument("--warmup", type=int, help="warm-up epochs of a search")
+    p.add_argument("--epochs", type=int, help="search epochs after warm-up")
+    p.add_argument("--retrain", type=int, help="retrain epochs of every net")
+    p.add_argument("--random", type=int, help="uniform random nets per seed (arm R)")
+    p.add_argument("--arch-lr", type=float, default=0.05, help="default 0.05")
+    p.add_argument("--min-gap", type=float, default=3.0, help="points (default 3)")
+    p.add_argument("--max-spread", type=float, default=0.5, help="points (default 0.5)")
+    p.add_argument("--force", action="store_true", help="go on when architecture does not matter")
+    p.add_argument("--out", type=Path, default=Path("runs/search_vs_random"))
+    args = p.parse_args(argv)
+    for key, value in (QUICK if args.quick else FULL).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    report: dict[str, Any] = {
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    }
+    lut = profile_table(build_spec(args, None), args.out)
+    spec = build_spec(args, lut)
+    report["architecture_matters"] = ends = architecture_matters(spec, lut, args.seeds)
+    matters = ends["gap_points"] >= args.min_gap and ends["seed_spread_points"] <= args.max_spread
+    report["verdict"] = "architecture matters" if matters else (
+        f"architecture does not matter beyond noise at this budget: floor-to-widest gap "
+        f"{ends['gap_points']:.2f} points (needs ≥ {args.min_gap}), seed spread "
+        f"{ends['seed_spread_points']:.2f} points (needs ≤ {args.max_spread})"
+    )  # fmt: skip
+    if matters or args.force:
+        from orchestrator.sweep import run_sweep
+
+        outcome = run_sweep(spec)
+        report["comparison"] = compare(outcome.rows, outcome.summary)
+        report["ranking"] = supernet_ranking(spec, lut, outcome.rows)
+        figure = args.out / "search_vs_random.png"
+        draw(outcome.rows, figure)
+        report["figure"] = str(figure)
+        report["searched_ops"] = {
+            f"λ₂={r['lambda2']:g} seed {r['seed']}": r["ops"]
+            for r in outcome.rows
+            if r["kind"] == "search" and r["status"] == "done"
+        }
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    print(json.dumps(report, ensure_ascii=False), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
