@@ -231,7 +231,7 @@ def draw(rows: list[dict[str, Any]], path: Path) -> None:
     ax.set_xlabel("latency (ms, table of this CPU)")
     ax.set_ylabel("test accuracy")
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
+    ax.legend(loc="best")
     ax.set_title("search vs random under one retrain", fontsize=9)
     fig.tight_layout()
     fig.savefig(path)
