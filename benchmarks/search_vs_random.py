@@ -254,6 +254,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--min-gap", type=float, default=3.0, help="points (default 3)")
     p.add_argument("--max-spread", type=float, default=0.5, help="points (default 0.5)")
     p.add_argument("--force", action="store_true", help="go on when architecture does not matter")
+    p.add_argument(
+        "--skip-check", action="store_true", help="no step 1 (its verdict measured already)"
+    )
     p.add_argument("--out", type=Path, default=Path("runs/search_vs_random"))
     args = p.parse_args(argv)
     for key, value in (QUICK if args.quick else FULL).items():
@@ -271,13 +274,16 @@ def main(argv: list[str] | None = None) -> int:
     }
     lut = profile_table(build_spec(args, None), args.out)
     spec = build_spec(args, lut)
-    report["architecture_matters"] = ends = architecture_matters(spec, lut, args.seeds)
-    matters = ends["gap_points"] >= args.min_gap and ends["seed_spread_points"] <= args.max_spread
-    report["verdict"] = "architecture matters" if matters else (
-        f"architecture does not matter beyond noise at this budget: floor-to-widest gap "
-        f"{ends['gap_points']:.2f} points (needs ≥ {args.min_gap}), seed spread "
-        f"{ends['seed_spread_points']:.2f} points (needs ≤ {args.max_spread})"
-    )  # fmt: skip
+    matters = args.skip_check
+    if not args.skip_check:
+        report["architecture_matters"] = ends = architecture_matters(spec, lut, args.seeds)
+        gap, spread = ends["gap_points"], ends["seed_spread_points"]
+        matters = gap >= args.min_gap and spread <= args.max_spread
+        report["verdict"] = "architecture matters" if matters else (
+            f"architecture does not matter beyond noise at this budget: floor-to-widest gap "
+            f"{gap:.2f} points (needs ≥ {args.min_gap}), seed spread {spread:.2f} points "
+            f"(needs ≤ {args.max_spread})"
+        )  # fmt: skip
     if matters or args.force:
         from orchestrator.sweep import run_sweep
 

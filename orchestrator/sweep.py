@@ -382,6 +382,22 @@ def _save_net(store: RunStorage, result: Any, row: dict[str, Any]) -> None:
     row["weights"] = f"{folder}/weights.pt"
 
 
+def _save_architecture(store: RunStorage, name: str, arch: dict[str, Any]) -> str:
+    """architectures/<name>.json in the run folder; its path or URI for the row."""
+    relative = f"architectures/{name}.json"
+    atomic_write_text(store.work_dir / relative, json.dumps(arch, indent=2))
+    return store.url(relative)
+
+
+def _retrain_job(row: Mapping[str, Any], tables: Mapping[str, LatencyTable]) -> dict[str, Any]:
+    """What a retrain trial needs of a net: its architecture, the table pricing it, its seed."""
+    return {
+        "architecture": json.loads(row["architecture"]),
+        "table": tables[row["lut"] or ""].to_yaml_dict(),
+        "seed": row["seed"],
+    }
+
+
 def run_sweep(
     spec: SweepSpec,
     address: str | None = None,
@@ -474,33 +490,20 @@ def _run_sweep(
     for r in rows:
         if r["status"] == "done":
             arch = json.loads(r["architecture"])
-            relative = f"architectures/{r['trial_id']}.json"
-            atomic_write_text(run_dir / relative, json.dumps(arch, indent=2))
-            r["architecture_path"] = store.url(relative)
+            r["architecture_path"] = _save_architecture(store, r["trial_id"], arch)
             table = tables[r["lut"] or ""]
             write_architecture_views(run_dir / "architectures", r["trial_id"], arch, table)
-            jobs[r["trial_id"]] = {
-                "architecture": arch,
-                "table": table.to_yaml_dict(),
-                "seed": r["seed"],
-            }
-    sources = {r["trial_id"]: r for r in rows}
+            jobs[r["trial_id"]] = _retrain_job(r, tables)
+    sources = {r["trial_id"]: r for r in rows}  # the rows each retrain job takes its knobs from
     if spec.baseline.active and not interrupted:
         for r in baseline_nets(spec.baseline, rows, tables):
             if r["status"] != "done":  # a matched net no draw fitted: its row says why
                 rows.append(r)
                 continue
-            relative = f"architectures/baseline/{r['trial_id']}.json"
-            atomic_write_text(
-                run_dir / relative, json.dumps(json.loads(r["architecture"]), indent=2)
-            )
-            r["architecture_path"] = store.url(relative)
+            name = f"baseline/{r['trial_id']}"
+            r["architecture_path"] = _save_architecture(store, name, json.loads(r["architecture"]))
             sources[r["trial_id"]] = r
-            jobs[r["trial_id"]] = {
-                "architecture": json.loads(r["architecture"]),
-                "table": tables[r["lut"] or ""].to_yaml_dict(),
-                "seed": r["seed"],
-            }
+            jobs[r["trial_id"]] = _retrain_job(r, tables)
     store.push()
 
     if jobs and not interrupted:
