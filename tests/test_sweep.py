@@ -95,7 +95,7 @@ def test_results_hold_every_search_and_retrain_trial(demo) -> None:
     assert all(r["status"] == "done" for r in search + retrain)
     assert {r["search_trial_id"] for r in retrain} == {r["trial_id"] for r in search}
     assert any(r["pareto"] for r in retrain) and not any(r["pareto"] for r in search)
-    for r in retrain:
+    for r in retrain:  # the nets reach 0.95; 0.8 is 13 binomial SE (360 test images) below
         assert 0.8 < r["test_accuracy"] <= 1.0
         assert r["latency_measured_ms"] > 0 and r["params"] > 0 and r["macs"] > 0
         # every retrained net is in the run folder, never only in Ray's session scratch
@@ -125,6 +125,8 @@ def test_every_architecture_is_drawn_and_keeps_its_alpha(demo) -> None:
 
 
 def test_table_latency_falls_as_lambda2_rises(demo) -> None:
+    """benchmarks/bar_spread.py --only sweep, seeds 0–4 on this CPU's table: λ₂ = 0 derived
+    3.24–4.15 ms, λ₂ = 1 the floor net (2.53 ms) every time, so the order holds in 5 of 5."""
     by_depth = defaultdict(list)
     for r in demo["rows"]:
         if r["kind"] == "search":
