@@ -95,7 +95,7 @@ def test_results_hold_every_search_and_retrain_trial(demo) -> None:
     assert all(r["status"] == "done" for r in search + retrain)
     assert {r["search_trial_id"] for r in retrain} == {r["trial_id"] for r in search}
     assert any(r["pareto"] for r in retrain) and not any(r["pareto"] for r in search)
-    for r in retrain:  # the nets reach 0.95; 0.8 is 13 binomial SE (360 test images) below
+    for r in retrain:  # 0.94-0.97 here; 0.8 is 10 binomial SE (360 test images) below 0.94
         assert 0.8 < r["test_accuracy"] <= 1.0
         assert r["latency_measured_ms"] > 0 and r["params"] > 0 and r["macs"] > 0
         # every retrained net is in the run folder, never only in Ray's session scratch
