@@ -14,6 +14,7 @@ from typing import Any
 
 from nas_core.errors import ProxylessError
 from nas_core.io import atomic_output
+from orchestrator.baseline import RANDOM_KIND
 
 COLUMNS: dict[str, str] = {
     "kind": "string",  # search | retrain | random (a baseline net, orchestrator.baseline)
@@ -137,7 +138,7 @@ def retrain_row(
     status, message = trial_status(metrics, error)
     row = {k: search.get(k) for k in COLUMNS}
     row.update(
-        kind="random" if search.get("kind") == "random" else "retrain",
+        kind=RANDOM_KIND if search.get("kind") == RANDOM_KIND else "retrain",
         trial_id=trial_id,
         status=status,
         error=message,
