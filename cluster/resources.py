@@ -45,6 +45,14 @@ def check_gpu_request(
         )
 
 
+def worker_gpus(device: str, workers: int, requested: float | None, gpus: str) -> float:
+    """GPUs per Ray Train worker of a search on `device`: `requested`, else a whole GPU for a
+    CUDA search and none for a CPU one; checked as `check_gpu_request` does."""
+    chosen = requested if requested is not None else float(str(device).startswith("cuda"))
+    check_gpu_request(device, workers, chosen, gpus)
+    return chosen
+
+
 def gpu_capacity() -> tuple[float, bool]:
     """(GPUs the connected cluster can ever offer, whether that is an autoscaler's maximum).
 

@@ -100,6 +100,20 @@ class DeviceMeta:
             )
         return cls(**config)
 
+    def require_here(self, where: str, purpose: str) -> None:
+        """Refuse, in one line, unless the table was profiled on this very device: `purpose`
+        (filling in entries, validating) measures here, so it must measure what the table did."""
+        if self.kind not in ("cpu", "cuda"):
+            raise ProxylessError(
+                f"{where}: {purpose} needs a table profiled here, not an imported one"
+            )
+        local = DeviceMeta.local(self.kind, self.threads, self.batch_size)
+        if local.name != self.name:
+            raise ProxylessError(
+                f"{where}: {purpose} refused: the table is for {self.name!r}, this device is "
+                f"{local.name!r}"
+            )
+
     @classmethod
     def local(cls, kind: str, threads: int, batch_size: int) -> DeviceMeta:
         """Metadata of this machine: the CPU model, or the CUDA device with its software stack,

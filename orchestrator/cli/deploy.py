@@ -1,0 +1,126 @@
+"""`proxyless export` and `proxyless evaluate`: a trained net written for deployment, and
+scored on a dataset."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from nas_core.errors import ProxylessError
+from orchestrator.cli.args import add_net_args, load_net_arg
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Write an architecture JSON or official net.config as ONNX, TorchScript or net.config."""
+    from nas_core.latency.table import LatencyTable
+    from orchestrator.export import deployment_facts, export
+    from orchestrator.storage import fetch_to_local
+
+    if (args.dataset or args.lut) and args.format != "onnx":
+        raise ProxylessError(
+            f"export: --dataset and --lut go into ONNX metadata; {args.format} has none"
+        )
+    table = LatencyTable.load(args.lut) if args.lut else None
+    with tempfile.TemporaryDirectory() as tmp:  # both may be storage URIs (s3://, file://)
+        loaded = load_net_arg(args, tmp)
+        weights = fetch_to_local(args.weights, Path(tmp) / "weights") if args.weights else None
+        facts = deployment_facts(loaded.net, loaded.arch, loaded.resolution, args.dataset, table)
+        path = export(
+            loaded.net, loaded.resolution, args.format, args.out, weights=weights, facts=facts
+        )
+    if args.json:
+        print(
+            json.dumps({"out": str(path), "format": args.format, "resolution": loaded.resolution})
+        )
+    else:
+        print(f"wrote {path} ({args.format})")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Top-1, top-5, loss and images/s of a trained net on a dataset's evaluation split."""
+    from nas_core.device import resolve_device
+    from nas_core.evaluation import evaluate_net, parse_data
+    from nas_core.weights import load_weights_file
+    from orchestrator.storage import fetch_to_local
+
+    if args.batch_size < 1:
+        raise ProxylessError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.workers is not None and args.workers < 0:
+        raise ProxylessError(f"--workers must be >= 0, got {args.workers}")
+    parse_data(args.data, 32)  # a malformed --data before any large file is read
+    device = resolve_device(args.device, "--device")
+    with tempfile.TemporaryDirectory() as tmp:  # both may be storage URIs (s3://, file://)
+        loaded = load_net_arg(args, tmp)
+        load_weights_file(loaded.net, fetch_to_local(args.weights, Path(tmp) / "weights"))
+    data = parse_data(args.data, loaded.resolution)
+    result = evaluate_net(loaded.net, data, device, args.batch_size, args.workers)
+    summary = {
+        "net": str(args.net),
+        "weights": str(args.weights),
+        "data": args.data,
+        "resolution": loaded.resolution,
+        "device": str(device),
+        **result.to_config(),
+    }
+    print(json.dumps(summary) if args.json else evaluate_text(summary, result))
+    return 0
+
+
+def evaluate_text(summary: dict[str, Any], result: Any) -> str:
+    """`evaluate` for a reader: what was scored, top-1 / top-5 / loss and throughput."""
+    return (
+        f"{summary['net']} on {summary['data']} at {summary['resolution']} px "
+        f"({result.images} images)\n"
+        f"  top-1  {result.top1:.4f}   top-5  {result.top5:.4f}   loss  {result.loss:.4f}\n"
+        f"  {result.images_per_s:,.0f} images/s end to end on {summary['device']}"
+    )
+
+
+def add_parsers(sub: Any, levels: argparse.ArgumentParser) -> None:
+    """`export` and `evaluate`."""
+    exp = sub.add_parser(
+        "export", parents=[levels], help="ONNX, TorchScript or official net.config"
+    )
+    add_net_args(exp, "trained weights")
+    exp.add_argument(
+        "--format",
+        required=True,
+        choices=["onnx", "torchscript", "net-config"],
+        help="onnx, torchscript or net-config (the official JSON)",
+    )
+    exp.add_argument("--out", required=True, help="file to write")
+    exp.add_argument(
+        "--dataset",
+        choices=["digits", "fashion_mnist", "cifar10", "imagefolder"],
+        default=None,
+        help="ONNX: record the input mean / std the net was trained with (default: none)",
+    )
+    exp.add_argument(
+        "--lut", default=None, help="ONNX: record the net's latency on this table (default: none)"
+    )
+    exp.set_defaults(handler=cmd_export)
+
+    ev = sub.add_parser(
+        "evaluate", parents=[levels], help="top-1 / top-5 of a trained net on a dataset"
+    )
+    add_net_args(ev, "the weights to score", required=True)
+    ev.add_argument(
+        "--data",
+        default="digits",
+        help="digits, fashion_mnist[:DIR] or cifar10:DIR (their test splits), or "
+        "imagefolder:DIR (DIR/val, else DIR; photos: resize to r/0.875, centre crop r; images "
+        "under 64 px: whole, at r; ImageNet mean/std); default digits",
+    )
+    ev.add_argument("--batch-size", type=int, default=100, help="default 100")
+    ev.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="loader processes (default: 0 for digits, else up to 8)",
+    )
+    ev.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    ev.set_defaults(handler=cmd_evaluate)
