@@ -59,7 +59,6 @@ class ArchitectureActor:
         self.version = 0
         self.last_step = -1  # the step of the latest applied update
         self.generation = 0  # bumped by every `begin`
-        self.applied: list[dict[str, float]] = []
         self._initial = self.state_dict()
 
     def begin(self, state: Mapping[str, Any] | None) -> tuple[int, int, np.ndarray]:
@@ -83,7 +82,6 @@ class ArchitectureActor:
         metrics = self.strategy.apply(signal, self.arch_state, self.optimizer)
         self.version += 1
         self.last_step = step
-        self.applied.append({"step": step, "version": self.version, **metrics})
         return self.version, self.flat_alphas(), metrics
 
     def attempt(self) -> int:

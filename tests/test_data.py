@@ -403,5 +403,5 @@ def test_config_rejects_bad_values(config: dict, field: str) -> None:
 
 
 def test_config_rejects_non_mapping() -> None:
-    with pytest.raises(ProxylessError):
+    with pytest.raises(ProxylessError, match="must be a mapping"):
         DataConfig.from_config(["digits"])  # type: ignore[arg-type]

@@ -45,7 +45,7 @@ def _expected(name: str, cin: int, cout: int, stride: int, size: int) -> tuple[i
 def test_candidate_op(name: str, stride: int) -> None:
     cout = _cout(name)
     if name in ("identity", "3x3_AvgPool", "3x3_MaxPool") and stride == 2:
-        with pytest.raises(ProxylessError):
+        with pytest.raises(ProxylessError, match="needs stride 1, got 2"):
             create_op(name, CIN, cout, stride)
         return
     op = create_op(name, CIN, cout, stride)

@@ -13,7 +13,7 @@ from nas_core.precision import Amp, full_precision, training_speedups
 from nas_core.sampling import sample_gates, step_generator
 from nas_core.search import weight_step
 from nas_core.spaces import create_space
-from nas_core.strategy import StrategyConfig, create_strategy
+from nas_core.strategy import STRATEGIES, StrategyConfig, create_strategy
 from nas_core.supernet import SuperNet
 
 SPACE = {"B": 1, "F": 0.5, "resolution": 16, "num_classes": 4}
@@ -28,7 +28,7 @@ def _net_and_batch() -> tuple[SuperNet, torch.Tensor, torch.Tensor]:
 
 
 @pytest.mark.parametrize("mode", ["two", "full"])
-@pytest.mark.parametrize("name", ["gradient", "reinforce"])
+@pytest.mark.parametrize("name", STRATEGIES.names())
 def test_arch_step_inside_bf16_autocast_equals_fp32(name: str, mode: str) -> None:
     net, x, y = _net_and_batch()
     latency = LatencyModel(net.space, synthetic_table(net.space))

@@ -94,5 +94,6 @@ def test_pyramid_tree_layout_follows_the_paper() -> None:
     ],
 )
 def test_bad_space_configs_are_user_errors(name: str, bad: dict) -> None:
-    with pytest.raises(ProxylessError):
+    field = next(iter(bad), "unknown search space")  # the message names the field at fault
+    with pytest.raises(ProxylessError, match=f"^{field}"):
         create_space(name, **bad)

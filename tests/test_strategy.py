@@ -268,7 +268,8 @@ def test_reinforce_scores_with_batch_statistics_and_leaves_running_ones_alone() 
     ],
 )
 def test_bad_strategy_configs(bad: dict) -> None:
-    with pytest.raises(ProxylessError):
+    (field,) = bad
+    with pytest.raises(ProxylessError, match=f"^{field}"):
         StrategyConfig.from_config(bad)
 
 

@@ -131,7 +131,9 @@ def test_table_latency_falls_as_lambda2_rises(demo) -> None:
     for r in demo["rows"]:
         if r["kind"] == "search":
             by_depth[r["B"]].append((r["lambda2"], r["latency_table_ms"]))
+    assert by_depth, "the demo sweep has no search rows"
     for points in by_depth.values():
+        assert len(points) >= 2, points  # an order needs two λ₂ values
         latencies = [lat for _, lat in sorted(points)]
         # never slower with more weight on latency; the all-Zero net is a floor it may reach
         assert all(a >= b - 1e-9 for a, b in itertools.pairwise(latencies))
