@@ -8,7 +8,8 @@ therefore ends the run at once (`UserErrorsEndTheRun`) and reaches the caller as
 error (`user_error`), without parsing any traceback text.
 
 Ray 2.60 builds the failure policy inside `fit()` from the `FailureConfig` alone, with no public
-setting for another one; `SearchTrainer` passes ours to the controller it starts. It also gives
+setting for another one; `SearchTrainer` passes ours to the controller it starts (through
+`cluster.ray_compat`, where the private override lives). It also gives
 Ray Train's own collectives (the barrier in `ray.train.report`), which wait forever by default,
 the run's sync timeout: Ray reads it from `RAY_TRAIN_COLLECTIVE_TIMEOUT_S` when the controller
 starts, so the variable is set for that call and restored after it.
@@ -21,14 +22,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from ray.train.torch import TorchTrainer
-from ray.train.v2._internal.constants import COLLECTIVE_TIMEOUT_S_ENV_VAR
-from ray.train.v2._internal.execution.failure_handling import (
-    DefaultFailurePolicy,
-    FailureDecision,
+from cluster.ray_compat import (
+    COLLECTIVE_TIMEOUT_ENV,
+    failure_policy_classes,
+    torch_trainer_with_policy,
 )
-
 from nas_core.errors import ProxylessError
+
+DefaultFailurePolicy, FailureDecision = failure_policy_classes()
 
 
 def user_error(error: BaseException) -> ProxylessError | None:
@@ -62,7 +63,7 @@ def _environ(name: str, value: str) -> Iterator[None]:
             os.environ[name] = before
 
 
-class SearchTrainer(TorchTrainer):
+class SearchTrainer(torch_trainer_with_policy()):
     """A `TorchTrainer` whose controller decides retries with `UserErrorsEndTheRun` and whose
     own collectives give up after `collective_timeout_s`."""
 
@@ -70,9 +71,8 @@ class SearchTrainer(TorchTrainer):
         super().__init__(*args, **kwargs)
         self.collective_timeout_s = collective_timeout_s
 
-    def _initialize_and_run_controller(self, **controller_init_kwargs: Any) -> Any:
-        policy = UserErrorsEndTheRun(self.run_config.failure_config)
-        with _environ(COLLECTIVE_TIMEOUT_S_ENV_VAR, str(self.collective_timeout_s)):
-            return super()._initialize_and_run_controller(
-                **{**controller_init_kwargs, "failure_policy": policy}
-            )
+    def failure_policy(self) -> UserErrorsEndTheRun:
+        return UserErrorsEndTheRun(self.run_config.failure_config)
+
+    def controller_environ(self) -> Any:
+        return _environ(COLLECTIVE_TIMEOUT_ENV, str(self.collective_timeout_s))

@@ -29,7 +29,10 @@ from ray.train.constants import (
     TORCH_PROCESS_GROUP_SHUTDOWN_TIMEOUT_S,
 )
 from ray.train.torch import TorchConfig
-from ray.train.torch.config import _set_torch_distributed_env_vars, _TorchBackend
+
+from cluster.ray_compat import torch_backend
+
+TorchBackend, set_torch_distributed_env_vars = torch_backend()
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +97,7 @@ def _close_store() -> None:
     _STORE.pop("store", None)
 
 
-class _LoopbackBackend(_TorchBackend):
+class _LoopbackBackend(TorchBackend):
     def on_start(self, worker_group: Any, backend_config: TorchConfig) -> None:
         import ray
 
@@ -102,7 +105,7 @@ class _LoopbackBackend(_TorchBackend):
         backend = backend_config.backend or ("nccl" if gpus > 0 else "gloo")
         world, timeout_s = len(worker_group), backend_config.timeout_s
         port = worker_group.execute_single(0, _open_store, world, timeout_s)
-        worker_group.execute(_set_torch_distributed_env_vars)  # LOCAL_RANK, RANK, …
+        worker_group.execute(set_torch_distributed_env_vars)  # LOCAL_RANK, RANK, …
         ray.get(
             [
                 worker_group.execute_single_async(i, _join, backend, i, world, port, timeout_s)
@@ -115,16 +118,12 @@ class _LoopbackBackend(_TorchBackend):
         is given the group's timeout (at most Ray Train's shutdown timeout), then its process is
         killed with the rest."""
         import ray
-        from ray._private import ray_constants
         from ray.exceptions import GetTimeoutError
 
-        timeout_s = min(
-            backend_config.timeout_s,
-            ray_constants.env_integer(
-                TORCH_PROCESS_GROUP_SHUTDOWN_TIMEOUT_S,
-                DEFAULT_TORCH_PROCESS_GROUP_SHUTDOWN_TIMEOUT_S,
-            ),
-        )
+        shutdown_s = os.environ.get(
+            TORCH_PROCESS_GROUP_SHUTDOWN_TIMEOUT_S, DEFAULT_TORCH_PROCESS_GROUP_SHUTDOWN_TIMEOUT_S
+        )  # Ray Train's own setting, read as Ray reads it (an integer)
+        timeout_s = min(backend_config.timeout_s, int(shutdown_s))
         try:
             ray.get(worker_group.execute_async(_leave), timeout=timeout_s)
             ray.get(worker_group.execute_single_async(0, _close_store), timeout=timeout_s)
@@ -137,7 +136,7 @@ class LoopbackTorchConfig(TorchConfig):
     """`TorchConfig` whose process group listens on 127.0.0.1 only (a local Ray instance)."""
 
     @property
-    def backend_cls(self) -> type[_TorchBackend]:
+    def backend_cls(self) -> type:
         return _LoopbackBackend
 
 

@@ -60,9 +60,10 @@ def gpu_capacity() -> tuple[float, bool]:
     else what the cluster has now: a fixed cluster does not grow.
     """
     import ray
-    from ray._private.state import state
 
-    most = state.get_max_resources_from_cluster_config()
+    from cluster.ray_compat import max_cluster_resources
+
+    most = max_cluster_resources()
     if most:
         return float(most.get("GPU", 0)), True
     return float(ray.cluster_resources().get("GPU", 0)), False

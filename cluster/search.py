@@ -215,17 +215,16 @@ def _collective_deadline(searcher: Searcher, timeout_s: float) -> Iterator[None]
     """A collective the other ranks never joined (one stopped, hung or lost its node) fails
     after the process group's timeout; say so in one line naming this rank and its step,
     instead of the backend's message from deep inside gloo or NCCL."""
-    from ray.train.v2._internal.exceptions import CollectiveTimeoutError
+    from cluster.ray_compat import collective_timeout_error
 
+    barrier_timeout = collective_timeout_error()
     try:
         yield
     # gloo: RuntimeError; NCCL: DistBackendError, a RuntimeError; Ray Train's report barrier:
-    # CollectiveTimeoutError
-    except (RuntimeError, CollectiveTimeoutError) as e:
+    # its CollectiveTimeoutError
+    except (RuntimeError, barrier_timeout) as e:
         first = first_line(e).lower()  # gloo: "… Timed out waiting …", "Application timeout …"
-        timed_out = (
-            isinstance(e, CollectiveTimeoutError) or "timed out" in first or "timeout" in first
-        )
+        timed_out = isinstance(e, barrier_timeout) or "timed out" in first or "timeout" in first
         if searcher.world_size == 1 or not timed_out:
             raise
         raise TimeoutError(
@@ -268,26 +267,23 @@ def ensure_ray(
     if ray.is_initialized():
         return
     address = cluster_address(address)
+    from cluster.ray_compat import init_local_ray_on_loopback, keep_local_ray_on_loopback
+
     if address is None:
-        _loopback_only()
-        ray.init(
-            num_cpus=num_cpus,
-            include_dashboard=False,
-            _node_ip_address="127.0.0.1",
-            log_to_driver=log_to_driver,
+        init_local_ray_on_loopback(
+            num_cpus=num_cpus, include_dashboard=False, log_to_driver=log_to_driver
         )
         return
-    from ray._private.authentication.authentication_token_setup import (
-        maybe_enable_token_auth_if_token_available,
-    )
     from ray.exceptions import AuthenticationError
+
+    from cluster.ray_compat import enable_token_auth_if_available
 
     host, _, port = address.rpartition(":")
     if "://" not in address and port.isdigit():
         _require_listening(address, host, int(port))
         if host in ("127.0.0.1", "localhost", "::1"):
-            _loopback_only()  # a head on this machine's loopback: keep Ray from rewriting it
-    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+            keep_local_ray_on_loopback()  # a head on this machine's loopback: Ray keeps it there
+    enable_token_auth_if_available()
     try:
         ray.init(address=address, log_to_driver=log_to_driver)
     # ValueError: an address Ray cannot use (e.g. the dashboard's http://…:8265);
@@ -318,19 +314,6 @@ def _require_listening(address: str, host: str, port: int, timeout_s: float = 5.
             f"({e.strerror or type(e).__name__}); check the address (host:port of the head's GCS, "
             "e.g. 10.0.0.10:6379) and that the cluster is up (`ray status` on the head)"
         ) from None
-
-
-def _loopback_only() -> None:
-    """Make a local Ray bind its GCS, raylet and workers to 127.0.0.1.
-
-    Ray 2.60 replaces a node address of 127.0.0.1 with the host's routable IP and listens there
-    unless "clusters" are off (its desktop mode); turning them off keeps every port on loopback.
-    The constant is read at `import ray`, so set it in the module as well as for child processes.
-    """
-    from ray._private import ray_constants
-
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    ray_constants.ENABLE_RAY_CLUSTER = False
 
 
 def run_search(
@@ -365,10 +348,10 @@ def run_search(
         WorkerGroupError,
     )
     from ray.train.torch import TorchConfig
-    from ray.train.v2._internal.exceptions import WorkerGroupStartupTimeoutError
 
     from cluster.failures import SearchTrainer, user_error
     from cluster.loopback import LoopbackTorchConfig, is_local_instance
+    from cluster.ray_compat import worker_group_startup_timeout_error
 
     check_gpu_request(config.device, num_workers, gpus_per_worker if use_gpu else 0.0)
     config.rank_batches(num_workers)  # before Ray starts: batch sizes split over the workers
@@ -443,7 +426,7 @@ def run_search(
             raise
         raise error from None  # the worker's own message, once
     except ControllerError as e:
-        if not isinstance(e.controller_failure, WorkerGroupStartupTimeoutError):
+        if not isinstance(e.controller_failure, worker_group_startup_timeout_error()):
             raise
         per = f" with {gpus_per_worker:g} GPU(s) each" if use_gpu else ""
         raise ProxylessError(

@@ -19,8 +19,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -39,6 +37,7 @@ from nas_core.latency.table import LatencyTable
 from nas_core.logs import get_logger
 from orchestrator.baseline import baseline_nets
 from orchestrator.fronts import mark_pareto, price_on_every_device
+from orchestrator.ray_compat import fit_noting_stops
 from orchestrator.report import publish
 from orchestrator.results import retrain_row, search_row
 from orchestrator.storage import RunStorage
@@ -328,33 +327,6 @@ def _run_phase(
             ),
         )
     return fit_noting_stops(tuner)
-
-
-def fit_noting_stops(tuner: Any) -> tuple[Any, bool]:
-    """`tuner.fit()` and whether the user stopped it (Ctrl-C, SIGINT), also when every trial
-    had already finished, which leaves no unfinished trial to tell by.
-
-    Tune (2.60) saves the SIGINT handler it finds, installs its own for the fit, and puts the
-    saved one back when a stop signal arrives (RAY_NOTES): so we install a marker first, and
-    find it back in place exactly when Tune took a stop. A second Ctrl-C raises
-    KeyboardInterrupt, as Python's own handler would."""
-    if (
-        threading.current_thread() is not threading.main_thread()
-        or os.environ.get("TUNE_DISABLE_SIGINT_HANDLER", "0") != "0"
-    ):
-        return tuner.fit(), False
-
-    def marker(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.getsignal(signal.SIGINT)
-    signal.signal(signal.SIGINT, marker)
-    try:
-        grid = tuner.fit()
-        stopped = signal.getsignal(signal.SIGINT) is marker
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    return grid, stopped
 
 
 def experiment_name(spec: SweepSpec, phase: str) -> str:

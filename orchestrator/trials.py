@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from nas_core.data import build_datasets
 from nas_core.errors import ProxylessError
 from nas_core.latency.table import LatencyTable
 from nas_core.search import Searcher, SearchResult
+from orchestrator.ray_compat import wait_for_forwarded_reports
 from orchestrator.sweep_spec import SweepSpec
 
 
@@ -151,27 +151,7 @@ def _search_on_train(
             table=table,
         )
     finally:
-        _wait_for_forwarded_reports()
-
-
-def _wait_for_forwarded_reports(timeout_s: float = 120.0, settle_s: float = 1.0) -> None:
-    """Let the Tune session pass on the Train run's last forwarded report before the trial
-    reports anything itself.
-
-    Ray 2.60: `TuneReportCallback` puts rank 0's reports into a one-slot queue that the
-    trial's main thread empties only while Tune asks it for a result. When `fit()` returns,
-    the last one may still be there; if the trial's own report (or its implicit end-of-function
-    report) reaches the result queue first, the main thread blocks putting the forwarded one
-    behind it and the trial hangs for good. So wait until that queue is empty, then a moment
-    for the item to reach the result queue.
-    """
-    from ray.train._internal.session import get_session
-
-    queue = get_session()._inter_actor_queue
-    deadline = time.monotonic() + timeout_s
-    while queue is not None and not queue.empty() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    time.sleep(settle_s)
+        wait_for_forwarded_reports()
 
 
 def retrain_trial(

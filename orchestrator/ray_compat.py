@@ -1,0 +1,63 @@
+"""Every Ray Tune behaviour the orchestrator relies on that Ray does not document, each with
+why no public API would do.
+
+Read from Ray 2.60 (the version `pyproject.toml` pins); a Ray upgrade starts here, and with
+`cluster/ray_compat.py`. Nothing else in the orchestrator may import `ray._private`,
+`ray.*._internal` or an underscored Ray name (`tests/test_layering.py` fails otherwise).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from typing import Any
+
+
+def fit_noting_stops(tuner: Any) -> tuple[Any, bool]:
+    """`tuner.fit()` and whether the user stopped it (Ctrl-C, SIGINT), also when every trial
+    had already finished, which leaves no unfinished trial to tell by.
+
+    Tune (2.60) saves the SIGINT handler it finds, installs its own for the fit, and puts the
+    saved one back when a stop signal arrives (read in `ray/tune/tune.py`): Tune says whether
+    it was stopped in no public way, so we install a marker first and find it back in place
+    exactly when Tune took a stop. A second Ctrl-C raises KeyboardInterrupt, as Python's own
+    handler would."""
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or os.environ.get("TUNE_DISABLE_SIGINT_HANDLER", "0") != "0"
+    ):
+        return tuner.fit(), False
+
+    def marker(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, marker)
+    try:
+        grid = tuner.fit()
+        stopped = signal.getsignal(signal.SIGINT) is marker
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    return grid, stopped
+
+
+def wait_for_forwarded_reports(timeout_s: float = 120.0, settle_s: float = 1.0) -> None:
+    """Let the Tune session pass on the Train run's last forwarded report before the trial
+    reports anything itself.
+
+    Ray 2.60: `TuneReportCallback` puts rank 0's reports into a one-slot queue that the
+    trial's main thread empties only while Tune asks it for a result. When `fit()` returns,
+    the last one may still be there; if the trial's own report (or its implicit end-of-function
+    report) reaches the result queue first, the main thread blocks putting the forwarded one
+    behind it and the trial hangs for good. So wait until that queue is empty, then a moment
+    for the item to reach the result queue.
+    """
+    from ray.train._internal.session import get_session
+
+    queue = get_session()._inter_actor_queue  # the one-slot queue: no public handle in 2.60
+    deadline = time.monotonic() + timeout_s
+    while queue is not None and not queue.empty() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(settle_s)
