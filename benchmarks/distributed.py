@@ -8,7 +8,7 @@ The distributed search (`cluster/search.py`) adds two costs to the single-proces
    trip <= 0.05x one super-net weight step. This script creates the actor exactly as
    `run_search` does (`ray.remote(num_cpus=0)`, one worker), builds the same super-net in the
    driver (one torch thread, like a Ray Train worker), and per round times one weight step on a
-   path sampled from softmax(α) (`nas_core.search.weight_step`), one Proxyless-G signal (not
+   path sampled from softmax(α) (`nas_core.training.weight_step`), one Proxyless-G signal (not
    part of the round trip), then `ray.get(step)` with the copy of α into the net (the round
    trip, which includes the actor's Adam step on α). Medians after warm-up rounds; a small
    setting (the one the throughput runs use) and, unless `--no-large`, the paper-size space
@@ -60,11 +60,12 @@ from nas_core.data import DataConfig  # noqa: E402
 from nas_core.latency.predictor import LatencyModel  # noqa: E402
 from nas_core.latency.synthetic import synthetic_table  # noqa: E402
 from nas_core.sampling import Stream, sample_paths, step_generator  # noqa: E402
-from nas_core.search import SearchConfig, WeightConfig, weight_step  # noqa: E402
+from nas_core.search_config import SearchConfig, WeightConfig  # noqa: E402
 from nas_core.spaces import SearchSpace  # noqa: E402
 from nas_core.stats import count_params  # noqa: E402
 from nas_core.strategy import StrategyConfig, create_strategy  # noqa: E402
 from nas_core.supernet import SuperNet  # noqa: E402
+from nas_core.training import weight_step  # noqa: E402
 
 SMALL_SPACE = {"name": "mobilenet", "B": 2, "F": 0.5, "resolution": 32}
 LARGE_SPACE = {"name": "mobilenet", "B": 4, "F": 1.0, "resolution": 64}

@@ -476,7 +476,8 @@ def probe_sync(out_dir: str) -> None:
 
     from nas_core.data import build_datasets
     from nas_core.latency.synthetic import synthetic_table
-    from nas_core.search import SearchConfig, Searcher
+    from nas_core.search import Searcher
+    from nas_core.search_config import SearchConfig
     from nas_core.strategy import StrategyConfig
 
     class SyncCheckedSearcher(Searcher):

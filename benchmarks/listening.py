@@ -110,7 +110,7 @@ def summary(seen: dict[tuple[str, int], str], gcs_port: int | None = None) -> di
 
 def search_config(out: Path) -> Any:
     from nas_core.data import DataConfig
-    from nas_core.search import SearchConfig, WeightConfig
+    from nas_core.search_config import SearchConfig, WeightConfig
     from nas_core.strategy import StrategyConfig
 
     return SearchConfig(

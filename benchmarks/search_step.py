@@ -18,7 +18,7 @@ forward than a weight step's forward. This script times, on the paper's `mobilen
   estimate of what the backward recomputes); the rest of the arch step is the active path's
   input-gradient backward, the gate products and Adam on alpha.
 
-Every weight step is `nas_core.search.weight_step` (forward, label-smoothed CE, backward,
+Every weight step is `nas_core.training.weight_step` (forward, label-smoothed CE, backward,
 nesterov SGD with weight decay), so both nets pay identical overhead. The fixed path is by
 default a "typical" one: among Zero-free paths sampled from softmax(alpha), the one whose MACs
 are closest to the expected MACs of a sampled path (Zero layers included), so the fixed and
@@ -54,11 +54,11 @@ if str(REPO_ROOT) not in sys.path:
 from nas_core.architecture import Architecture, build_net, ops_of  # noqa: E402
 from nas_core.precision import Amp  # noqa: E402
 from nas_core.sampling import Stream, sample_gates, sample_paths, step_generator  # noqa: E402
-from nas_core.search import weight_step  # noqa: E402
 from nas_core.spaces import create_space  # noqa: E402
 from nas_core.stats import count_macs, count_params  # noqa: E402
 from nas_core.strategy import StrategyConfig, create_strategy, make_arch_optimizer  # noqa: E402
 from nas_core.supernet import SuperNet  # noqa: E402
+from nas_core.training import weight_step  # noqa: E402
 
 SPACE, BLOCKS, WIDTH, NUM_CLASSES = "mobilenet", 4, 1.0, 10
 LR, MOMENTUM, WEIGHT_DECAY, LABEL_SMOOTHING = 0.025, 0.9, 4e-5, 0.1  # WeightConfig defaults

@@ -135,7 +135,8 @@ def supernet_ranking(spec: SweepSpec, lut: str, rows: list[dict[str, Any]]) -> d
 
     from nas_core.batchnorm import mixed_shard
     from nas_core.data import build_datasets, make_loader
-    from nas_core.search import Searcher, evaluate_sums
+    from nas_core.evaluation import evaluate_sums
+    from nas_core.search import Searcher
 
     nets = [r for r in rows if r["kind"] == "random" and r["status"] == "done"]
     point = {"lambda2": spec.grid["lambda2"].values[0], "seed": spec.grid["seed"].values[0]}

@@ -46,16 +46,10 @@ from nas_core.errors import ProxylessError, first_line
 from nas_core.latency.predictor import LatencyModel
 from nas_core.latency.table import LatencyTable
 from nas_core.ranks import ProcessGroupRanks
-from nas_core.search import (
-    LocalOutputs,
-    SearchConfig,
-    Searcher,
-    SearchResult,
-    initial_arch_state,
-    resolve_latency_table,
-    save_result,
-    search_result,
-)
+from nas_core.search import Searcher, initial_arch_state, resolve_latency_table
+from nas_core.search_config import SearchConfig
+from nas_core.search_outputs import LocalOutputs
+from nas_core.search_result import SearchResult, save_result, search_result
 from nas_core.strategy import create_strategy
 
 # How long a rank waits for the architecture actor, and for the other ranks in a collective,

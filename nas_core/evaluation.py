@@ -7,18 +7,22 @@ fast the net alone is (`latency validate` measures that).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from nas_core.batchnorm import batch_statistics, eval_mode, no_single_batches
 from nas_core.data import DataConfig, evaluation_split, make_loader
 from nas_core.device import to_host
 from nas_core.errors import ProxylessError
-from nas_core.search import evaluate_sums
+from nas_core.training import to_device
 
 
 @dataclass(frozen=True)
@@ -90,3 +94,52 @@ def evaluate_net(
     loss, top1, images, top5 = sums
     n = max(images, 1)
     return Evaluation(top1 / n, top5 / n, loss / n, int(images), seconds)
+
+
+@torch.no_grad()
+def evaluate_sums(
+    net: nn.Module,
+    loader: torch.utils.data.DataLoader,
+    device: torch.device,
+    channels_last: bool = False,
+    bn: Literal["running", "batch"] = "running",
+) -> torch.Tensor:
+    """(Σ CE loss, top-1 correct, samples, top-5 correct) over a loader, without gradients, in
+    fp32, left on the device (sums, so shards evaluated on several ranks add up).
+
+    `bn="running"` scores in eval mode; `bn="batch"` normalises with each batch's own statistics
+    and leaves the running ones as they were (`batch_statistics`), as the official search
+    scores super-net paths: give it a loader whose batches mix the classes (`mixed_shard`).
+    """
+    sums = torch.zeros(4, dtype=torch.float64, device=device)
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]] = loader
+    with contextlib.ExitStack() as stack:
+        if bn == "batch":
+            stack.enter_context(batch_statistics(net))
+            batches = no_single_batches(loader)  # BN in train mode needs two values a channel
+        else:
+            stack.enter_context(eval_mode(net))
+        for x, y in batches:
+            x, y = to_device(x, device, channels_last), y.to(device, non_blocking=True)
+            logits = net(x).float()
+            k = min(5, logits.shape[1])
+            sums[0] += F.cross_entropy(logits, y, reduction="sum")
+            sums[1] += (logits.argmax(1) == y).sum()
+            sums[2] += len(y)
+            sums[3] += (logits.topk(k, 1).indices == y[:, None]).any(1).sum()
+    return sums
+
+
+def evaluate(
+    net: nn.Module,
+    loader: torch.utils.data.DataLoader,
+    device: torch.device,
+    channels_last: bool = False,
+) -> tuple[float, float]:
+    """Mean CE loss and accuracy over a loader, in eval mode and fp32; one host read."""
+    return mean_loss_and_accuracy(evaluate_sums(net, loader, device, channels_last))
+
+
+def mean_loss_and_accuracy(sums: torch.Tensor) -> tuple[float, float]:
+    loss, right, total = to_host(sums).tolist()[:3]
+    return loss / max(total, 1), right / max(total, 1)

@@ -24,14 +24,15 @@ from nas_core.config import ConfigModel, FiniteFloat, RunSettings
 from nas_core.data import DataConfig, build_datasets, make_loader
 from nas_core.device import resolve_device
 from nas_core.errors import ProxylessError
+from nas_core.evaluation import evaluate
 from nas_core.io import atomic_write_text
 from nas_core.latency.predictor import architecture_latency
 from nas_core.latency.profiler import ProfileConfig, time_module
 from nas_core.latency.table import LatencyTable
 from nas_core.metrics import NONFINITE_CHECK_EVERY, StepMetrics
 from nas_core.precision import Amp, to_memory_format, training_speedups
-from nas_core.search import cosine_lr, evaluate, to_device, weight_step
 from nas_core.stats import net_stats
+from nas_core.training import cosine_lr, to_device, weight_step
 from nas_core.weights import load_weights
 
 

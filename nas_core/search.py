@@ -21,175 +21,38 @@ of the epoch, and the one host read per arch step goes through `nas_core.device.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import math
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, Protocol
+from typing import Any, Protocol
 
 import torch
-import torch.nn.functional as F
-from pydantic import Field, field_validator
-from torch import nn
 
 from nas_core.arch_state import ArchState
-from nas_core.arch_view import log_alpha
-from nas_core.architecture import Architecture, build_net
-from nas_core.batchnorm import batch_statistics, eval_mode, mixed_shard, no_single_batches
-from nas_core.checkpoint import load_checkpoint, save_checkpoint
-from nas_core.config import ConfigModel, FiniteFloat, RunSettings
-from nas_core.data import DataConfig, DataSplits, build_datasets, make_loader
-from nas_core.device import resolve_device, to_host
+from nas_core.batchnorm import mixed_shard
+from nas_core.checkpoint import load_checkpoint
+from nas_core.data import DataSplits, build_datasets, make_loader
+from nas_core.device import resolve_device
 from nas_core.errors import ProxylessError
+from nas_core.evaluation import evaluate_sums, mean_loss_and_accuracy
 from nas_core.init import he_fout_
-from nas_core.io import atomic_write_text, load_yaml_config
+from nas_core.io import atomic_write_text
 from nas_core.latency.predictor import LatencyModel, architecture_latency
 from nas_core.latency.table import LatencyTable
 from nas_core.metrics import NONFINITE_CHECK_EVERY, StepMetrics
 from nas_core.precision import Amp, to_memory_format, training_speedups
 from nas_core.ranks import RankGroup, SingleProcess
 from nas_core.sampling import Stream, sample_paths, step_generator
+from nas_core.search_config import SearchConfig, SearchSchedule
+from nas_core.search_outputs import LocalOutputs
+from nas_core.search_result import SearchResult, save_result, search_result
 from nas_core.spaces import SearchSpace
-from nas_core.stats import net_stats
-from nas_core.strategy import StrategyConfig, create_strategy, make_arch_optimizer
+from nas_core.strategy import create_strategy, make_arch_optimizer
 from nas_core.supernet import SuperNet
+from nas_core.training import cosine_lr, to_device, weight_step
 from nas_core.weights import load_weights
-
-
-class WeightConfig(ConfigModel):
-    """Weight optimiser: SGD Nesterov, cosine lr per batch, label smoothing (official)."""
-
-    lr: FiniteFloat = Field(0.025, gt=0)
-    momentum: FiniteFloat = Field(0.9, ge=0, lt=1)
-    nesterov: bool = True
-    weight_decay: FiniteFloat = Field(4e-5, ge=0)
-    label_smoothing: FiniteFloat = Field(0.1, ge=0, lt=1)
-    batch_size: int = Field(64, ge=1)  # global: K ranks take batch_size / K each
-    # peak lr of the warm-up's cosine (official: 0.05, hard-coded there); None = lr. The search
-    # restarts its cosine at lr
-    warmup_lr: FiniteFloat | None = Field(None, gt=0)
-    # pytorch = torch's default init; he_fout = the official one (conv N(0, 2 / (k² · C_out)),
-    # BN γ 1 and β 0, linear U(±1/√fan_in) with zero bias)
-    init: Literal["pytorch", "he_fout"] = "pytorch"
-    # residual candidates start as identity (see SuperNet): our small-budget remedy, not the
-    # official setting
-    zero_init_residual: bool = True
-
-
-DEFAULT_SPACE = {
-    "name": "mobilenet",
-    "B": 3,
-    "F": 0.5,
-    "resolution": 32,
-    "transition_op": "3x3_MBConv6",
-}
-
-
-class SearchSchedule(ConfigModel):
-    """Length and rhythm of a search (a sweep's `search` section is exactly this)."""
-
-    epochs: int = Field(10, ge=1)  # search epochs after warm-up
-    warmup_epochs: int = Field(2, ge=0)  # weight-only epochs on uniform paths (official: 40)
-    arch_every: int = Field(5, ge=1)  # one arch step per this many weight batches
-    arch_batch_size: int = Field(64, ge=1)  # global, like weights.batch_size
-    # search epochs after warm-up without arch steps (the official loop skips the first: 1)
-    arch_start_epoch: int = Field(0, ge=0)
-    alpha_init_std: FiniteFloat = Field(1e-3, ge=0)  # α ~ N(0, std²), official
-
-
-class SearchConfig(SearchSchedule, RunSettings):
-    """Everything one search needs; YAML maps onto it key for key (nested sections)."""
-
-    space: dict[str, Any] = Field(default_factory=lambda: dict(DEFAULT_SPACE))
-    data: DataConfig = DataConfig()
-    strategy: StrategyConfig = StrategyConfig()
-    weights: WeightConfig = WeightConfig()
-    # latency table; None = profile this CPU into out_dir/latency.parquet
-    lut: Annotated[str, Field(min_length=1)] | None = None
-    out_dir: str = "runs/search"
-    tensorboard: bool = True
-
-    @field_validator("space")
-    @classmethod
-    def _known_space(cls, space: dict[str, Any]) -> dict[str, Any]:
-        SearchSpace.from_config({"num_classes": 10, **space})  # the dataset sets num_classes
-        return space
-
-    def rank_batches(self, world_size: int) -> tuple[int, int]:
-        """(weight, arch) batch of one of `world_size` ranks: the configured sizes are global,
-        so the number of weight and α updates per epoch does not depend on the rank count."""
-        arch_field, arch_size = self.arch_batch()
-        sizes = {"weights.batch_size": self.weights.batch_size, arch_field: arch_size}
-        for field, size in sizes.items():
-            if size % world_size:
-                raise ProxylessError(
-                    f"{field}: {size} does not split evenly over {world_size} workers"
-                )
-        return self.weights.batch_size // world_size, arch_size // world_size
-
-    def arch_batch(self) -> tuple[str, int]:
-        """(the setting, its global size) of an arch step's held-out batch: REINFORCE's own
-        evaluation batch where the strategy sets one, else arch_batch_size."""
-        if self.strategy.eval_batch_size is not None:
-            return "strategy.eval_batch_size", self.strategy.eval_batch_size
-        return "arch_batch_size", self.arch_batch_size
-
-    def arch_steps_in(self, batch: int, per_epoch: int) -> bool:
-        """Whether an arch step follows weight batch `batch` of an epoch of `per_epoch`: every
-        `arch_every` batches, or `strategy.updates_per_epoch` spread evenly over the epoch."""
-        updates = self.strategy.updates_per_epoch
-        if updates is None:
-            return (batch + 1) % self.arch_every == 0
-        if updates > per_epoch:
-            raise ProxylessError(
-                f"strategy.updates_per_epoch: {updates} is more than the {per_epoch} weight "
-                "batches of an epoch (one α update at most per batch)"
-            )
-        return (batch + 1) * updates // per_epoch > batch * updates // per_epoch
-
-    def build_space(self, num_classes: int) -> SearchSpace:
-        """The space with the dataset's class count (an explicit, different count is an error)."""
-        config = dict(self.space)
-        given = config.setdefault("num_classes", num_classes)
-        if given != num_classes:
-            raise ProxylessError(
-                f"space.num_classes is {given} but dataset {self.data.dataset} has {num_classes}"
-            )
-        return SearchSpace.from_config(config)
-
-
-def load_search_config(path: str | Path) -> SearchConfig:
-    """YAML (safe_load) → SearchConfig; errors name the file."""
-    return load_yaml_config(path, SearchConfig.from_config, "a search config")
-
-
-@dataclass(frozen=True)
-class SearchResult:
-    """What a search produced."""
-
-    architecture: Architecture
-    latency_ms: float | None
-    params: int
-    macs: int
-    valid_accuracy: float
-    epochs: int
-    history: tuple[dict[str, float], ...]
-
-    def summary(self) -> dict[str, Any]:
-        last = self.history[-1] if self.history else {}
-        return {
-            "architecture": self.architecture.to_config(),
-            "latency_ms": self.latency_ms,
-            "params": self.params,
-            "macs": self.macs,
-            "valid_accuracy": self.valid_accuracy,
-            "epochs": self.epochs,
-            "images_per_s": last.get("throughput/images_per_s"),  # last epoch, all ranks
-            "peak_memory_gib": last.get("memory/peak_gib"),  # last epoch, one rank (CUDA only)
-        }
 
 
 def resolve_latency_table(
@@ -212,92 +75,6 @@ def resolve_latency_table(
     )
 
 
-def cosine_lr(base: float, step: int, total: int) -> float:
-    """Cosine annealing from `base` to 0 over `total` steps (per batch, as the official code)."""
-    return 0.5 * base * (1 + math.cos(math.pi * min(step, total) / max(total, 1)))
-
-
-def weight_step(
-    net: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    lr: float,
-    label_smoothing: float,
-    amp: Amp | None = None,
-    before_step: Callable[[], None] | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """One SGD step on the active path; (loss, accuracy) stay on the device (no host sync).
-
-    A non-finite loss is not checked here: `StepMetrics.watch_finite` flags it on the device
-    and the loop reads the flag every few steps.
-    """
-    amp = amp if amp is not None else Amp("off", x.device)
-    for group in optimizer.param_groups:
-        group["lr"] = lr
-    optimizer.zero_grad(set_to_none=True)
-    with amp.autocast():
-        logits = net(x)
-        loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
-    amp.backward_and_step(loss, optimizer, before_step)
-    return loss.detach(), (logits.detach().argmax(1) == y).float().mean()
-
-
-@torch.no_grad()
-def evaluate_sums(
-    net: nn.Module,
-    loader: torch.utils.data.DataLoader,
-    device: torch.device,
-    channels_last: bool = False,
-    bn: Literal["running", "batch"] = "running",
-) -> torch.Tensor:
-    """(Σ CE loss, top-1 correct, samples, top-5 correct) over a loader, without gradients, in
-    fp32, left on the device (sums, so shards evaluated on several ranks add up).
-
-    `bn="running"` scores in eval mode; `bn="batch"` normalises with each batch's own statistics
-    and leaves the running ones as they were (`batch_statistics`), as the official search
-    scores super-net paths: give it a loader whose batches mix the classes (`mixed_shard`).
-    """
-    sums = torch.zeros(4, dtype=torch.float64, device=device)
-    batches: Iterable[tuple[torch.Tensor, torch.Tensor]] = loader
-    with contextlib.ExitStack() as stack:
-        if bn == "batch":
-            stack.enter_context(batch_statistics(net))
-            batches = no_single_batches(loader)  # BN in train mode needs two values a channel
-        else:
-            stack.enter_context(eval_mode(net))
-        for x, y in batches:
-            x, y = to_device(x, device, channels_last), y.to(device, non_blocking=True)
-            logits = net(x).float()
-            k = min(5, logits.shape[1])
-            sums[0] += F.cross_entropy(logits, y, reduction="sum")
-            sums[1] += (logits.argmax(1) == y).sum()
-            sums[2] += len(y)
-            sums[3] += (logits.topk(k, 1).indices == y[:, None]).any(1).sum()
-    return sums
-
-
-def evaluate(
-    net: nn.Module,
-    loader: torch.utils.data.DataLoader,
-    device: torch.device,
-    channels_last: bool = False,
-) -> tuple[float, float]:
-    """Mean CE loss and accuracy over a loader, in eval mode and fp32; one host read."""
-    return _means(evaluate_sums(net, loader, device, channels_last))
-
-
-def _means(sums: torch.Tensor) -> tuple[float, float]:
-    loss, right, total = to_host(sums).tolist()[:3]
-    return loss / max(total, 1), right / max(total, 1)
-
-
-def to_device(x: torch.Tensor, device: torch.device, channels_last: bool = False) -> torch.Tensor:
-    """A batch of images on `device` without waiting for the copy (pinned loaders)."""
-    x = x.to(device, non_blocking=True)
-    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
-
-
 def initial_arch_state(space: SearchSpace, config: SearchSchedule) -> ArchState:
     """α of a new search: N(0, std²) from the seed's own stream (the official initialisation)."""
     specs = space.layer_specs()
@@ -305,29 +82,6 @@ def initial_arch_state(space: SearchSpace, config: SearchSchedule) -> ArchState:
     return arch_state.init_normal_(
         step_generator(config.seed, 0, Stream.ALPHA_INIT), config.alpha_init_std
     )
-
-
-def search_result(
-    arch_state: ArchState,
-    space: SearchSpace,
-    table: LatencyTable | None,
-    history: Sequence[Mapping[str, float]],
-) -> SearchResult:
-    """What a search produced: its argmax architecture, priced and counted."""
-    arch = Architecture(space, tuple(arch_state.argmax()))
-    stats = net_stats(build_net(arch), space.resolution)
-    latency = architecture_latency(arch, table) if table is not None else None
-    valid_acc = history[-1]["valid/accuracy"] if history else float("nan")
-    return SearchResult(
-        arch, latency, stats.params, stats.macs, valid_acc, len(history), tuple(history)
-    )
-
-
-def save_result(result: SearchResult, arch_state: ArchState, out: Path) -> None:
-    """architecture.json, arch_state.json (α) and summary.json in `out`."""
-    result.architecture.save(out / "architecture.json")
-    atomic_write_text(out / "arch_state.json", json.dumps(arch_state.to_config()) + "\n")
-    atomic_write_text(out / "summary.json", json.dumps(result.summary(), indent=2) + "\n")
 
 
 class ArchSync(Protocol):
@@ -353,6 +107,16 @@ class WeightSync(Protocol):
         """After the optimizer step."""
 
 
+class NoWeightSync:
+    """A single process: its weights are the only copy, so there is nothing to exchange."""
+
+    def gradients(self, net: SuperNet, step: int) -> None:
+        pass
+
+    def buffers(self, net: SuperNet) -> None:
+        pass
+
+
 class SearchCallback(Protocol):
     """Called on every rank after each epoch, with that epoch's metrics (which it may extend)."""
 
@@ -360,7 +124,22 @@ class SearchCallback(Protocol):
 
 
 class Searcher:
-    """The search's state and its one loop: super-net, strategy, optimisers, epoch and step."""
+    """The search's state and its one loop: super-net, strategy, optimisers, epoch and step.
+
+    One weight step on Ray Train rank r, file by file: the path is drawn from (seed, step)
+    (`nas_core.sampling`), so every rank draws the same one; `nas_core.training.weight_step`
+    runs forward and backward on the rank's shard (`nas_core.data.make_loader`); its
+    `before_step` is `cluster.path_sync.PathSync.gradients`, one all-reduce of that path's
+    gradients only; the optimiser steps; `PathSync.buffers` hands every rank rank 0's BN
+    statistics of the path.
+
+    One arch step: the strategy's signal on the rank's held-out batch
+    (`nas_core.strategy.gradient` / `reinforce`), reduced over the process group
+    (`Signal.reduce`, `nas_core.ranks`); rank 0 sends it to the architecture actor
+    (`cluster.search.ActorArchSync` → `cluster.arch_actor.ArchitectureActor.step`), which applies
+    it with its optimiser and replies with α, broadcast to every rank. A single process runs
+    the same loop with `LocalArchSync` and `NoWeightSync`.
+    """
 
     def __init__(
         self,
@@ -410,7 +189,7 @@ class Searcher:
         )
         self.epoch, self.step = 0, 0
         self.history: list[dict[str, float]] = []
-        self.weight_sync = weight_sync
+        self.weight_sync = weight_sync if weight_sync is not None else NoWeightSync()
         self._train = self._valid = self._eval = None  # made on first use, kept (`_loader`)
 
     @classmethod
@@ -552,10 +331,9 @@ class Searcher:
         sync, step = self.weight_sync, self.step
         loss, acc = weight_step(
             self.net, self.weight_opt, x, y, lr, c.weights.label_smoothing, self.amp,
-            None if sync is None else lambda: sync.gradients(self.net, step),
+            lambda: sync.gradients(self.net, step),
         )  # fmt: skip
-        if sync is not None:
-            sync.buffers(self.net)
+        sync.buffers(self.net)
         metrics.watch_finite(loss)
         metrics.add({"train/loss": loss, "train/accuracy": acc, "lr/weights": lr})
         if arch_batch is not None:
@@ -602,7 +380,7 @@ class Searcher:
         sums = evaluate_sums(  # scored as the official search does: batch statistics
             self.net, self._eval_loader(), self.device, self.config.channels_last, bn="batch"
         )
-        loss, acc = _means(self.ranks.sum(sums))
+        loss, acc = mean_loss_and_accuracy(self.ranks.sum(sums))
         ent = self.net.arch_state.entropy()
         out = {"valid/loss": loss, "valid/accuracy": acc, "arch/entropy_mean": float(ent.mean())}
         if self.latency is not None:
@@ -650,37 +428,6 @@ class Searcher:
         return search_result(self.net.arch_state, self.space, self.table, self.history)
 
 
-class LocalOutputs:
-    """A single process's outputs after each epoch: the checkpoint file and TensorBoard."""
-
-    def __init__(self, out: Path, tensorboard: bool) -> None:
-        self.out, self.tensorboard = out, tensorboard
-        self._writer = None
-
-    def on_epoch_end(self, searcher: Searcher, metrics: dict[str, float]) -> None:
-        save_checkpoint(searcher.checkpoint_path, searcher.state_dict())
-        if self.tensorboard:
-            self.log(searcher, metrics)
-
-    def log(self, searcher: Searcher, metrics: Mapping[str, float]) -> None:
-        """One epoch's metrics, per-layer entropies and the α probability image."""
-        if self._writer is None:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self._writer = SummaryWriter(str(self.out / "tensorboard"))
-        w, epoch = self._writer, int(metrics["epoch"])
-        for k, v in metrics.items():
-            if k not in ("epoch", "warmup"):
-                w.add_scalar(k, v, epoch)
-        log_alpha(w, searcher.net.arch_state, epoch)
-        w.flush()
-
-    def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-
-
 @dataclass(frozen=True)
 class _EpochFunction:
     """A plain `f(epoch, metrics)` as a callback (progress lines, Tune reports)."""
@@ -689,9 +436,3 @@ class _EpochFunction:
 
     def on_epoch_end(self, searcher: Searcher, metrics: dict[str, float]) -> None:
         self.function(searcher.epoch - 1, metrics)
-
-
-def with_overrides(config: SearchConfig, **changes: Any) -> SearchConfig:
-    """A copy of `config` with top-level fields replaced (None values ignored), re-validated."""
-    kept = {k: v for k, v in changes.items() if v is not None}
-    return SearchConfig.from_config({**config.to_config(), **kept})

@@ -24,7 +24,7 @@ from nas_core.data import DataConfig
 from nas_core.errors import ProxylessError
 from nas_core.io import load_yaml_config
 from nas_core.retrain import RetrainConfig, RetrainRecipe
-from nas_core.search import DEFAULT_SPACE, SearchConfig, SearchSchedule, WeightConfig
+from nas_core.search_config import DEFAULT_SPACE, SearchConfig, SearchSchedule, WeightConfig
 from nas_core.strategy import StrategyConfig
 from orchestrator.baseline import BaselineSpec
 

@@ -26,7 +26,8 @@ from nas_core.checkpoint import load_checkpoint, save_checkpoint
 from nas_core.data import build_datasets
 from nas_core.errors import ProxylessError
 from nas_core.latency.table import LatencyTable
-from nas_core.search import Searcher, SearchResult
+from nas_core.search import Searcher
+from nas_core.search_result import SearchResult
 from orchestrator.ray_compat import wait_for_forwarded_reports
 from orchestrator.sweep_spec import SweepSpec
 

@@ -19,7 +19,7 @@ import torch
 from nas_core.architecture import Architecture
 from nas_core.data import DataConfig
 from nas_core.latency.table import LatencyTable
-from nas_core.search import SearchConfig, WeightConfig
+from nas_core.search_config import SearchConfig, WeightConfig
 from nas_core.spaces import SearchSpace
 from nas_core.strategy import StrategyConfig
 from orchestrator.sweep_spec import DEMO_SPEC

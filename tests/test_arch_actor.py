@@ -113,7 +113,8 @@ def test_a_rank_waits_for_the_actor_at_most_its_timeout(local_ray, tmp_path) -> 
 
     from cluster.search import ActorArchSync
     from nas_core.data import build_datasets
-    from nas_core.search import SearchConfig, Searcher
+    from nas_core.search import Searcher
+    from nas_core.search_config import SearchConfig
 
     config = SearchConfig.from_config(
         {"space": {**SPACE, "num_classes": 10}, "data": {"resolution": 16},

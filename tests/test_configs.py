@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nas_core.search import load_search_config
+from nas_core.search_config import load_search_config
 from orchestrator.sweep_spec import demo_spec, load_sweep_spec
 
 ROOT = Path(__file__).resolve().parents[1]

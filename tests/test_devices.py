@@ -14,7 +14,8 @@ from cluster.resources import check_gpu_request, require_gpus
 from nas_core.checkpoint import load_checkpoint, save_checkpoint
 from nas_core.data import DataConfig
 from nas_core.errors import ProxylessError
-from nas_core.search import SearchConfig, Searcher
+from nas_core.search import Searcher
+from nas_core.search_config import SearchConfig
 from nas_core.spaces import SearchSpace
 from nas_core.strategy import StrategyConfig
 from orchestrator.cli import main

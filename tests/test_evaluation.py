@@ -17,7 +17,7 @@ from nas_core.architecture import Architecture, build_net
 from nas_core.batchnorm import no_single_batches
 from nas_core.data import DataConfig, build_datasets, imagenet_eval_transform, make_loader
 from nas_core.errors import ProxylessError
-from nas_core.search import evaluate_sums
+from nas_core.evaluation import evaluate_sums
 from nas_core.spaces import create_space
 from nas_core.supernet import SuperNet
 from orchestrator.cli import main
@@ -192,7 +192,8 @@ def test_search_scores_a_class_sorted_valid_split_in_mixed_batches(tmp_path: Pat
     from torch.utils.data import Subset, TensorDataset
 
     from nas_core.data import DataSplits
-    from nas_core.search import SearchConfig, Searcher, WeightConfig
+    from nas_core.search import Searcher
+    from nas_core.search_config import SearchConfig, WeightConfig
     from nas_core.strategy import StrategyConfig
 
     splits = build_datasets(DataConfig(resolution=16))

@@ -139,7 +139,8 @@ def _legacy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def test_checkpoints_written_before_the_rename_keep_loading(tmp_path: Path) -> None:
     """A search checkpoint of the old layout resumes; a retrain's old weights.pt exports."""
-    from nas_core.search import SearchConfig, Searcher
+    from nas_core.search import Searcher
+    from nas_core.search_config import SearchConfig
     from nas_core.strategy import StrategyConfig
 
     space = {**SMALL_SPACES["mobilenet"], "name": "mobilenet"}

@@ -11,10 +11,10 @@ from nas_core.latency.predictor import LatencyModel
 from nas_core.latency.synthetic import synthetic_table
 from nas_core.precision import Amp, full_precision, training_speedups
 from nas_core.sampling import sample_gates, step_generator
-from nas_core.search import weight_step
 from nas_core.spaces import create_space
 from nas_core.strategy import STRATEGIES, StrategyConfig, create_strategy
 from nas_core.supernet import SuperNet
+from nas_core.training import weight_step
 
 SPACE = {"B": 1, "F": 0.5, "resolution": 16, "num_classes": 4}
 

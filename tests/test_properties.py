@@ -78,7 +78,7 @@ def _only_proxyless_errors(load: Callable[[Any], Any], doc: Any) -> None:
 
 
 def _search(doc: Any) -> Any:
-    from nas_core.search import SearchConfig
+    from nas_core.search_config import SearchConfig
 
     return SearchConfig.from_config(doc)
 
@@ -113,7 +113,7 @@ def _net_config(doc: Any) -> Any:
 def _valid_docs() -> dict[str, tuple[Callable[[Any], Any], dict]]:
     from nas_core.architecture import Architecture
     from nas_core.latency.synthetic import synthetic_table
-    from nas_core.search import SearchConfig
+    from nas_core.search_config import SearchConfig
     from nas_core.spaces import SearchSpace
     from orchestrator.sweep_spec import demo_spec
 

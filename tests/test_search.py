@@ -12,7 +12,8 @@ import torch
 from nas_core.checkpoint import load_checkpoint
 from nas_core.errors import ProxylessError
 from nas_core.latency.predictor import architecture_latency
-from nas_core.search import SearchConfig, Searcher
+from nas_core.search import Searcher
+from nas_core.search_config import SearchConfig
 from nas_core.strategy import STRATEGIES, StrategyConfig
 from orchestrator.cli import main
 from tests.learned_cases import (

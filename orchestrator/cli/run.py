@@ -18,7 +18,7 @@ log = get_logger(__name__)
 
 def _search_config(args: argparse.Namespace) -> Any:
     """The YAML's config with the flags that override it; `--resume DIR` is the out_dir."""
-    from nas_core.search import SearchConfig, load_search_config, with_overrides
+    from nas_core.search_config import SearchConfig, load_search_config, with_overrides
 
     config = load_search_config(args.config) if args.config else SearchConfig()
     out = args.out
