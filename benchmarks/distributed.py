@@ -4,7 +4,7 @@ The distributed search (`cluster/search.py`) adds two costs to the single-proces
 
 1. Every arch step, the K ranks reduce their signals over their process group and rank 0 sends
    the result to the central `ArchitectureActor` in one `step` call, which replies with the
-   new α and the update's metrics (`cluster.search.ActorArchSync`). Issue target: that round
+   new α and the update's metrics (`cluster.worker.ActorArchSync`). Issue target: that round
    trip <= 0.05x one super-net weight step. This script creates the actor exactly as
    `run_search` does (`ray.remote(num_cpus=0)`, one worker), builds the same super-net in the
    driver (one torch thread, like a Ray Train worker), and per round times one weight step on a
@@ -54,7 +54,8 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from cluster.arch_actor import ArchitectureActor, split_alphas  # noqa: E402
-from cluster.search import ensure_ray, run_search  # noqa: E402
+from cluster.connect import ensure_ray  # noqa: E402
+from cluster.search import run_search  # noqa: E402
 from nas_core.checkpoint import load_checkpoint  # noqa: E402
 from nas_core.data import DataConfig  # noqa: E402
 from nas_core.latency.predictor import LatencyModel  # noqa: E402
@@ -286,7 +287,6 @@ def throughput(runs: dict[int, dict[str, Any]], batch: int) -> dict[str, Any]:
 
 def count_actor_calls(config: SearchConfig, workers: int, calls_file: Path) -> dict[str, Any]:
     """`run_search` with an actor that appends the name of every call it serves to a file."""
-    import cluster.search as cluster_search
 
     class CountingActor(ArchitectureActor):
         def __init__(self, *args: Any) -> None:
@@ -314,12 +314,7 @@ def count_actor_calls(config: SearchConfig, workers: int, calls_file: Path) -> d
             self._served("alphas")
             return super().alphas()
 
-    original = cluster_search.ArchitectureActor
-    cluster_search.ArchitectureActor = CountingActor
-    try:
-        run_search(config, num_workers=workers, cpus_per_worker=2 / workers)
-    finally:
-        cluster_search.ArchitectureActor = original
+    run_search(config, num_workers=workers, cpus_per_worker=2 / workers, actor_cls=CountingActor)
     names = calls_file.read_text().split()
     calls = {n: names.count(n) for n in sorted(set(names))}
     ckpt = max(

@@ -181,7 +181,8 @@ def on_a_local_instance(work: Path) -> dict[str, Any]:
     import psutil
     import ray
 
-    from cluster.search import ensure_ray, run_search
+    from cluster.connect import ensure_ray
+    from cluster.search import run_search
 
     ensure_ray(num_cpus=2)
     with Sampler(lambda: psutil.Process().children(recursive=True)) as sampler:

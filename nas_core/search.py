@@ -136,7 +136,7 @@ class Searcher:
     One arch step: the strategy's signal on the rank's held-out batch
     (`nas_core.strategy.gradient` / `reinforce`), reduced over the process group
     (`Signal.reduce`, `nas_core.ranks`); rank 0 sends it to the architecture actor
-    (`cluster.search.ActorArchSync` → `cluster.arch_actor.ArchitectureActor.step`), which applies
+    (`cluster.worker.ActorArchSync` → `cluster.arch_actor.ArchitectureActor.step`), which applies
     it with its optimiser and replies with α, broadcast to every rank. A single process runs
     the same loop with `LocalArchSync` and `NoWeightSync`.
     """

@@ -422,7 +422,7 @@ def _run_sweep(
 ) -> SweepOutcome:
     from ray import tune
 
-    from cluster.search import cluster_address, ensure_ray
+    from cluster.connect import cluster_address, ensure_ray
     from orchestrator.trials import retrain_trial, search_trial
 
     address = cluster_address(address)

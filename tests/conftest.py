@@ -40,7 +40,7 @@ def local_ray():
     """One local Ray (2 CPUs, bound to 127.0.0.1) shared by every Ray test of the session."""
     import ray
 
-    from cluster.search import ensure_ray
+    from cluster.connect import ensure_ray
 
     ensure_ray(num_cpus=2)
     yield

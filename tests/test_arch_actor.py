@@ -111,7 +111,7 @@ def test_a_rank_waits_for_the_actor_at_most_its_timeout(local_ray, tmp_path) -> 
 
     import ray
 
-    from cluster.search import ActorArchSync
+    from cluster.worker import ActorArchSync
     from nas_core.data import build_datasets
     from nas_core.search import Searcher
     from nas_core.search_config import SearchConfig

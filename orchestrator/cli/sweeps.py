@@ -36,7 +36,7 @@ def _sweep_spec(args: argparse.Namespace) -> Any:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Search trials, retrain trials and the Pareto front, as two Ray Tune runs."""
-    from cluster.search import cluster_address
+    from cluster.connect import cluster_address
     from orchestrator.sweep import run_sweep
 
     spec = _sweep_spec(args)
