@@ -134,8 +134,9 @@ def supernet_ranking(spec: SweepSpec, lut: str, rows: list[dict[str, Any]]) -> d
     from scipy.stats import kendalltau
 
     from nas_core.batchnorm import mixed_shard
-    from nas_core.data import build_datasets, make_loader
+    from nas_core.data import build_datasets
     from nas_core.evaluation import evaluate_sums
+    from nas_core.loader import make_loader
     from nas_core.search import Searcher
 
     nets = [r for r in rows if r["kind"] == "random" and r["status"] == "done"]

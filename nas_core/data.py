@@ -27,43 +27,30 @@ every DDP rank sees the same split. For cifar10 / imagefolder the source is deco
 shared: `TransformedSubset` gives train and valid different transforms (augmentation on train
 only) without loading the data twice — two torchvision datasets would double CIFAR's memory
 and scan an ImageNet tree twice.
-
-`make_loader` shuffles with a generator seeded from (seed, epoch) and shards by rank itself
-(`ShardSampler`), so one permutation serves every world size: the shards of K ranks are the
-K-strided slices of the single-process order. A sample's random augmentation is seeded from
-(seed, epoch, index) where it is fetched (`TransformedSubset.augment`), so it does not depend on
-which process fetches it: the same images whatever the worker count or rank count, loader
-workers that persist across epochs (`ShardSampler.set_epoch`, as with torch's
-`DistributedSampler`), and a resumed run that repeats one run straight through. torch's
-`DistributedSampler` was the other option, rejected: it seeds with `seed + epoch` (seed 1 /
-epoch 2 repeats seed 2 / epoch 1) and its order differs from the single-process one, so a
-K-worker run is harder to compare with a local run.
 """
 
 from __future__ import annotations
 
-import math
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
-import torch
 from pydantic import Field, field_validator, model_validator
-from torch.utils.data import DataLoader, Dataset, Sampler, Subset, TensorDataset
+from torch.utils.data import Dataset
 
-from nas_core.augment import Augment, ShiftFlip, default_augment, photo_transforms
+from nas_core.augment import Augment
 from nas_core.config import ConfigModel
 from nas_core.errors import ProxylessError
-from nas_core.idx import read_images_and_labels
-from nas_core.sampling import SplitStream, Stream, sample_seed, step_generator
+from nas_core.loader import TransformedSubset
+from nas_core.sampling import SplitStream
 
 if TYPE_CHECKING:  # torchvision is imported where CIFAR-10 and image folders need it: it
     # costs ~2.5 s per process (it loads torch._dynamo), and every Train worker, architecture
     # actor and trial process imports this module
-    from torchvision.datasets import CIFAR10, ImageFolder
+    pass
 
 # Digits pixel statistics after scaling to [0, 1]: the mean is that of the raw 8×8 images (bilinear
 # resizing keeps it); the std is that of the upsampled images (0.319–0.325 from 16 px up; 0.376
@@ -128,75 +115,15 @@ class DataSplits:
     in_channels: int = 3
 
 
-class TransformedSubset(Subset):
-    """`dataset[indices[i]]` with `transform` applied to its image.
-
-    Lets train and valid share one decoded dataset while only train is augmented. A random
-    `transform` (`augment=True`) draws from torch's RNG seeded from (seed, epoch, i) of the
-    fetching loader (`SampleKey`), never from the fetching process's own stream.
-    """
-
-    def __init__(
-        self,
-        dataset: Dataset,
-        indices: Sequence[int],
-        transform: Callable[[Any], Any],
-        augment: bool = False,
-    ) -> None:
-        super().__init__(dataset, [int(i) for i in indices])
-        self.transform, self.augment = transform, augment
-
-    def __getitem__(self, idx: int | SampleKey) -> tuple[Any, Any]:
-        if not isinstance(idx, SampleKey):
-            idx = SampleKey(0, 0, int(idx))
-        image, label = self.dataset[self.indices[idx.index]]
-        if not self.augment:
-            return self.transform(image), label
-        with torch.random.fork_rng(devices=[]):  # the fetching process's own stream stays put
-            # the CPU generator only: torch.manual_seed would reseed every CUDA device too
-            torch.default_generator.manual_seed(sample_seed(idx.seed, idx.epoch, idx.index))
-            return self.transform(image), label
-
-    def __getitems__(self, indices: list[int | SampleKey]) -> list[tuple[Any, Any]]:
-        # Subset's batched fetch would skip the transform; go item by item instead.
-        return [self[i] for i in indices]
-
-
-class SampleKey(NamedTuple):
-    """What a loader asks a dataset for: sample `index` of `epoch` in a run seeded `seed`."""
-
-    seed: int
-    epoch: int
-    index: int
-
-
-class _Keyed(Dataset):
-    """The dataset a loader fetches from: `SampleKey`s to a `TransformedSubset` (it seeds its
-    augmentation from them), plain indices to any other dataset."""
-
-    def __init__(self, dataset: Dataset) -> None:
-        self.dataset = dataset
-        self.keyed = isinstance(dataset, TransformedSubset) and dataset.augment
-
-    def __len__(self) -> int:
-        return len(self.dataset)  # type: ignore[arg-type]
-
-    def __getitem__(self, key: SampleKey) -> Any:
-        return self.dataset[key if self.keyed else key.index]
-
-    def __getitems__(self, keys: list[SampleKey]) -> list[Any]:
-        batch = keys if self.keyed else [k.index for k in keys]
-        fetch = getattr(self.dataset, "__getitems__", None)
-        return fetch(batch) if fetch is not None else [self.dataset[k] for k in batch]
-
-
 def build_datasets(config: DataConfig) -> DataSplits:
     """The train / valid / test splits that `config` describes."""
+    from nas_core import in_memory_data, photo_data  # they build on this module's pieces
+
     builders = {
-        "digits": _digits,
-        "cifar10": _cifar10,
-        "imagefolder": _imagefolder,
-        "fashion_mnist": _fashion_mnist,
+        "digits": in_memory_data.digits,
+        "fashion_mnist": in_memory_data.fashion_mnist,
+        "cifar10": photo_data.cifar10,
+        "imagefolder": photo_data.imagefolder,
     }
     return builders[config.dataset](config)
 
@@ -223,7 +150,7 @@ def stratified_split(
     return np.sort(np.concatenate(kept)), np.sort(np.concatenate(held))
 
 
-def _train_valid(
+def train_valid(
     targets: Sequence[int] | np.ndarray, config: DataConfig, where: str
 ) -> tuple[np.ndarray, np.ndarray]:
     """(train, valid) indices into `targets`: `train_subset` of them first, where set."""
@@ -256,131 +183,6 @@ def normalisation(dataset: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
     }[dataset]
 
 
-def _digits(config: DataConfig) -> DataSplits:
-    from sklearn.datasets import load_digits  # here: importing sklearn takes a second
-
-    digits = load_digits()
-    grey = torch.as_tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
-    labels = torch.as_tensor(digits.target, dtype=torch.int64)
-    rest, test = stratified_split(labels.numpy(), 0.2, config.split_seed, SplitStream.TEST)
-    train, valid = (rest[i] for i in _train_valid(labels[rest].numpy(), config, "digits"))
-    return _in_memory(grey, labels, (train, valid, test), config, DIGITS_MEAN, DIGITS_STD)
-
-
-def _fashion_mnist(config: DataConfig) -> DataSplits:
-    root = Path(config.data_dir or FASHION_MNIST_DIR)
-    x, y = read_images_and_labels(root, "train-images-idx3-ubyte", "train-labels-idx1-ubyte")
-    tx, ty = read_images_and_labels(root, "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
-    train, valid = _train_valid(y, config, f"fashion_mnist: {root}")
-    keep = np.concatenate([train, valid])  # only these images are resized and kept
-    grey = torch.as_tensor(np.concatenate([x[keep], tx]), dtype=torch.float32).unsqueeze(1)
-    labels = torch.as_tensor(np.concatenate([y[keep], ty]), dtype=torch.int64)
-    parts = (
-        np.arange(len(train)),
-        np.arange(len(train), len(keep)),
-        len(keep) + np.arange(len(tx)),
-    )
-    return _in_memory(grey / 255.0, labels, parts, config, FASHION_MNIST_MEAN, FASHION_MNIST_STD)
-
-
-def _in_memory(
-    grey: torch.Tensor,
-    labels: torch.Tensor,
-    parts: tuple[np.ndarray, np.ndarray, np.ndarray],
-    config: DataConfig,
-    mean: float,
-    std: float,
-) -> DataSplits:
-    """Splits of N × 1 × H × W grey images in [0, 1]: resized once to `resolution`, normalised,
-    three channels as a view; the train part augmented per `config.augment`."""
-    if config.resolution != grey.shape[-1]:
-        size = (config.resolution, config.resolution)
-        grey = torch.nn.functional.interpolate(
-            grey, size=size, mode="bilinear", align_corners=False
-        )
-    grey = (grey - mean) / std
-
-    def part(idx: np.ndarray) -> TensorDataset:
-        t = torch.as_tensor(idx)
-        return TensorDataset(grey[t].expand(-1, 3, -1, -1), labels[t])
-
-    train, valid, test = (part(p) for p in parts)
-    if (config.augment or default_augment(config.dataset)) == "small":
-        shift = ShiftFlip(config.resolution, fill=-mean / std)
-        train = TransformedSubset(train, range(len(train)), shift, augment=True)
-    return DataSplits(train, valid, test, num_classes=10)
-
-
-def _cifar10(config: DataConfig) -> DataSplits:
-    from torchvision.datasets import CIFAR10
-
-    root = Path(config.data_dir or "")
-    where = root / CIFAR10.base_folder
-
-    def load(train: bool) -> CIFAR10:
-        try:
-            return CIFAR10(root=str(root), train=train, download=config.download)
-        except RuntimeError:
-            hint = "pass --download on a connected machine, or copy cifar-10-batches-py there"
-            if config.download:
-                hint = "the download did not complete"
-            raise ProxylessError(f"cifar10: {where}: missing or corrupted; {hint}") from None
-        except OSError as e:
-            raise ProxylessError(f"cifar10: cannot read or download {where}: {e}") from None
-
-    train_set, test_set = load(True), load(False)
-    recipe = config.augment or default_augment("cifar10")
-    augment, plain = photo_transforms(recipe, config.resolution, CIFAR10_MEAN, CIFAR10_STD)
-    train, valid = _train_valid(train_set.targets, config, f"cifar10: {where}")
-    return DataSplits(
-        train=TransformedSubset(train_set, train, augment, augment=True),
-        valid=TransformedSubset(train_set, valid, plain),
-        test=TransformedSubset(test_set, range(len(test_set)), plain),
-        num_classes=len(train_set.classes),
-    )
-
-
-def _imagefolder(config: DataConfig) -> DataSplits:
-    root = Path(config.data_dir or "")
-    train_dir, val_dir = root / "train", root / "val"
-    train_set, val_set = _image_folder(train_dir), _image_folder(val_dir)
-    if train_set.classes != val_set.classes:
-        only_train = sorted(set(train_set.classes) - set(val_set.classes))
-        only_val = sorted(set(val_set.classes) - set(train_set.classes))
-        raise ProxylessError(
-            f"imagefolder: class folders of {train_dir} and {val_dir} differ "
-            f"(only in train: {_short(only_train)}; only in val: {_short(only_val)})"
-        )
-    augment, plain = _folder_transforms(config, train_set)
-    train, valid = _train_valid(train_set.targets, config, f"imagefolder: {train_dir}")
-    return DataSplits(
-        train=TransformedSubset(train_set, train, augment, augment=True),
-        valid=TransformedSubset(train_set, valid, plain),
-        test=TransformedSubset(val_set, range(len(val_set)), plain),
-        num_classes=len(train_set.classes),
-    )
-
-
-def _folder_transforms(
-    config: DataConfig, folder: ImageFolder
-) -> tuple[Callable[[Any], torch.Tensor], Callable[[Any], torch.Tensor]]:
-    """(train, evaluation) transforms of an image folder: `config.augment`, else the recipe its
-    first image's size calls for."""
-    recipe = config.augment
-    if recipe is None:
-        from PIL import Image
-
-        with Image.open(folder.samples[0][0]) as first:
-            recipe = default_augment("imagefolder", min(first.size))
-    return photo_transforms(recipe, config.resolution, IMAGENET_MEAN, IMAGENET_STD)
-
-
-def imagenet_eval_transform(resolution: int) -> Callable[[Any], torch.Tensor]:
-    """The official ImageNet evaluation: resize the short side to ⌈r / 0.875⌉ (256 for 224),
-    centre-crop r × r, ImageNet mean / std."""
-    return photo_transforms("imagenet", resolution, IMAGENET_MEAN, IMAGENET_STD)[1]
-
-
 def evaluation_split(config: DataConfig) -> tuple[Dataset, int]:
     """The split a trained net is scored on, and its class count: the test split of digits,
     CIFAR-10 and Fashion-MNIST; for imagefolder `data_dir/val` (or `data_dir` itself when it
@@ -389,130 +191,9 @@ def evaluation_split(config: DataConfig) -> tuple[Dataset, int]:
     if config.dataset != "imagefolder":
         splits = build_datasets(config)
         return splits.test, splits.num_classes
+    from nas_core.photo_data import folder_transforms, image_folder
+
     root = Path(config.data_dir or "")
-    folder = _image_folder(root / "val" if (root / "val").is_dir() else root)
-    transform = _folder_transforms(config, folder)[1]
+    folder = image_folder(root / "val" if (root / "val").is_dir() else root)
+    transform = folder_transforms(config, folder)[1]
     return TransformedSubset(folder, range(len(folder)), transform), len(folder.classes)
-
-
-def _image_folder(path: Path) -> ImageFolder:
-    """An untransformed ImageFolder of `path`; a missing or empty tree is a ProxylessError."""
-    from torchvision.datasets import ImageFolder
-
-    if not path.is_dir():
-        raise ProxylessError(f"imagefolder: {path}: no such folder (expected <class>/<image>)")
-    try:
-        return ImageFolder(str(path))
-    except FileNotFoundError as e:
-        detail = " ".join(str(e).split())
-        raise ProxylessError(f"imagefolder: {path}: {detail}") from None
-
-
-def _short(names: Sequence[str], limit: int = 5) -> str:
-    if not names:
-        return "none"
-    more = f" and {len(names) - limit} more" if len(names) > limit else ""
-    return ", ".join(names[:limit]) + more
-
-
-class ShardSampler(Sampler[int]):
-    """Rank `rank`'s share of one permutation of `range(n)` seeded from (seed, epoch).
-
-    With `world_size` > 1 every rank gets the same number of samples (DDP steps in lockstep):
-    the permutation is cut to a multiple of `world_size` (`drop_last`) or padded by wrapping
-    around, then rank r takes positions r, r + world_size, ... `set_epoch` moves a loader (and
-    its persistent workers) on to another epoch.
-    """
-
-    def __init__(
-        self,
-        n: int,
-        shuffle: bool,
-        seed: int = 0,
-        epoch: int = 0,
-        drop_last: bool = False,
-        rank: int = 0,
-        world_size: int = 1,
-    ) -> None:
-        self.n, self.shuffle, self.seed, self.epoch = n, shuffle, seed, epoch
-        self.drop_last, self.rank, self.world_size = drop_last, rank, world_size
-
-    def _order(self) -> list[int]:
-        if self.shuffle:
-            g = step_generator(self.seed, self.epoch, Stream.SHUFFLE)
-            order = torch.randperm(self.n, generator=g).tolist()
-        else:
-            order = list(range(self.n))
-        if self.world_size > 1:
-            if self.drop_last:
-                order = order[: self.n - self.n % self.world_size]
-            elif order and self.n % self.world_size:
-                pad = self.world_size - self.n % self.world_size
-                order += (order * math.ceil(pad / len(order)))[:pad]
-        return order[self.rank :: self.world_size]
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self._order())
-
-    def __len__(self) -> int:
-        if self.world_size == 1:
-            return self.n
-        if self.drop_last:
-            return self.n // self.world_size
-        return math.ceil(self.n / self.world_size) if self.n else 0
-
-
-class _KeySampler(Sampler[SampleKey]):
-    """A `ShardSampler`'s indices as `SampleKey`s of its (seed, epoch)."""
-
-    def __init__(self, shard: ShardSampler) -> None:
-        self.shard = shard
-
-    def set_epoch(self, epoch: int) -> None:
-        self.shard.set_epoch(epoch)
-
-    def __iter__(self) -> Iterator[SampleKey]:
-        seed, epoch = self.shard.seed, self.shard.epoch  # fixed for this pass
-        return (SampleKey(seed, epoch, i) for i in self.shard)
-
-    def __len__(self) -> int:
-        return len(self.shard)
-
-
-def make_loader(
-    dataset: Dataset,
-    batch_size: int,
-    shuffle: bool,
-    seed: int = 0,
-    epoch: int = 0,
-    drop_last: bool = False,
-    num_workers: int = 0,
-    rank: int = 0,
-    world_size: int = 1,
-    pin_memory: bool = False,
-    persistent: bool = False,
-) -> DataLoader:
-    """A loader whose batches are a pure function of (dataset, seed, epoch, rank, world_size).
-
-    `drop_last` drops both the samples that do not split evenly over the ranks and the last
-    incomplete batch. Random augmentation is seeded per sample from (seed, epoch, index), in the
-    main process and in workers alike. `persistent` keeps the `num_workers` processes for the
-    loader's life: move it to another epoch with `loader.sampler.set_epoch(epoch)`.
-    `pin_memory` (for a CUDA consumer) lets `.to(device, non_blocking=True)` copy without a wait.
-    """
-    if batch_size < 1 or num_workers < 0 or not 0 <= rank < world_size:  # a caller's bug
-        raise ValueError(f"make_loader({batch_size=}, {num_workers=}, {rank=}, {world_size=})")
-    shard = ShardSampler(len(dataset), shuffle, seed, epoch, drop_last, rank, world_size)
-    return DataLoader(
-        _Keyed(dataset),
-        batch_size=batch_size,
-        sampler=_KeySampler(shard),
-        drop_last=drop_last,
-        num_workers=num_workers,
-        generator=step_generator(seed, epoch, Stream.LOADER_WORKERS + rank),
-        pin_memory=pin_memory,
-        persistent_workers=persistent and num_workers > 0,
-    )

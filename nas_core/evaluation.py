@@ -19,9 +19,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from nas_core.batchnorm import batch_statistics, eval_mode, no_single_batches
-from nas_core.data import DataConfig, evaluation_split, make_loader
+from nas_core.data import DataConfig, evaluation_split
 from nas_core.device import to_host
 from nas_core.errors import ProxylessError
+from nas_core.loader import make_loader
 from nas_core.training import to_device
 
 

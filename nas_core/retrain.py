@@ -21,7 +21,7 @@ from pydantic import Field
 from nas_core.architecture import Architecture, build_net
 from nas_core.checkpoint import save_checkpoint
 from nas_core.config import ConfigModel, FiniteFloat, RunSettings
-from nas_core.data import DataConfig, build_datasets, make_loader
+from nas_core.data import DataConfig, build_datasets
 from nas_core.device import resolve_device
 from nas_core.errors import ProxylessError
 from nas_core.evaluation import evaluate
@@ -29,6 +29,7 @@ from nas_core.io import atomic_write_text
 from nas_core.latency.predictor import architecture_latency
 from nas_core.latency.profiler import ProfileConfig, time_module
 from nas_core.latency.table import LatencyTable
+from nas_core.loader import make_loader
 from nas_core.metrics import NONFINITE_CHECK_EVERY, StepMetrics
 from nas_core.precision import Amp, to_memory_format, training_speedups
 from nas_core.stats import net_stats

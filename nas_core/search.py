@@ -33,7 +33,7 @@ import torch
 from nas_core.arch_state import ArchState
 from nas_core.batchnorm import mixed_shard
 from nas_core.checkpoint import load_checkpoint
-from nas_core.data import DataSplits, build_datasets, make_loader
+from nas_core.data import DataSplits, build_datasets
 from nas_core.device import resolve_device
 from nas_core.errors import ProxylessError
 from nas_core.evaluation import evaluate_sums, mean_loss_and_accuracy
@@ -41,6 +41,7 @@ from nas_core.init import he_fout_
 from nas_core.io import atomic_write_text
 from nas_core.latency.predictor import LatencyModel, architecture_latency
 from nas_core.latency.table import LatencyTable
+from nas_core.loader import make_loader
 from nas_core.metrics import NONFINITE_CHECK_EVERY, StepMetrics
 from nas_core.precision import Amp, to_memory_format, training_speedups
 from nas_core.ranks import RankGroup, SingleProcess
@@ -128,7 +129,7 @@ class Searcher:
 
     One weight step on Ray Train rank r, file by file: the path is drawn from (seed, step)
     (`nas_core.sampling`), so every rank draws the same one; `nas_core.training.weight_step`
-    runs forward and backward on the rank's shard (`nas_core.data.make_loader`); its
+    runs forward and backward on the rank's shard (`nas_core.loader.make_loader`); its
     `before_step` is `cluster.path_sync.PathSync.gradients`, one all-reduce of that path's
     gradients only; the optimiser steps; `PathSync.buffers` hands every rank rank 0's BN
     statistics of the path.

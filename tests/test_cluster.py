@@ -13,8 +13,9 @@ import torch
 
 from nas_core.arch_state import ArchState
 from nas_core.batchnorm import mixed_shard
-from nas_core.data import DataConfig, build_datasets, make_loader
+from nas_core.data import DataConfig, build_datasets
 from nas_core.evaluation import evaluate_sums
+from nas_core.loader import make_loader
 from nas_core.search import Searcher
 from nas_core.search_config import SearchConfig, WeightConfig
 from nas_core.spaces import SearchSpace

@@ -24,12 +24,11 @@ from nas_core.data import (
     DIGITS_STD,
     DataConfig,
     DataSplits,
-    ShardSampler,
     build_datasets,
-    make_loader,
     stratified_split,
 )
 from nas_core.errors import ProxylessError
+from nas_core.loader import ShardSampler, make_loader
 
 DIGITS_TOTAL = 1797  # images in scikit-learn's digits
 

@@ -15,9 +15,11 @@ from PIL import Image
 
 from nas_core.architecture import Architecture, build_net
 from nas_core.batchnorm import no_single_batches
-from nas_core.data import DataConfig, build_datasets, imagenet_eval_transform, make_loader
+from nas_core.data import DataConfig, build_datasets
 from nas_core.errors import ProxylessError
 from nas_core.evaluation import evaluate_sums
+from nas_core.loader import make_loader
+from nas_core.photo_data import imagenet_eval_transform
 from nas_core.spaces import create_space
 from nas_core.supernet import SuperNet
 from orchestrator.cli import main

@@ -23,12 +23,11 @@ from nas_core.data import (
     FASHION_MNIST_MEAN,
     FASHION_MNIST_STD,
     DataConfig,
-    SampleKey,
-    TransformedSubset,
     build_datasets,
     evaluation_split,
 )
 from nas_core.errors import ProxylessError
+from nas_core.loader import SampleKey, TransformedSubset
 from orchestrator.cli import main
 
 TRAIN_PER_CLASS, TEST_PER_CLASS = 6, 2
