@@ -18,18 +18,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ray.tune import Callback
-
-from cluster.resources import require_gpus
-from nas_core.arch_state import ArchState
-from nas_core.arch_view import ALPHA_KEY, log_alpha
 from nas_core.errors import ProxylessError
 from nas_core.io import atomic_write_text
 from nas_core.latency.predictor import MissingLatencyError
@@ -37,11 +30,11 @@ from nas_core.latency.table import LatencyTable
 from nas_core.logs import get_logger
 from orchestrator.baseline import baseline_nets
 from orchestrator.fronts import mark_pareto, price_on_every_device
-from orchestrator.ray_compat import fit_noting_stops
 from orchestrator.report import publish
 from orchestrator.results import retrain_row, search_row
 from orchestrator.storage import RunStorage
 from orchestrator.sweep_spec import SweepSpec, load_sweep_spec
+from orchestrator.tune_run import experiment_name, run_phase, tune_environment
 
 log = get_logger(__name__)  # progress lines; the CLI decides where they go
 
@@ -56,107 +49,6 @@ class SweepOutcome:
     rows: list[dict[str, Any]]
     summary: dict[str, Any]
     interrupted: bool
-
-
-class SweepLog(Callback):
-    """Driver side: events.jsonl, per-trial TensorBoard scalars and one progress line per epoch."""
-
-    def __init__(self, run_dir: str, phase: str, total: int | None = None) -> None:
-        # Tune creates a phase's trials as it starts them: the count comes from the spec
-        self.run_dir, self.phase, self.total = run_dir, phase, total
-        self._writers: dict[str, Any] = {}
-        self._started: float | None = None  # this driver's first trial start (for the ETA)
-
-    def __getstate__(self) -> dict[str, Any]:  # Tune pickles callbacks with the experiment
-        return {**self.__dict__, "_writers": {}, "_started": None}
-
-    def _count(self, trials: list) -> int:
-        return max(self.total or 0, len(trials))
-
-    def _position(self, trials: list, trial: Any) -> str:
-        k = next((i for i, t in enumerate(trials, 1) if t is trial), 0)
-        return f"trial {k} of {self._count(trials)}"
-
-    def _eta(self, trials: list, trial: Any) -> str:
-        """Time left, from the pace of the trials finished since this driver started."""
-        done = sum(t is trial or t.status in ("TERMINATED", "ERROR") for t in trials)
-        if not done or self._started is None:
-            return ""
-        left = (time.time() - self._started) / done * (self._count(trials) - done)
-        return f", {done} of {self._count(trials)} done, about {left / 60:.0f} min left"
-
-    def _event(self, event: str, trial: Any, **extra: Any) -> None:
-        line = {"time": time.time(), "phase": self.phase, "event": event}
-        line.update(trial=trial.trial_id, **extra)
-        path = Path(self.run_dir) / "events.jsonl"
-        with path.open("a", encoding="utf-8") as f:
-            f.write(json.dumps(line) + "\n")
-
-    def _writer(self, trial_id: str) -> Any:
-        if trial_id not in self._writers:
-            from torch.utils.tensorboard import SummaryWriter
-
-            logdir = Path(self.run_dir) / "tensorboard" / self.phase / trial_id
-            self._writers[trial_id] = SummaryWriter(str(logdir))
-        return self._writers[trial_id]
-
-    def _close(self, trial_id: str) -> None:
-        writer = self._writers.pop(trial_id, None)
-        if writer is not None:
-            writer.close()
-
-    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        if self._started is None:
-            self._started = time.time()
-        knobs = {k: v for k, v in trial.config.items() if isinstance(v, int | float | str)}
-        self._event("start", trial, params=knobs)
-
-    def on_checkpoint(
-        self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info: Any
-    ) -> None:
-        # recorded by Tune: a trial restarted from here on continues after this epoch
-        last = trial.last_result or {}
-        self._event("checkpoint", trial, epoch=last.get("epoch"), pid=last.get("pid"))
-
-    def on_trial_result(
-        self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
-    ) -> None:
-        tid = trial.trial_id
-        if "/" in "".join(result) and "epoch" in result:
-            # which process on which node ran it: to find a trial's logs, or to stop it
-            self._event(
-                "epoch",
-                trial,
-                epoch=result["epoch"],
-                pid=result.get("pid"),
-                node=result.get("hostname"),
-            )
-            writer, step = self._writer(tid), int(result["epoch"])
-            for k, v in result.items():
-                if "/" in k and isinstance(v, int | float) and not isinstance(v, bool):
-                    writer.add_scalar(k, v, step)
-            if isinstance(result.get(ALPHA_KEY), str):  # a search epoch: its α heat-map
-                log_alpha(writer, ArchState.from_config(json.loads(result[ALPHA_KEY])), step)
-            writer.flush()
-            lat = result.get("latency/expected_ms")
-            log.info(
-                f"  {self.phase} {self._position(trials, trial)} ({tid}) "
-                f"epoch {int(result['epoch']) + 1}: "
-                f"valid acc {result.get('valid/accuracy', float('nan')):.3f}"
-                + (f", E[latency] {lat:.3f} ms" if lat is not None else "")
-            )
-        if result.get("failed"):
-            log.warning(f"  {self.phase} {tid} failed: {result.get('error')}")
-
-    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._event("complete", trial)
-        self._close(trial.trial_id)
-        where = f"{self.phase} {self._position(trials, trial)} ({trial.trial_id})"
-        log.info(f"  {where} finished{self._eta(trials, trial)}")
-
-    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._event("error", trial)
-        self._close(trial.trial_id)
 
 
 # ---- set-up ----
@@ -278,65 +170,6 @@ def write_architecture_views(
 # ---- the two Tune runs ----
 
 
-def _run_phase(
-    spec: SweepSpec,
-    store: RunStorage,
-    phase: str,
-    trainable: Callable[..., None],
-    param_space: Mapping[str, Any],
-    num_samples: int,
-    total: int,
-) -> tuple[Any, bool]:
-    """One phase's Tune run (restored when its experiment exists): its results, and whether
-    the user stopped it."""
-    import ray
-    from ray import tune
-
-    experiment = experiment_name(spec, phase)
-    path = store.url(f"tune/{experiment}")
-    if not tune.Tuner.can_restore(path) and tune.Tuner.can_restore(store.url(f"tune/{phase}")):
-        path = store.url(f"tune/{phase}")  # a run started before experiments named the sweep
-    res = spec.resources
-    cpu, gpu = res.trial_resources(phase)
-    if phase == "search" and res.workers >= 1:
-        cpu, gpu = 0.01, 0.0  # the trial only drives its Train workers, which reserve their own
-    # a trial whose GPUs the cluster can never offer would wait in Tune's queue forever
-    require_gpus(res.trial_resources(phase)[1], f"each {phase} trial")
-    trainable = tune.with_resources(trainable, {"cpu": cpu, **({"gpu": gpu} if gpu else {})})
-    if tune.Tuner.can_restore(path):
-        tuner = tune.Tuner.restore(
-            path, trainable=trainable, resume_unfinished=True, resume_errored=True
-        )
-    else:
-        concurrency = res.concurrency(ray.cluster_resources(), phase)
-        tuner = tune.Tuner(
-            trainable,
-            param_space=dict(param_space),
-            tune_config=tune.TuneConfig(
-                num_samples=num_samples,
-                max_concurrent_trials=concurrency,
-                reuse_actors=True,  # one torch import per trial slot, not per trial
-            ),
-            run_config=tune.RunConfig(
-                name=experiment,
-                storage_path=store.url("tune"),
-                callbacks=[SweepLog(str(store.work_dir), phase, total)],
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=res.checkpoints_to_keep),
-                failure_config=tune.FailureConfig(max_failures=res.max_failures),
-                verbose=0,
-            ),
-        )
-    return fit_noting_stops(tuner)
-
-
-def experiment_name(spec: SweepSpec, phase: str) -> str:
-    """The Tune experiment of one phase, named for the sweep too: Ray stages a driver's
-    experiment files in `<session>/artifacts/<start second>/<experiment name>/`, so two sweeps
-    on one cluster whose same-named experiments start in the same second would share (and
-    overwrite) each other's experiment state."""
-    return f"{spec.name}-{phase}"
-
-
 def _trial_id(result: Any, index: int) -> str:
     return str((result.metrics or {}).get("trial_id") or f"pending-{index}")
 
@@ -381,7 +214,7 @@ def run_sweep(
     try:
         store.pull(*DRIVER_FILES)
         try:
-            with _tune_environment():
+            with tune_environment():
                 outcome = _run_sweep(spec, store, address, resume, verbose)
         except BaseException:  # Ctrl-C or an error: keep what the driver wrote, if storage can
             with contextlib.suppress(ProxylessError):
@@ -393,26 +226,6 @@ def run_sweep(
         store.close()
 
 
-# Read by Tune in the driver: our own progress lines instead of its boxes, and no "snapshotting
-# too often" warning for the per-epoch checkpoints of short trials. A user's own values win.
-TUNE_ENVIRONMENT = {
-    "RAY_AIR_NEW_OUTPUT": "0",
-    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
-}
-
-
-@contextlib.contextmanager
-def _tune_environment() -> Iterator[None]:
-    """`TUNE_ENVIRONMENT` for the duration of a sweep; the caller's environment after it."""
-    added = {k: v for k, v in TUNE_ENVIRONMENT.items() if k not in os.environ}
-    os.environ.update(added)
-    try:
-        yield
-    finally:
-        for key in added:
-            os.environ.pop(key, None)
-
-
 def _run_sweep(
     spec: SweepSpec,
     store: RunStorage,
@@ -420,10 +233,8 @@ def _run_sweep(
     resume: bool,
     verbose: bool,
 ) -> SweepOutcome:
-    from ray import tune
-
+    """The phases in order: set up, search, record the architectures, retrain, publish."""
     from cluster.connect import cluster_address, ensure_ray
-    from orchestrator.trials import retrain_trial, search_trial
 
     address = cluster_address(address)
     if address is not None:  # before anything is written: the user will edit the spec
@@ -436,28 +247,54 @@ def _run_sweep(
     tables = profile_gpu_table(spec, run_dir, tables)
     store.push()  # a URI run is resumable from here on, even if this driver is killed
 
+    rows, interrupted = _search_phase(spec, store, tables)
+    jobs, sources = _record_architectures(spec, store, rows, tables, interrupted)
+    store.push()
+    if jobs and not interrupted:
+        interrupted = _retrain_phase(spec, store, jobs, sources, rows)
+    price_on_every_device(rows, tables.values())  # the cross-device latency matrix
+    summary = mark_pareto(rows, spec.pareto_latency, spec.pareto_reference)
+    publish(run_dir, rows, summary)
+    return SweepOutcome(store.url(), run_dir, rows, summary, interrupted)
+
+
+def _search_phase(
+    spec: SweepSpec, store: RunStorage, tables: Mapping[str, LatencyTable]
+) -> tuple[list[dict[str, Any]], bool]:
+    """Tune run 1: one search trial per grid point; (its rows, whether it was interrupted)."""
+    from ray import tune
+
+    from orchestrator.trials import search_trial
+
     log.info(
         f"sweep {spec.name}: search trials → {store.url('tune/' + experiment_name(spec, 'search'))}"
     )
-    grid, stopped = _run_phase(
-        spec,
-        store,
-        "search",
-        tune.with_parameters(
-            search_trial,
-            spec=spec.to_config(),
-            tables={k: t.to_yaml_dict() for k, t in tables.items()},
-            train_storage=store.url("tune/train"),
-        ),
-        spec.param_space(),
-        spec.num_samples,
-        spec.trial_count(),
+    trainable = tune.with_parameters(
+        search_trial,
+        spec=spec.to_config(),
+        tables={k: t.to_yaml_dict() for k, t in tables.items()},
+        train_storage=store.url("tune/train"),
+    )
+    grid, stopped = run_phase(
+        spec, store, "search", trainable, spec.param_space(), spec.num_samples, spec.trial_count()
     )
     rows = [
         search_row(_trial_id(r, i), r.config or {}, r.metrics or {}, r.error, spec.seed)
         for i, r in enumerate(grid)
     ]
-    interrupted = stopped or any(r["status"] == "unfinished" for r in rows)
+    return rows, stopped or any(r["status"] == "unfinished" for r in rows)
+
+
+def _record_architectures(
+    spec: SweepSpec,
+    store: RunStorage,
+    rows: list[dict[str, Any]],
+    tables: Mapping[str, LatencyTable],
+    interrupted: bool,
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """Every derived net's files and retrain job, then the random baseline's (which appends
+    its rows): (the jobs, the rows each job takes its knobs from)."""
+    run_dir = store.work_dir
     jobs = {}
     for r in rows:
         if r["status"] == "done":
@@ -466,7 +303,7 @@ def _run_sweep(
             table = tables[r["lut"] or ""]
             write_architecture_views(run_dir / "architectures", r["trial_id"], arch, table)
             jobs[r["trial_id"]] = _retrain_job(r, tables)
-    sources = {r["trial_id"]: r for r in rows}  # the rows each retrain job takes its knobs from
+    sources = {r["trial_id"]: r for r in rows}
     if spec.baseline.active and not interrupted:
         for r in baseline_nets(spec.baseline, rows, tables):
             if r["status"] != "done":  # a matched net no draw fitted: its row says why
@@ -476,29 +313,35 @@ def _run_sweep(
             r["architecture_path"] = _save_architecture(store, name, json.loads(r["architecture"]))
             sources[r["trial_id"]] = r
             jobs[r["trial_id"]] = _retrain_job(r, tables)
-    store.push()
+    return jobs, sources
 
-    if jobs and not interrupted:
-        where = store.url("tune/" + experiment_name(spec, "retrain"))
-        log.info(f"retrain trials ({len(jobs)} architectures) → {where}")
-        retrain_grid, stopped = _run_phase(
-            spec,
-            store,
-            "retrain",
-            tune.with_parameters(retrain_trial, spec=spec.to_config(), jobs=jobs),
-            {"search_trial": tune.grid_search(sorted(jobs))},
-            1,
-            len(jobs),
-        )
-        for i, r in enumerate(retrain_grid):
-            search_id = (r.config or {}).get("search_trial")
-            row = retrain_row(_trial_id(r, i), sources[search_id], r.metrics or {}, r.error)
-            _save_net(store, r, row)
-            rows.append(row)
-        interrupted = stopped or any(
-            r["status"] == "unfinished" for r in rows if r["kind"] != "search"
-        )
-    price_on_every_device(rows, tables.values())  # the cross-device latency matrix
-    summary = mark_pareto(rows, spec.pareto_latency, spec.pareto_reference)
-    publish(run_dir, rows, summary)
-    return SweepOutcome(store.url(), run_dir, rows, summary, interrupted)
+
+def _retrain_phase(
+    spec: SweepSpec,
+    store: RunStorage,
+    jobs: dict[str, dict[str, Any]],
+    sources: Mapping[str, dict[str, Any]],
+    rows: list[dict[str, Any]],
+) -> bool:
+    """Tune run 2: one retrain trial per job, its rows appended; whether it was interrupted."""
+    from ray import tune
+
+    from orchestrator.trials import retrain_trial
+
+    where = store.url("tune/" + experiment_name(spec, "retrain"))
+    log.info(f"retrain trials ({len(jobs)} architectures) → {where}")
+    retrain_grid, stopped = run_phase(
+        spec,
+        store,
+        "retrain",
+        tune.with_parameters(retrain_trial, spec=spec.to_config(), jobs=jobs),
+        {"search_trial": tune.grid_search(sorted(jobs))},
+        1,
+        len(jobs),
+    )
+    for i, r in enumerate(retrain_grid):
+        search_id = (r.config or {}).get("search_trial")
+        row = retrain_row(_trial_id(r, i), sources[search_id], r.metrics or {}, r.error)
+        _save_net(store, r, row)
+        rows.append(row)
+    return stopped or any(r["status"] == "unfinished" for r in rows if r["kind"] != "search")

@@ -1,0 +1,94 @@
+"""One phase of a sweep as a Ray Tune run: its experiment (restored when it exists), its
+trials' resources and concurrency, and the driver's environment for Tune."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from cluster.resources import require_gpus
+from orchestrator.ray_compat import fit_noting_stops
+from orchestrator.storage import RunStorage
+from orchestrator.sweep_log import sweep_callbacks
+from orchestrator.sweep_spec import SweepSpec
+
+
+def run_phase(
+    spec: SweepSpec,
+    store: RunStorage,
+    phase: str,
+    trainable: Callable[..., None],
+    param_space: Mapping[str, Any],
+    num_samples: int,
+    total: int,
+) -> tuple[Any, bool]:
+    """One phase's Tune run (restored when its experiment exists): its results, and whether
+    the user stopped it."""
+    import ray
+    from ray import tune
+
+    experiment = experiment_name(spec, phase)
+    path = store.url(f"tune/{experiment}")
+    if not tune.Tuner.can_restore(path) and tune.Tuner.can_restore(store.url(f"tune/{phase}")):
+        path = store.url(f"tune/{phase}")  # a run started before experiments named the sweep
+    res = spec.resources
+    cpu, gpu = res.trial_resources(phase)
+    if phase == "search" and res.workers >= 1:
+        cpu, gpu = 0.01, 0.0  # the trial only drives its Train workers, which reserve their own
+    # a trial whose GPUs the cluster can never offer would wait in Tune's queue forever
+    require_gpus(res.trial_resources(phase)[1], f"each {phase} trial")
+    trainable = tune.with_resources(trainable, {"cpu": cpu, **({"gpu": gpu} if gpu else {})})
+    if tune.Tuner.can_restore(path):
+        tuner = tune.Tuner.restore(
+            path, trainable=trainable, resume_unfinished=True, resume_errored=True
+        )
+    else:
+        concurrency = res.concurrency(ray.cluster_resources(), phase)
+        tuner = tune.Tuner(
+            trainable,
+            param_space=dict(param_space),
+            tune_config=tune.TuneConfig(
+                num_samples=num_samples,
+                max_concurrent_trials=concurrency,
+                reuse_actors=True,  # one torch import per trial slot, not per trial
+            ),
+            run_config=tune.RunConfig(
+                name=experiment,
+                storage_path=store.url("tune"),
+                callbacks=sweep_callbacks(str(store.work_dir), phase, total),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=res.checkpoints_to_keep),
+                failure_config=tune.FailureConfig(max_failures=res.max_failures),
+                verbose=0,
+            ),
+        )
+    return fit_noting_stops(tuner)
+
+
+def experiment_name(spec: SweepSpec, phase: str) -> str:
+    """The Tune experiment of one phase, named for the sweep too: Ray stages a driver's
+    experiment files in `<session>/artifacts/<start second>/<experiment name>/`, so two sweeps
+    on one cluster whose same-named experiments start in the same second would share (and
+    overwrite) each other's experiment state."""
+    return f"{spec.name}-{phase}"
+
+
+# Read by Tune in the driver: our own progress lines instead of its boxes, and no "snapshotting
+# too often" warning for the per-epoch checkpoints of short trials. A user's own values win.
+TUNE_ENVIRONMENT = {
+    "RAY_AIR_NEW_OUTPUT": "0",
+    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
+}
+
+
+@contextlib.contextmanager
+def tune_environment() -> Iterator[None]:
+    """`TUNE_ENVIRONMENT` for the duration of a sweep; the caller's environment after it."""
+    added = {k: v for k, v in TUNE_ENVIRONMENT.items() if k not in os.environ}
+    os.environ.update(added)
+    try:
+        yield
+    finally:
+        for key in added:
+            os.environ.pop(key, None)
