@@ -17,9 +17,6 @@ starts, so the variable is set for that call and restored after it.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from cluster.ray_compat import (
@@ -27,6 +24,7 @@ from cluster.ray_compat import (
     failure_policy_classes,
     torch_trainer_with_policy,
 )
+from nas_core.environ import environment
 from nas_core.errors import ProxylessError
 
 DefaultFailurePolicy, FailureDecision = failure_policy_classes()
@@ -50,19 +48,6 @@ class UserErrorsEndTheRun(DefaultFailurePolicy):
         return super().make_decision(training_failed_error)
 
 
-@contextmanager
-def _environ(name: str, value: str) -> Iterator[None]:
-    before = os.environ.get(name)
-    os.environ[name] = value
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = before
-
-
 class SearchTrainer(torch_trainer_with_policy()):
     """A `TorchTrainer` whose controller decides retries with `UserErrorsEndTheRun` and whose
     own collectives give up after `collective_timeout_s`."""
@@ -75,4 +60,4 @@ class SearchTrainer(torch_trainer_with_policy()):
         return UserErrorsEndTheRun(self.run_config.failure_config)
 
     def controller_environ(self) -> Any:
-        return _environ(COLLECTIVE_TIMEOUT_ENV, str(self.collective_timeout_s))
+        return environment({COLLECTIVE_TIMEOUT_ENV: str(self.collective_timeout_s)})

@@ -4,11 +4,11 @@ trials' resources and concurrency, and the driver's environment for Tune."""
 from __future__ import annotations
 
 import contextlib
-import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from cluster.resources import require_gpus
+from nas_core.environ import environment
 from orchestrator.ray_compat import fit_noting_stops
 from orchestrator.storage import RunStorage
 from orchestrator.sweep_log import sweep_callbacks
@@ -82,13 +82,6 @@ TUNE_ENVIRONMENT = {
 }
 
 
-@contextlib.contextmanager
-def tune_environment() -> Iterator[None]:
+def tune_environment() -> contextlib.AbstractContextManager[None]:
     """`TUNE_ENVIRONMENT` for the duration of a sweep; the caller's environment after it."""
-    added = {k: v for k, v in TUNE_ENVIRONMENT.items() if k not in os.environ}
-    os.environ.update(added)
-    try:
-        yield
-    finally:
-        for key in added:
-            os.environ.pop(key, None)
+    return environment(TUNE_ENVIRONMENT, keep_existing=True)
