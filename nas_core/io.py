@@ -40,6 +40,21 @@ def read_json(path: str | Path) -> Any:
         ) from None
 
 
+def read_parquet(path: str | Path, what: str = "file") -> Any:
+    """A Parquet file as a pyarrow Table; missing or unreadable is a ProxylessError naming it
+    (`what`: the kind of file, as the message says it)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    p = Path(path)
+    if not p.is_file():
+        raise ProxylessError(f"{p}: no such {what}")
+    try:
+        return pq.read_table(p)
+    except (pa.ArrowException, OSError) as e:
+        raise ProxylessError(f"{p}: not a Parquet file ({str(e).splitlines()[0]})") from None
+
+
 def read_yaml(path: str | Path) -> Any:
     """Parse a YAML file with `safe_load` (never constructs Python objects from tags)."""
     import yaml

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from nas_core.errors import ProxylessError
-from nas_core.io import atomic_output
+from nas_core.io import atomic_output, read_parquet
 from orchestrator.baseline import RANDOM_KIND
 
 COLUMNS: dict[str, str] = {
@@ -198,16 +198,8 @@ def write_results(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> None:
 
 def read_results(path: str | Path) -> list[dict[str, Any]]:
     """Rows of a results.parquet; a missing or foreign file is a one-line error."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     p = Path(path)
-    if not p.is_file():
-        raise ProxylessError(f"{p}: no such results file")
-    try:
-        table = pq.read_table(p)
-    except (pa.ArrowInvalid, OSError) as e:
-        raise ProxylessError(f"{p}: not a Parquet file ({str(e).splitlines()[0]})") from None
+    table = read_parquet(p, "results file")
     missing = [c for c in COLUMNS if c not in table.column_names]
     if [c for c in missing if c not in LATER_COLUMNS]:
         raise ProxylessError(f"{p}: not a sweep results table (no column {missing[0]})")

@@ -269,7 +269,7 @@ def test_bad_parquet_tables_are_user_errors(tmp_path: Path) -> None:
 
     garbage = tmp_path / "g.parquet"
     garbage.write_bytes(b"PAR1 not really")
-    with pytest.raises(ProxylessError, match="not a readable Parquet"):
+    with pytest.raises(ProxylessError, match="not a Parquet file"):
         LatencyTable.load(garbage)
     wrong = tmp_path / "w.parquet"
     pq.write_table(pa.table({"key": ["Conv-input:1x1x3-output:1x1x8"], "mean": [1.0]}), wrong)

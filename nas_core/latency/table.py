@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from nas_core.errors import ProxylessError
-from nas_core.io import atomic_output, atomic_write_text, read_yaml
+from nas_core.io import atomic_output, atomic_write_text, read_parquet, read_yaml
 from nas_core.latency.keys import parse_key, parse_shape
 
 META_KEY = "_meta"
@@ -295,18 +295,8 @@ class LatencyTable:
 
     @classmethod
     def load_parquet(cls, path: str | Path) -> LatencyTable:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
         p = Path(path)
-        if not p.is_file():
-            raise ProxylessError(f"{p}: no such file")
-        try:
-            table = pq.read_table(p)
-        except (pa.ArrowException, OSError) as e:
-            raise ProxylessError(
-                f"{p}: not a readable Parquet file ({str(e).splitlines()[0]})"
-            ) from None
+        table = read_parquet(p)
         need = {"key", "count", "mean", "var"}
         if not need <= set(table.column_names):
             raise ProxylessError(f"{p}: a latency table needs columns {', '.join(sorted(need))}")
