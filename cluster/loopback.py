@@ -97,6 +97,23 @@ def _close_store() -> None:
     _STORE.pop("store", None)
 
 
+def _shutdown_timeout_s() -> int:
+    """Ray Train's process-group shutdown timeout, read as Ray reads it: an integer, else a
+    warning and the default."""
+    default = DEFAULT_TORCH_PROCESS_GROUP_SHUTDOWN_TIMEOUT_S
+    text = os.environ.get(TORCH_PROCESS_GROUP_SHUTDOWN_TIMEOUT_S)
+    try:
+        return int(text) if text is not None else default
+    except ValueError:
+        logger.warning(
+            "%s=%r is not an integer; using %s s",
+            TORCH_PROCESS_GROUP_SHUTDOWN_TIMEOUT_S,
+            text,
+            default,
+        )
+        return default
+
+
 class _LoopbackBackend(TorchBackend):
     def on_start(self, worker_group: Any, backend_config: TorchConfig) -> None:
         import ray
@@ -120,10 +137,7 @@ class _LoopbackBackend(TorchBackend):
         import ray
         from ray.exceptions import GetTimeoutError
 
-        shutdown_s = os.environ.get(
-            TORCH_PROCESS_GROUP_SHUTDOWN_TIMEOUT_S, DEFAULT_TORCH_PROCESS_GROUP_SHUTDOWN_TIMEOUT_S
-        )  # Ray Train's own setting, read as Ray reads it (an integer)
-        timeout_s = min(backend_config.timeout_s, int(shutdown_s))
+        timeout_s = min(backend_config.timeout_s, _shutdown_timeout_s())
         try:
             ray.get(worker_group.execute_async(_leave), timeout=timeout_s)
             ray.get(worker_group.execute_single_async(0, _close_store), timeout=timeout_s)

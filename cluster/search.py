@@ -235,6 +235,7 @@ def _fit(trainer: Any, actor: Any, plan: TrainPlan) -> tuple[Any, Any]:
     from cluster.failures import user_error
     from cluster.ray_compat import worker_group_startup_timeout_error
 
+    startup_timeout = worker_group_startup_timeout_error()  # an upgrade that moved it fails here
     try:
         result = trainer.fit()
         _, alphas = ray.get(actor.alphas.remote())
@@ -244,7 +245,7 @@ def _fit(trainer: Any, actor: Any, plan: TrainPlan) -> tuple[Any, Any]:
             raise
         raise error from None  # the worker's own message, once
     except ControllerError as e:
-        if not isinstance(e.controller_failure, worker_group_startup_timeout_error()):
+        if not isinstance(e.controller_failure, startup_timeout):
             raise
         raise plan.placement_error() from None
     return result, alphas

@@ -33,6 +33,7 @@ from orchestrator.fronts import mark_pareto, price_on_every_device
 from orchestrator.report import publish
 from orchestrator.results import retrain_row, search_row
 from orchestrator.storage import RunStorage
+from orchestrator.sweep_log import SweepLog  # noqa: F401  (runs pickled before the split)
 from orchestrator.sweep_spec import SweepSpec, load_sweep_spec
 from orchestrator.tune_run import experiment_name, run_phase, tune_environment
 

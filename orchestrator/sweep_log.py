@@ -158,6 +158,36 @@ class SweepProgress(Callback):
         log.info(f"  {where} finished{self._eta(trials, trial)}")
 
 
+class SweepLog(Callback):
+    """The three callbacks as the one a sweep started before they were split pickled.
+
+    Tune restores a run's callbacks from its experiment state by import path
+    (`orchestrator.sweep.SweepLog`), so a sweep begun with an older version resumes through
+    this class; new runs register the three (`sweep_callbacks`)."""
+
+    HOOKS = ("on_trial_start", "on_checkpoint", "on_trial_result", "on_trial_complete",
+             "on_trial_error")  # fmt: skip
+
+    def __init__(self, run_dir: str, phase: str, total: int | None = None) -> None:
+        self.__setstate__({"run_dir": run_dir, "phase": phase, "total": total})
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"run_dir": self.run_dir, "phase": self.phase, "total": self.total}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.run_dir, self.phase, self.total = state["run_dir"], state["phase"], state["total"]
+        self.parts = sweep_callbacks(self.run_dir, self.phase, self.total)
+        for hook in self.HOOKS:
+            setattr(self, hook, self._calling(hook))
+
+    def _calling(self, hook: str) -> Any:
+        def call(*args: Any, **kwargs: Any) -> None:
+            for part in self.parts:
+                getattr(part, hook)(*args, **kwargs)
+
+        return call
+
+
 def sweep_callbacks(run_dir: str, phase: str, total: int | None) -> list[Callback]:
     """The driver's three callbacks of one phase."""
     return [EventLog(run_dir, phase), TrialTensorBoard(run_dir, phase), SweepProgress(phase, total)]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from ray.tune.experiment import Trial
 
-from orchestrator.sweep_log import SweepProgress
+from orchestrator.sweep_log import SweepLog, SweepProgress, TrialTensorBoard
 
 
 def test_progress_lines_say_trial_k_of_n_and_the_time_left(tmp_path: Path, caplog) -> None:
@@ -27,6 +27,12 @@ def test_progress_lines_say_trial_k_of_n_and_the_time_left(tmp_path: Path, caplo
     assert lines[1].endswith("min left")
     state = progress.__getstate__()  # a resumed driver times its own pace
     assert state["_started"] is None
+    board = TrialTensorBoard(str(tmp_path), "search")
+    board.on_trial_result(0, trials, trials[1], result)
+    assert list(board._writers) == [trials[1].trial_id]  # one open writer per reporting trial
+    assert board.__getstate__()["_writers"] == {}  # and none travels in Tune's pickle
+    board.on_trial_complete(0, trials, trials[1])
+    assert board._writers == {}
 
 
 def test_the_count_comes_from_the_spec_before_tune_made_every_trial(tmp_path: Path, caplog) -> None:
@@ -47,6 +53,26 @@ def test_the_count_comes_from_the_spec_before_tune_made_every_trial(tmp_path: Pa
     assert f"search trial 2 of 12 ({trials[1].trial_id}) finished, 1 of 12 done" in (
         caplog.records[0].getMessage()
     )
+
+
+def test_a_sweep_pickled_before_the_split_resumes_with_all_three_records(tmp_path: Path) -> None:
+    """Tune restores callbacks from its experiment state: the old single SweepLog's state (as
+    pickled by the earlier version, with its writers and start time) still drives all three."""
+    import json
+    import pickle
+
+    old = SweepLog.__new__(SweepLog)
+    old.__setstate__(
+        {"run_dir": str(tmp_path), "phase": "search", "total": 2, "_writers": {}, "_started": None}
+    )
+    restored = pickle.loads(pickle.dumps(old))
+    trials = [Trial("search", stub=True, config={"lambda2": x}) for x in (0.0, 0.1)]
+    restored.on_trial_start(0, trials, trials[0])
+    restored.on_trial_result(0, trials, trials[0], {"epoch": 0, "valid/accuracy": 0.5})
+    restored.on_trial_complete(0, trials, trials[0])
+    events = [json.loads(line)["event"] for line in (tmp_path / "events.jsonl").open()]
+    assert events == ["start", "epoch", "complete"]
+    assert list((tmp_path / "tensorboard" / "search").iterdir())  # the trial's writer ran
 
 
 @pytest.fixture(autouse=True)
