@@ -77,18 +77,27 @@ def prepare_run_dir(spec: SweepSpec, resume: bool, store: RunStorage | None = No
     return spec
 
 
-def prepare_tables(spec: SweepSpec, run_dir: Path) -> dict[str, LatencyTable]:
-    """The grid's tables by path ('' = profiled here); each must price all of its spaces."""
+def table_keys(spec: SweepSpec) -> dict[str, list[str]]:
+    """The latency entries each of the grid's tables must hold ('' = the one profiled here):
+    every space of the grid points it prices, at the dataset's class count (read once)."""
     from nas_core.data import build_datasets
 
     num_classes = build_datasets(spec.data).num_classes
-    spaces = {}
+    keys: dict[str, dict[str, None]] = {}
     for point in spec.grid_points():
         space = spec.search_config(point, out_dir="unused").build_space(num_classes)
-        spaces.setdefault(point.get("lut") or "", []).append(space)
+        keys.setdefault(point.get("lut") or "", {}).update(
+            dict.fromkeys(space.latency_layout().all_keys())
+        )
+    return {table: list(entries) for table, entries in keys.items()}
+
+
+def prepare_tables(
+    spec: SweepSpec, run_dir: Path, keys_by_table: Mapping[str, list[str]] | None = None
+) -> dict[str, LatencyTable]:
+    """The grid's tables by path ('' = profiled here); each must price all of its spaces."""
     tables: dict[str, LatencyTable] = {}
-    for key, space_list in spaces.items():
-        keys = list(dict.fromkeys(k for s in space_list for k in s.latency_layout().all_keys()))
+    for key, keys in (keys_by_table or table_keys(spec)).items():
         if key:
             table = LatencyTable.load(key)
             missing = table.missing(keys)
@@ -128,18 +137,17 @@ def _one_table_per_device(tables: Mapping[str, LatencyTable]) -> None:
 
 
 def profile_gpu_table(
-    spec: SweepSpec, run_dir: Path, tables: dict[str, LatencyTable]
+    spec: SweepSpec,
+    run_dir: Path,
+    tables: dict[str, LatencyTable],
+    keys_by_table: Mapping[str, list[str]] | None = None,
 ) -> dict[str, LatencyTable]:
     """The CUDA table of a `lut: null` grid point, profiled on one GPU of the cluster."""
     if spec.device != "cuda" or "" in tables or None not in spec.tables():
         return tables
     from cluster.profile import profile_on_gpu
-    from nas_core.data import build_datasets
 
-    num_classes = build_datasets(spec.data).num_classes
-    points = [p for p in spec.grid_points() if not p.get("lut")]
-    spaces = [spec.search_config(p, out_dir="unused").build_space(num_classes) for p in points]
-    keys = list(dict.fromkeys(k for s in spaces for k in s.latency_layout().all_keys()))
+    keys = (keys_by_table or table_keys(spec))[""]
     out = run_dir / "latency.parquet"
     log.info(f"profiling {len(keys)} latency entries on a cluster GPU → {out}")
     tables[""] = profile_on_gpu(keys, out, {"sweep": spec.name})
@@ -243,9 +251,10 @@ def _run_sweep(
         ensure_ray(address, log_to_driver=verbose)  # a cluster that is not there, likewise
     run_dir = store.work_dir
     spec = prepare_run_dir(spec, resume, store)
-    tables = prepare_tables(spec, run_dir)
+    keys = table_keys(spec)  # the dataset read once, for its class count
+    tables = prepare_tables(spec, run_dir, keys)
     ensure_ray(address, log_to_driver=verbose)
-    tables = profile_gpu_table(spec, run_dir, tables)
+    tables = profile_gpu_table(spec, run_dir, tables, keys)
     store.push()  # a URI run is resumable from here on, even if this driver is killed
 
     rows, interrupted = _search_phase(spec, store, tables)
