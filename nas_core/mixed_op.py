@@ -23,7 +23,8 @@ import torch
 from torch import nn
 
 from nas_core.config import checked_kwargs, config_list, construct, typed
-from nas_core.ops import LAYERS, Layer, layer_from_config, op_name
+from nas_core.layers import LAYERS, Layer, layer_from_config
+from nas_core.ops import op_name
 
 
 class _BinaryGateFn(torch.autograd.Function):

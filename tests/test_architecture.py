@@ -10,8 +10,8 @@ import torch
 
 from nas_core.architecture import Architecture, build_net, load_network
 from nas_core.errors import ProxylessError
+from nas_core.layers import ZeroLayer
 from nas_core.nets import net_from_config
-from nas_core.ops import ZeroLayer
 from nas_core.spaces import create_space
 from nas_core.stats import count_macs, net_stats
 from nas_core.supernet import SuperNet

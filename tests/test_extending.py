@@ -15,8 +15,9 @@ from nas_core.errors import ProxylessError
 from nas_core.latency.modules import module_for_key
 from nas_core.latency.predictor import architecture_latency, net_config_latency
 from nas_core.latency.synthetic import synthetic_table
+from nas_core.layers import ConvLayer
 from nas_core.nets import net_from_config
-from nas_core.ops import OPS, ConvLayer, OpName, op_name
+from nas_core.ops import OPS, OpName, op_name
 from nas_core.search import Searcher
 from nas_core.search_config import SearchConfig
 from nas_core.spaces import SearchSpace

@@ -12,8 +12,8 @@ import torch
 
 from nas_core.architecture import Architecture, build_net
 from nas_core.errors import ProxylessError
+from nas_core.layers import MBInvertedConvLayer
 from nas_core.nets import net_from_config
-from nas_core.ops import MBInvertedConvLayer
 from nas_core.spaces import create_space
 from nas_core.weights import load_weights, state_dict_of
 from orchestrator.cli import main

@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from nas_core.errors import ProxylessError
+from nas_core.layers import LAYERS, layer_from_config
 from nas_core.mixed_op import MixedOp
-from nas_core.ops import LAYERS, OPS, OpName, create_op, layer_from_config, op_name
+from nas_core.ops import OPS, OpName, create_op, op_name
 from nas_core.registry import Registry
 from nas_core.stats import count_macs, count_params
 

@@ -11,8 +11,9 @@ from torch import nn
 
 from nas_core.errors import ProxylessError
 from nas_core.latency.keys import parse_key, parse_shape
+from nas_core.layers import IdentityLayer, LinearLayer, MBInvertedConvLayer
 from nas_core.nets.mobilenet import MobileInvertedResidualBlock
-from nas_core.ops import IdentityLayer, LinearLayer, MBInvertedConvLayer, create_op
+from nas_core.ops import create_op
 from nas_core.spaces.mobilenet import feature_mix, first_conv
 from nas_core.spaces.pyramid_tree import tree_block, tree_head, tree_stem
 

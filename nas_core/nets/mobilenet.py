@@ -20,7 +20,7 @@ from torch import nn
 from typing_extensions import TypedDict
 
 from nas_core.config import checked_kwargs, config_list, construct, typed
-from nas_core.ops import ZeroLayer, layer_from_config
+from nas_core.layers import ZeroLayer, layer_from_config
 
 
 class BatchNormSettings(TypedDict):

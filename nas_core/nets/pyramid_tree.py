@@ -16,7 +16,7 @@ from torch import nn
 
 from nas_core.config import checked_kwargs, config_list, construct, typed
 from nas_core.errors import ProxylessError
-from nas_core.ops import Channels, Rate, layer_from_config
+from nas_core.layers import Channels, Rate, layer_from_config
 from nas_core.registry import Registry
 
 

@@ -14,8 +14,9 @@ from pydantic import Field, field_validator
 from torch import nn
 
 from nas_core.config import ConfigModel, FiniteFloat
+from nas_core.layers import ConvLayer, IdentityLayer, LinearLayer, MBInvertedConvLayer
 from nas_core.nets.mobilenet import MobileInvertedResidualBlock, ProxylessNASNets
-from nas_core.ops import OPS, ConvLayer, IdentityLayer, LinearLayer, MBInvertedConvLayer, OpName
+from nas_core.ops import OPS, OpName
 from nas_core.spaces.base import (
     SPACES,
     LayerSpec,

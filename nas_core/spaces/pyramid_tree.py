@@ -17,8 +17,9 @@ from pydantic import Field, field_validator
 from torch import nn
 
 from nas_core.config import ConfigModel
+from nas_core.layers import ConvLayer, IdentityLayer, LinearLayer, PoolingLayer
 from nas_core.nets.pyramid_tree import PyramidTreeNet, ResidualTreeBlock, TransitionBlock, TreeNode
-from nas_core.ops import OPS, ConvLayer, IdentityLayer, LinearLayer, PoolingLayer
+from nas_core.ops import OPS
 from nas_core.spaces.base import (
     SPACES,
     LayerSpec,
