@@ -21,7 +21,7 @@ from pydantic import Field
 from nas_core.architecture import Architecture, build_net
 from nas_core.checkpoint import save_checkpoint
 from nas_core.config import ConfigModel, FiniteFloat, RunSettings
-from nas_core.data import DataConfig, build_datasets
+from nas_core.data import DataConfig, DataSplits, build_datasets
 from nas_core.device import resolve_device
 from nas_core.errors import ProxylessError
 from nas_core.evaluation import evaluate
@@ -80,19 +80,6 @@ class RetrainResult:
         return d
 
 
-def _load_state(
-    state: Mapping[str, Any], net: torch.nn.Module, opt: torch.optim.Optimizer, amp: Amp
-) -> tuple[int, int, list[dict[str, float]]]:
-    """Put a retrain state into `net`, `opt` and `amp`; returns (step, next epoch, history)."""
-    if state.get("format") != STATE_FORMAT:
-        raise ProxylessError(f"not a retrain checkpoint (format {state.get('format')!r})")
-    load_weights(net, state["net"], "retrain checkpoint")
-    opt.load_state_dict(state["optimizer"])
-    amp.load_state_dict(state["amp"])
-    torch.set_rng_state(state["torch_rng"])
-    return int(state["step"]), int(state["epoch"]), list(state["history"])
-
-
 def _param_groups(net: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """No weight decay on BN parameters and biases (1-D tensors)."""
     decay = [p for p in net.parameters() if p.ndim > 1]
@@ -104,6 +91,72 @@ def _param_groups(net: torch.nn.Module, weight_decay: float) -> list[dict[str, A
 
 
 STATE_FORMAT = "proxyless-tune/retrain/1"
+
+
+@dataclass(frozen=True)
+class _Training:
+    """What one retrain's epochs work on: the net (stepped through `train_net`, its compiled
+    form under `compile`), its optimiser and loss scaler, the device and the config."""
+
+    config: RetrainConfig
+    device: torch.device
+    net: torch.nn.Module
+    train_net: torch.nn.Module
+    opt: torch.optim.Optimizer
+    amp: Amp
+
+    @classmethod
+    def start(cls, arch: Architecture, config: RetrainConfig, device: torch.device) -> _Training:
+        """A fresh net from `config.seed`, SGD Nesterov without decay on BN / biases."""
+        torch.manual_seed(config.seed)
+        net = to_memory_format(build_net(arch), config.channels_last).to(device)
+        # compiled for training only: weights are saved and latency is measured on `net` itself
+        train_net = torch.compile(net) if config.compile else net
+        opt = torch.optim.SGD(
+            _param_groups(net, config.weight_decay),
+            lr=config.lr,
+            momentum=config.momentum,
+            nesterov=True,
+        )
+        return cls(config, device, net, train_net, opt, Amp(config.amp, device))
+
+    def loader(self, dataset: Any, epoch: int = 0, train: bool = True) -> Any:
+        """Training: seeded shuffled whole batches of `epoch`; scoring: 256 a batch, in order."""
+        pinned = self.device.type == "cuda"
+        if not train:
+            return make_loader(dataset, 256, False, pin_memory=pinned)
+        return make_loader(
+            dataset,
+            self.config.batch_size,
+            True,
+            seed=self.config.seed,
+            epoch=epoch,
+            drop_last=True,
+            pin_memory=pinned,
+        )
+
+    def state(self, epoch: int, step: int, history: list[dict[str, float]]) -> dict[str, Any]:
+        """What `retrain(resume=…)` needs to continue after `epoch`."""
+        return {
+            "format": STATE_FORMAT,
+            "epoch": epoch + 1,  # the next epoch to run
+            "step": step,
+            "history": list(history),
+            "net": {k: v.cpu() for k, v in self.net.state_dict().items()},
+            "optimizer": self.opt.state_dict(),
+            "amp": self.amp.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+        }
+
+    def load(self, state: Mapping[str, Any]) -> tuple[int, int, list[dict[str, float]]]:
+        """Put a retrain state into the net, optimiser and scaler; (step, next epoch, history)."""
+        if state.get("format") != STATE_FORMAT:
+            raise ProxylessError(f"not a retrain checkpoint (format {state.get('format')!r})")
+        load_weights(self.net, state["net"], "retrain checkpoint")
+        self.opt.load_state_dict(state["optimizer"])
+        self.amp.load_state_dict(state["amp"])
+        torch.set_rng_state(state["torch_rng"])
+        return int(state["step"]), int(state["epoch"]), list(state["history"])
 
 
 def retrain(
@@ -121,110 +174,95 @@ def retrain(
     `resume` continues with the next epoch exactly where it stopped.
     """
     device = resolve_device(config.device)  # before any data is read
+    data = _datasets(arch, config)
+    if table is None and config.lut:
+        table = LatencyTable.load(config.lut)
+    latency_table = architecture_latency(arch, table) if table is not None else None
+    t = _Training.start(arch, config, device)
+    total = config.epochs * len(t.loader(data.train))
+    history: list[dict[str, float]] = []
+    step, first_epoch = 0, 0
+    if resume is not None:
+        step, first_epoch, history = t.load(resume)
+    with training_speedups(device):
+        for epoch in range(first_epoch, config.epochs):
+            step, row = _epoch(t, data, epoch, step, total)
+            history.append(row)
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, row, t.state(epoch, step, history))
+    result = _tested(t, arch, data, latency_table, history)
+    if out_dir is not None:
+        _write_outputs(Path(out_dir), t.net, arch, result)
+    return result
+
+
+def _datasets(arch: Architecture, config: RetrainConfig) -> DataSplits:
+    """`config`'s data at the net's resolution; its class count must be the net's."""
     data_config = config.data.replace(resolution=arch.space.resolution)
     data = build_datasets(data_config)
     classes = arch.space.config.num_classes
     if classes != data.num_classes:
         name = data_config.dataset
         raise ProxylessError(f"architecture has {classes} classes, {name} has {data.num_classes}")
-    if table is None and config.lut:
-        table = LatencyTable.load(config.lut)
-    latency_table = architecture_latency(arch, table) if table is not None else None
-    torch.manual_seed(config.seed)
-    net = to_memory_format(build_net(arch), config.channels_last).to(device)
-    # compiled for training only: weights are saved and latency is measured on `net` itself
-    train_net = torch.compile(net) if config.compile else net
-    opt = torch.optim.SGD(
-        _param_groups(net, config.weight_decay),
-        lr=config.lr,
-        momentum=config.momentum,
-        nesterov=True,
-    )
-    amp = Amp(config.amp, device)
-    pinned, channels_last = device.type == "cuda", config.channels_last
+    return data
 
-    def loader(dataset: Any, epoch: int = 0, train: bool = True) -> Any:
-        if not train:
-            return make_loader(dataset, 256, False, pin_memory=pinned)
-        return make_loader(
-            dataset,
-            config.batch_size,
-            True,
-            seed=config.seed,
-            epoch=epoch,
-            drop_last=True,
-            pin_memory=pinned,
-        )
 
-    per_epoch = len(loader(data.train))
-    total = config.epochs * per_epoch
-    history: list[dict[str, float]] = []
-    step, first_epoch = 0, 0
-    if resume is not None:
-        step, first_epoch, history = _load_state(resume, net, opt, amp)
-
-    def state(epoch: int) -> dict[str, Any]:
-        return {
-            "format": STATE_FORMAT,
-            "epoch": epoch + 1,  # the next epoch to run
-            "step": step,
-            "history": list(history),
-            "net": {k: v.cpu() for k, v in net.state_dict().items()},
-            "optimizer": opt.state_dict(),
-            "amp": amp.state_dict(),
-            "torch_rng": torch.get_rng_state(),
-        }
-
-    with training_speedups(device):
-        for epoch in range(first_epoch, config.epochs):
-            net.train()
-            metrics = StepMetrics(step)
-            started = time.perf_counter()
-            for x, y in loader(data.train, epoch):
-                lr = cosine_lr(config.lr, step, total)
-                x = to_device(x, device, channels_last)
-                loss, acc = weight_step(
-                    train_net,
-                    opt,
-                    x,
-                    y.to(device, non_blocking=True),
-                    lr,
-                    config.label_smoothing,
-                    amp,
-                )
-                metrics.watch_finite(loss)
-                metrics.add({"train/loss": loss, "train/accuracy": acc})
-                step += 1
-                if step % NONFINITE_CHECK_EVERY == 0:
-                    metrics.raise_if_nonfinite(step)
+def _epoch(
+    t: _Training, data: DataSplits, epoch: int, step: int, total: int
+) -> tuple[int, dict[str, float]]:
+    """One epoch of weight steps (cosine lr per step of `total`), then the valid split's score;
+    (the next step, the epoch's history row)."""
+    config = t.config
+    t.net.train()
+    metrics = StepMetrics(step)
+    started = time.perf_counter()
+    batches = t.loader(data.train, epoch)
+    images = len(batches) * config.batch_size
+    for x, y in batches:
+        lr = cosine_lr(config.lr, step, total)
+        x = to_device(x, t.device, config.channels_last)
+        y = y.to(t.device, non_blocking=True)
+        loss, acc = weight_step(t.train_net, t.opt, x, y, lr, config.label_smoothing, t.amp)
+        metrics.watch_finite(loss)
+        metrics.add({"train/loss": loss, "train/accuracy": acc})
+        step += 1
+        if step % NONFINITE_CHECK_EVERY == 0:
             metrics.raise_if_nonfinite(step)
-            means = metrics.means()
-            images = per_epoch * config.batch_size
-            throughput = images / (time.perf_counter() - started)
-            v_loss, v_acc = evaluate(net, loader(data.valid, train=False), device, channels_last)
-            history.append(
-                {
-                    "epoch": epoch,
-                    "train/loss": means["train/loss"],
-                    "train/accuracy": means["train/accuracy"],
-                    "valid/loss": v_loss,
-                    "valid/accuracy": v_acc,
-                    "throughput/images_per_s": throughput,
-                }
-            )
-            if on_epoch_end is not None:
-                on_epoch_end(epoch, history[-1], state(epoch))
-    test_loss, test_acc = evaluate(net, loader(data.test, train=False), device, channels_last)
-    stats = net_stats(net, arch.space.resolution)
+    metrics.raise_if_nonfinite(step)
+    means = metrics.means()
+    throughput = images / (time.perf_counter() - started)
+    valid = t.loader(data.valid, train=False)
+    v_loss, v_acc = evaluate(t.net, valid, t.device, config.channels_last)
+    return step, {
+        "epoch": epoch,
+        "train/loss": means["train/loss"],
+        "train/accuracy": means["train/accuracy"],
+        "valid/loss": v_loss,
+        "valid/accuracy": v_acc,
+        "throughput/images_per_s": throughput,
+    }
+
+
+def _tested(
+    t: _Training,
+    arch: Architecture,
+    data: DataSplits,
+    latency_table: float | None,
+    history: list[dict[str, float]],
+) -> RetrainResult:
+    """The trained net scored on the test split, sized, and timed where it trained."""
+    test = t.loader(data.test, train=False)
+    test_loss, test_acc = evaluate(t.net, test, t.device, t.config.channels_last)
+    stats = net_stats(t.net, arch.space.resolution)
     measured = None
-    if config.measure_latency:  # on the device it trained on, as its table was profiled
+    if t.config.measure_latency:  # on the device it trained on, as its table was profiled
         shape = (3, arch.space.resolution, arch.space.resolution)
-        threads = 1 if device.type == "cpu" else None
+        threads = 1 if t.device.type == "cpu" else None
         profile = ProfileConfig.from_config(
-            {"device": config.device, "threads": threads, "warmup": 5, "repeats": 30}
+            {"device": t.config.device, "threads": threads, "warmup": 5, "repeats": 30}
         )
-        measured = time_module(net, shape, profile).mean
-    result = RetrainResult(
+        measured = time_module(t.net, shape, profile).mean
+    return RetrainResult(
         test_acc,
         test_loss,
         len(data.test),
@@ -234,14 +272,17 @@ def retrain(
         measured,
         tuple(history),
     )
-    if out_dir is not None:
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        weights = {k: v.cpu() for k, v in net.state_dict().items()}  # loadable on any device
-        save_checkpoint(out / "weights.pt", weights)  # temp file + rename
-        arch.save(out / "architecture.json")
-        atomic_write_text(
-            out / "retrain.json",
-            json.dumps({**result.summary(), "history": list(history)}, indent=2) + "\n",
-        )
-    return result
+
+
+def _write_outputs(
+    out: Path, net: torch.nn.Module, arch: Architecture, result: RetrainResult
+) -> None:
+    """weights.pt (CPU tensors), architecture.json and retrain.json, each written atomically."""
+    out.mkdir(parents=True, exist_ok=True)
+    weights = {k: v.cpu() for k, v in net.state_dict().items()}  # loadable on any device
+    save_checkpoint(out / "weights.pt", weights)  # temp file + rename
+    arch.save(out / "architecture.json")
+    atomic_write_text(
+        out / "retrain.json",
+        json.dumps({**result.summary(), "history": list(result.history)}, indent=2) + "\n",
+    )
