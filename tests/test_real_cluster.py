@@ -1,8 +1,9 @@
 """A sweep on a real Ray head, as a cluster runs one: attached with --address and through
 `ray job submit`, then the head and its temp dir are removed and every output must still be there.
 
-The head runs in its own process group on 127.0.0.1 with token auth (RAY_NOTES: single-machine
-mode keeps it on loopback); the test stops only that group and the processes naming its temp dir.
+The head runs in its own process group on 127.0.0.1 with token auth (single-machine mode keeps it
+on loopback: docs/cluster.md, "A local Ray listens on loopback only"); the test stops only that
+group and the processes naming its temp dir.
 """
 
 from __future__ import annotations
@@ -132,7 +133,7 @@ def cluster_runs(tmp_path_factory) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     head_env = {
         **env,
-        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",  # keeps 127.0.0.1 (RAY_NOTES)
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",  # keeps 127.0.0.1 (docs/cluster.md)
         "RAY_AUTH_MODE": "token",
         "RAY_AUTH_TOKEN": token,
     }
