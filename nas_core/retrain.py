@@ -13,15 +13,13 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import torch
-from pydantic import Field
 
 from nas_core.architecture import Architecture, build_net
 from nas_core.checkpoint import save_checkpoint
-from nas_core.config import ConfigModel, FiniteFloat, RunSettings
-from nas_core.data import DataConfig, DataSplits, build_datasets
+from nas_core.data import DataSplits, build_datasets
 from nas_core.device import resolve_device
 from nas_core.errors import ProxylessError
 from nas_core.evaluation import evaluate
@@ -32,32 +30,10 @@ from nas_core.latency.table import LatencyTable
 from nas_core.loader import make_loader
 from nas_core.metrics import NONFINITE_CHECK_EVERY, StepMetrics
 from nas_core.precision import Amp, to_memory_format, training_speedups
+from nas_core.retrain_config import RetrainConfig
 from nas_core.stats import net_stats
 from nas_core.training import cosine_lr, to_device, weight_step
 from nas_core.weights import load_weights
-
-
-class RetrainRecipe(ConfigModel):
-    """How a derived net retrains (a sweep's `retrain` section is exactly this).
-
-    Official: 300 epochs, lr 0.05 cosine, weight decay 4e-5 (not on BN).
-    """
-
-    epochs: int = Field(10, ge=1)
-    lr: FiniteFloat = Field(0.05, gt=0)
-    momentum: FiniteFloat = Field(0.9, ge=0, lt=1)
-    weight_decay: FiniteFloat = Field(4e-5, ge=0)
-    label_smoothing: FiniteFloat = Field(0.1, ge=0, lt=1)
-    batch_size: int = Field(64, ge=1)
-    compile: bool = False  # torch.compile the standalone net for training
-    measure_latency: bool = True  # time the net here after training
-
-
-class RetrainConfig(RetrainRecipe, RunSettings):
-    """A retrain run: the recipe, the data, where it trains and the table that prices the net."""
-
-    data: DataConfig = DataConfig()
-    lut: Annotated[str, Field(min_length=1)] | None = None
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from nas_core.config import ConfigModel, FiniteFloat, RunSettings
 from nas_core.data import DataConfig
 from nas_core.errors import ProxylessError
 from nas_core.io import load_yaml_config
-from nas_core.retrain import RetrainConfig, RetrainRecipe
+from nas_core.retrain_config import RetrainConfig, RetrainRecipe
 from nas_core.search_config import DEFAULT_SPACE, SearchConfig, SearchSchedule, WeightConfig
 from nas_core.strategy import StrategyConfig
 from orchestrator.baseline import BaselineSpec

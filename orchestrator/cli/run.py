@@ -95,7 +95,8 @@ def search_text(result: Any, out: Path) -> str:
 def cmd_retrain(args: argparse.Namespace) -> int:
     """Train a derived architecture from scratch and report what it costs and scores."""
     from nas_core.architecture import Architecture
-    from nas_core.retrain import RetrainConfig, retrain
+    from nas_core.retrain import retrain
+    from nas_core.retrain_config import RetrainConfig
 
     arch = Architecture.load(args.arch)
     data = given(
@@ -178,7 +179,7 @@ def add_search_parser(sub: Any, levels: argparse.ArgumentParser) -> None:
 def add_retrain_parser(sub: Any, levels: argparse.ArgumentParser) -> None:
     """`retrain`: the net, its data and the recipe's flags (defaults read from the models)."""
     from nas_core.data import DataConfig
-    from nas_core.retrain import RetrainConfig
+    from nas_core.retrain_config import RetrainConfig
 
     p = sub.add_parser(
         "retrain", parents=[levels], help="train a derived architecture from scratch"
