@@ -64,6 +64,10 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 FASHION_MNIST_MEAN = 0.2860  # of the 60k training images' pixels in [0, 1]
 FASHION_MNIST_STD = 0.3530
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"  # Debian's dataset-fashion-mnist
+# label i's name, as Zalando's README lists them
+FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                         "Sneaker", "Bag", "Ankle boot")  # fmt: skip
+DIGITS_CLASSES = tuple(str(d) for d in range(10))
 IN_MEMORY = ("digits", "fashion_mnist")  # held as tensors: no photo augmentation
 
 
@@ -113,6 +117,7 @@ class DataSplits:
     test: Dataset  # final evaluation (retraining)
     num_classes: int
     in_channels: int = 3
+    class_names: tuple[str, ...] | None = None  # label i's name, where the dataset names them
 
 
 def build_datasets(config: DataConfig) -> DataSplits:

@@ -15,8 +15,10 @@ from torch.utils.data import TensorDataset
 
 from nas_core.augment import ShiftFlip, default_augment
 from nas_core.data import (
+    DIGITS_CLASSES,
     DIGITS_MEAN,
     DIGITS_STD,
+    FASHION_MNIST_CLASSES,
     FASHION_MNIST_DIR,
     FASHION_MNIST_MEAN,
     FASHION_MNIST_STD,
@@ -38,7 +40,8 @@ def digits(config: DataConfig) -> DataSplits:
     labels = torch.as_tensor(digits.target, dtype=torch.int64)
     rest, test = stratified_split(labels.numpy(), 0.2, config.split_seed, SplitStream.TEST)
     train, valid = (rest[i] for i in train_valid(labels[rest].numpy(), config, "digits"))
-    return _in_memory(grey, labels, (train, valid, test), config, DIGITS_MEAN, DIGITS_STD)
+    parts = (train, valid, test)
+    return _in_memory(grey, labels, parts, config, (DIGITS_MEAN, DIGITS_STD), DIGITS_CLASSES)
 
 
 def fashion_mnist(config: DataConfig) -> DataSplits:
@@ -54,7 +57,8 @@ def fashion_mnist(config: DataConfig) -> DataSplits:
         np.arange(len(train), len(keep)),
         len(keep) + np.arange(len(tx)),
     )
-    return _in_memory(grey / 255.0, labels, parts, config, FASHION_MNIST_MEAN, FASHION_MNIST_STD)
+    norm = (FASHION_MNIST_MEAN, FASHION_MNIST_STD)
+    return _in_memory(grey / 255.0, labels, parts, config, norm, FASHION_MNIST_CLASSES)
 
 
 def _in_memory(
@@ -62,11 +66,12 @@ def _in_memory(
     labels: torch.Tensor,
     parts: tuple[np.ndarray, np.ndarray, np.ndarray],
     config: DataConfig,
-    mean: float,
-    std: float,
+    normalise: tuple[float, float],
+    class_names: tuple[str, ...],
 ) -> DataSplits:
-    """Splits of N × 1 × H × W grey images in [0, 1]: resized once to `resolution`, normalised,
-    three channels as a view; the train part augmented per `config.augment`."""
+    """Splits of N × 1 × H × W grey images in [0, 1]: resized once to `resolution`, normalised
+    by (mean, std), three channels as a view; the train part augmented per `config.augment`."""
+    mean, std = normalise
     if config.resolution != grey.shape[-1]:
         size = (config.resolution, config.resolution)
         grey = torch.nn.functional.interpolate(
@@ -82,4 +87,4 @@ def _in_memory(
     if (config.augment or default_augment(config.dataset)) == "small":
         shift = ShiftFlip(config.resolution, fill=-mean / std)
         train = TransformedSubset(train, range(len(train)), shift, augment=True)
-    return DataSplits(train, valid, test, num_classes=10)
+    return DataSplits(train, valid, test, len(class_names), class_names=class_names)

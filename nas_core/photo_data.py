@@ -58,6 +58,7 @@ def cifar10(config: DataConfig) -> DataSplits:
         valid=TransformedSubset(train_set, valid, plain),
         test=TransformedSubset(test_set, range(len(test_set)), plain),
         num_classes=len(train_set.classes),
+        class_names=tuple(train_set.classes),
     )
 
 
@@ -79,6 +80,7 @@ def imagefolder(config: DataConfig) -> DataSplits:
         valid=TransformedSubset(train_set, valid, plain),
         test=TransformedSubset(val_set, range(len(val_set)), plain),
         num_classes=len(train_set.classes),
+        class_names=tuple(train_set.classes),
     )
 
 

@@ -48,6 +48,7 @@ def _labels(ds: TensorDataset) -> torch.Tensor:
 def test_digits_sizes_classes_and_shapes(digits32: DataSplits) -> None:
     s = digits32
     assert (s.num_classes, s.in_channels) == (10, 3)
+    assert s.class_names == tuple("0123456789")  # label i is the digit i
     sizes = [len(s.train), len(s.valid), len(s.test)]
     assert sum(sizes) == DIGITS_TOTAL
     assert abs(len(s.test) - 0.2 * DIGITS_TOTAL) <= 10
@@ -153,6 +154,7 @@ def fake_cifar(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_network: None
 def test_cifar10_builds(fake_cifar: Path) -> None:
     s = build_datasets(DataConfig(dataset="cifar10", data_dir=str(fake_cifar)))
     assert (s.num_classes, s.in_channels) == (10, 3)
+    assert s.class_names == tuple(f"class{i}" for i in range(10))  # batches.meta's label names
     assert (len(s.train), len(s.valid), len(s.test)) == (30, 10, 10)
     assert set(s.train.indices).isdisjoint(s.valid.indices)
     assert sorted([*s.train.indices, *s.valid.indices]) == list(range(40))
@@ -245,6 +247,7 @@ def image_tree(tmp_path: Path) -> Path:
 def test_imagefolder_builds(image_tree: Path) -> None:
     s = build_datasets(DataConfig(dataset="imagefolder", data_dir=str(image_tree), resolution=16))
     assert (s.num_classes, s.in_channels) == (3, 3)
+    assert s.class_names == ("cat", "dog", "fox")  # the class folders, in label order
     assert (len(s.train), len(s.valid), len(s.test)) == (12, 3, 6)
     assert set(s.train.indices).isdisjoint(s.valid.indices)
     assert sorted(s.valid[i][1] for i in range(len(s.valid))) == [0, 1, 2]

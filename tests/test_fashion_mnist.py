@@ -71,6 +71,7 @@ def _config(folder: Path, **kw) -> DataConfig:
 def test_builds_splits_from_idx_files(idx_dir: Path) -> None:
     s = build_datasets(_config(idx_dir, augment="none"))
     assert (len(s.train) + len(s.valid), len(s.test), s.num_classes) == (60, 20, 10)
+    assert (s.class_names[0], s.class_names[9]) == ("T-shirt/top", "Ankle boot")
     assert Counter(int(s.valid[i][1]) for i in range(len(s.valid))) == Counter(range(10))
     image, _ = s.test[3]
     assert image.shape == (3, 28, 28)
