@@ -16,6 +16,7 @@ from pydantic import Field
 
 from nas_core.config import ConfigModel, FiniteFloat
 from nas_core.errors import ProxylessError
+from nas_core.ops import ZERO
 
 
 class ArchLayerConfig(ConfigModel):
@@ -89,6 +90,15 @@ class ArchState:
     def argmax(self) -> list[str]:
         """The most likely candidate of every layer (ties go to the first)."""
         return [c[int(torch.argmax(a))] for c, a in zip(self.candidates, self.alphas, strict=True)]
+
+    def zero_share(self) -> float | None:
+        """Share of the layers that may choose Zero whose most likely candidate is Zero (None
+        when no layer may): the accuracy-only search's collapse shows here first."""
+        zero_able = [i for i, c in enumerate(self.candidates) if ZERO in c]
+        if not zero_able:
+            return None
+        chosen = self.argmax()
+        return sum(chosen[i] == ZERO for i in zero_able) / len(zero_able)
 
     def check_finite(self, step: int) -> None:
         """Stop a search whose α turned NaN/inf instead of deriving garbage from it."""

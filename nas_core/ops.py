@@ -97,6 +97,9 @@ _register_pool(str(OpName("AvgPool", 3)), "avg")
 _register_pool(str(OpName("MaxPool", 3)), "max")
 
 
+ZERO = "zero"  # the op that leaves a block its shortcut alone (a skipped layer)
+
+
 @OPS.register("identity")
 def _identity(cin: int, cout: int, stride: int) -> nn.Module:
     _same_channels("identity", cin, cout)
@@ -104,9 +107,9 @@ def _identity(cin: int, cout: int, stride: int) -> nn.Module:
     return IdentityLayer(cin, cout, ops_order="bn_act_weight")
 
 
-@OPS.register("zero")
+@OPS.register(ZERO)
 def _zero(cin: int, cout: int, stride: int) -> nn.Module:
-    _same_channels("zero", cin, cout)
+    _same_channels(ZERO, cin, cout)
     return ZeroLayer(stride)
 
 

@@ -349,6 +349,7 @@ class Searcher:
         searching = epoch >= c.warmup_epochs + c.arch_start_epoch
         valid = self._valid_batches(epoch) if searching else None
         self.net.train()
+        chosen = self.net.arch_state.argmax()  # the derived net as the epoch starts
         metrics = StepMetrics(self.step)
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
@@ -371,12 +372,15 @@ class Searcher:
         if self.device.type == "cuda":  # this rank's peak over the epoch's steps
             out["memory/peak_gib"] = torch.cuda.max_memory_allocated(self.device) / 2**30
         out.update(self.evaluate_derived())
+        now = self.net.arch_state.argmax()
+        out["arch/changed_layers"] = float(sum(a != b for a, b in zip(chosen, now, strict=True)))
         out["epoch"] = epoch
         out["warmup"] = float(warm)
         return out
 
     def evaluate_derived(self) -> dict[str, float]:
-        """Valid loss / accuracy of the argmax path, its table latency, E[latency], entropy."""
+        """Valid loss / accuracy of the argmax path, its table latency, E[latency], entropy and
+        Zero's share of the layers that may skip."""
         self.net.set_argmax()
         sums = evaluate_sums(  # scored as the official search does: batch statistics
             self.net, self._eval_loader(), self.device, self.config.channels_last, bn="batch"
@@ -384,6 +388,8 @@ class Searcher:
         loss, acc = mean_loss_and_accuracy(self.ranks.sum(sums))
         ent = self.net.arch_state.entropy()
         out = {"valid/loss": loss, "valid/accuracy": acc, "arch/entropy_mean": float(ent.mean())}
+        if (zero := self.net.arch_state.zero_share()) is not None:
+            out["arch/zero_share"] = zero
         if self.latency is not None:
             out["latency/expected_ms"] = float(self.latency.expected(self.net.arch_state).detach())
             out["latency/derived_ms"] = architecture_latency(self.net.derive(), self.table)

@@ -213,3 +213,15 @@ def test_sampling_is_a_pure_function_of_seed_and_step() -> None:
         assert len(set(s.involved)) == 2 and s.active in s.involved
     assert [s.involved for s in sample_gates(arch, step_generator(7, 4), "full")] == [
         (0, 1, 2), (0, 1, 2, 3)]  # fmt: skip
+
+
+def test_zero_share_counts_only_the_layers_that_may_skip() -> None:
+    """Zero's share of the derived net is over the layers offering Zero: a fixed layer and a
+    layer without Zero neither dilute nor add to it; a space with no Zero has none."""
+    arch = ArchState(
+        ["a", "fixed", "b", "c"],
+        [["3x3", "zero"], ["3x3"], ["3x3", "5x5"], ["3x3", "zero"]],
+        [[0.0, 1.0], [0.0], [0.0, 1.0], [1.0, 0.0]],
+    )
+    assert arch.zero_share() == 0.5
+    assert ArchState(["b"], [["3x3", "5x5"]]).zero_share() is None

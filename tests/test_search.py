@@ -104,9 +104,17 @@ def test_search_outputs_and_logs(tmp_path: Path, tiny_lut: str) -> None:
         "valid/accuracy",
         "latency/expected_ms",
         "arch/entropy_mean",
+        "arch/zero_share",
+        "arch/changed_layers",
         "lr/weights",
     ):
         assert tag in tags["scalars"], tag
+    # the collapse diagnostics: α stands still in warm-up; the last epoch's share is the net's
+    warm, last = result.history[0], result.history[-1]
+    assert warm["arch/changed_layers"] == 0
+    specs = arch.space.layer_specs()
+    skippable = [op for s, op in zip(specs, arch.ops, strict=True) if "zero" in s.candidates]
+    assert last["arch/zero_share"] == skippable.count("zero") / len(skippable)
     assert any(t.startswith("arch_entropy/") for t in tags["scalars"])
     assert "arch/probabilities" in tags["images"]
     with pytest.raises(ProxylessError, match="another config"):

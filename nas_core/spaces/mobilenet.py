@@ -16,7 +16,7 @@ from torch import nn
 from nas_core.config import ConfigModel, FiniteFloat
 from nas_core.layers import ConvLayer, IdentityLayer, LinearLayer, MBInvertedConvLayer
 from nas_core.nets.mobilenet import MobileInvertedResidualBlock, ProxylessNASNets
-from nas_core.ops import OPS, OpName
+from nas_core.ops import OPS, ZERO, OpName
 from nas_core.spaces.base import (
     SPACES,
     LayerSpec,
@@ -103,7 +103,7 @@ class MobileNetSpace(SearchSpace):
             for i in range(c.B if blocks is None else blocks):
                 s = stride if i == 0 else 1
                 skip = s == 1 and cin == cout
-                cands = (*mbconvs, "zero") if skip and c.zero else mbconvs
+                cands = (*mbconvs, ZERO) if skip and c.zero else mbconvs
                 if not skip and c.transition_op is not None:
                     cands = (c.transition_op,)
                 specs.append(
