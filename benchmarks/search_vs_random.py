@@ -18,7 +18,8 @@ Weight-sharing searches often tie random sampling under equal training (Li & Tal
 4. **The one-shot ranking diagnostic** (Yu et al.): one more search at the grid's first point;
    its super-net scores every random net with inherited weights (batch-statistics BN over
    class-mixed batches of the valid split), and Kendall τ compares that ranking with the nets'
-   valid accuracy after retraining.
+   valid accuracy after retraining; and each search's epochs (super-net valid accuracy, Zero's
+   share, layers whose choice moved, α entropy) beside its net's retrained accuracy.
 
 Choices use the valid split only; the test split only reports. Default: Fashion-MNIST (Debian's
 `dataset-fashion-mnist`), ≤ 90 min on 2 cores; `--quick`, a smaller version, ≤ 15 min. A figure
@@ -165,6 +166,44 @@ def supernet_ranking(spec: SweepSpec, lut: str, rows: list[dict[str, Any]]) -> d
     }
 
 
+# a search's epochs as its TensorBoard holds them: the diagnostics of a collapse or a wander
+DIAGNOSTICS = {
+    "supernet_valid_accuracy": "valid/accuracy",  # derived path, batch statistics, mixed order
+    "zero_share": "arch/zero_share",
+    "changed_layers": "arch/changed_layers",
+    "entropy_mean": "arch/entropy_mean",
+}
+
+
+def search_diagnostics(run_dir: Path, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per searched net, its search's epochs (super-net valid accuracy of the derived path, Zero's
+    share, layers whose argmax moved, α entropy) beside what the net scored retrained."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    standalone = {
+        r["search_trial_id"]: r["valid_accuracy"]
+        for r in rows
+        if r["kind"] == "retrain" and r["status"] == "done"
+    }
+    found: dict[str, Any] = {}
+    for r in rows:
+        if r["kind"] != "search" or r["status"] != "done":
+            continue
+        events = EventAccumulator(
+            str(run_dir / "tensorboard" / "search" / r["trial_id"]), size_guidance={"scalars": 0}
+        )
+        events.Reload()
+        tags = set(events.Tags()["scalars"])
+        series = {
+            name: [round(e.value, 4) for e in events.Scalars(tag)]
+            for name, tag in DIAGNOSTICS.items()
+            if tag in tags
+        }
+        series["retrained_valid_accuracy"] = standalone.get(r["trial_id"])
+        found[f"λ₂={r['lambda2']:g} seed {r['seed']}"] = series
+    return found
+
+
 def _arm(r: dict[str, Any]) -> str:
     if r["kind"] != "random":
         return "S"
@@ -295,6 +334,7 @@ def main(argv: list[str] | None = None) -> int:
         outcome = run_sweep(spec)
         report["comparison"] = compare(outcome.rows, outcome.summary)
         report["ranking"] = supernet_ranking(spec, lut, outcome.rows)
+        report["search_diagnostics"] = search_diagnostics(outcome.run_dir, outcome.rows)
         figure = args.out / "search_vs_random.png"
         draw(outcome.rows, figure)
         report["figure"] = str(figure)
