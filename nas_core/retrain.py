@@ -3,7 +3,9 @@
 The standalone net is built fresh from the architecture file (no super-net weights), trained
 with SGD Nesterov + cosine lr per batch, label smoothing and no weight decay on BN / biases
 (official recipe), then evaluated on the test split, sized, priced by the latency table and
-timed on the device it trained on (a GPU net's measured latency is a GPU latency).
+timed on the device it trained on (a GPU net's measured latency is a GPU latency). Its out
+dir holds weights.pt, the record of what those weights learned and scored beside it
+(weights.meta.json, `nas_core.weights_meta`), architecture.json and retrain.json (the history).
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ import torch
 
 from nas_core.architecture import Architecture, build_net
 from nas_core.checkpoint import save_checkpoint
-from nas_core.data import DataSplits, build_datasets
+from nas_core.config import RunSettings
+from nas_core.data import DataConfig, DataSplits, build_datasets, normalisation
 from nas_core.device import resolve_device
 from nas_core.errors import ProxylessError
 from nas_core.evaluation import evaluate
@@ -30,10 +33,11 @@ from nas_core.latency.table import LatencyTable
 from nas_core.loader import make_loader
 from nas_core.metrics import NONFINITE_CHECK_EVERY, StepMetrics
 from nas_core.precision import Amp, to_memory_format, training_speedups
-from nas_core.retrain_config import RetrainConfig
+from nas_core.retrain_config import RetrainConfig, RetrainRecipe
 from nas_core.stats import net_stats
 from nas_core.training import cosine_lr, to_device, weight_step
 from nas_core.weights import load_weights
+from nas_core.weights_meta import RetrainMetrics, WeightsMeta, meta_name
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,7 @@ def _param_groups(net: torch.nn.Module, weight_decay: float) -> list[dict[str, A
 
 
 STATE_FORMAT = "proxyless-tune/retrain/1"
+WEIGHTS = "weights.pt"  # the trained net in `out_dir`; its record is meta_name(WEIGHTS) beside it
 
 
 @dataclass(frozen=True)
@@ -150,7 +155,7 @@ def retrain(
     `resume` continues with the next epoch exactly where it stopped.
     """
     device = resolve_device(config.device)  # before any data is read
-    data = _datasets(arch, config)
+    data_config, data = _datasets(arch, config)
     if table is None and config.lut:
         table = LatencyTable.load(config.lut)
     latency_table = architecture_latency(arch, table) if table is not None else None
@@ -168,19 +173,20 @@ def retrain(
                 on_epoch_end(epoch, row, t.state(epoch, step, history))
     result = _tested(t, arch, data, latency_table, history)
     if out_dir is not None:
-        _write_outputs(Path(out_dir), t.net, arch, result)
+        meta = _weights_meta(config.replace(data=data_config), data, result, table)
+        _write_outputs(Path(out_dir), t.net, arch, result, meta)
     return result
 
 
-def _datasets(arch: Architecture, config: RetrainConfig) -> DataSplits:
-    """`config`'s data at the net's resolution; its class count must be the net's."""
+def _datasets(arch: Architecture, config: RetrainConfig) -> tuple[DataConfig, DataSplits]:
+    """`config`'s data at the net's resolution, and its splits; their classes must be the net's."""
     data_config = config.data.replace(resolution=arch.space.resolution)
     data = build_datasets(data_config)
     classes = arch.space.config.num_classes
     if classes != data.num_classes:
         name = data_config.dataset
         raise ProxylessError(f"architecture has {classes} classes, {name} has {data.num_classes}")
-    return data
+    return data_config, data
 
 
 def _epoch(
@@ -250,13 +256,36 @@ def _tested(
     )
 
 
+def _weights_meta(
+    config: RetrainConfig, data: DataSplits, result: RetrainResult, table: LatencyTable | None
+) -> WeightsMeta:
+    """The record beside the weights: what they learned (`config.data`, at the net's
+    resolution), how, what they scored and which device's table priced them."""
+    mean, std = normalisation(config.data.dataset)
+    return WeightsMeta(
+        data=config.data,
+        num_classes=data.num_classes,
+        class_names=data.class_names,
+        mean=mean,
+        std=std,
+        recipe=RetrainRecipe.from_config(
+            config.model_dump(include=set(RetrainRecipe.model_fields))
+        ),
+        run=RunSettings.from_config(config.model_dump(include=set(RunSettings.model_fields))),
+        metrics=RetrainMetrics.from_config(result.summary()),
+        latency_device=table.meta.device if table is not None else None,
+    )
+
+
 def _write_outputs(
-    out: Path, net: torch.nn.Module, arch: Architecture, result: RetrainResult
+    out: Path, net: torch.nn.Module, arch: Architecture, result: RetrainResult, meta: WeightsMeta
 ) -> None:
-    """weights.pt (CPU tensors), architecture.json and retrain.json, each written atomically."""
+    """weights.pt (CPU tensors) and its record, architecture.json and retrain.json, each
+    written atomically."""
     out.mkdir(parents=True, exist_ok=True)
     weights = {k: v.cpu() for k, v in net.state_dict().items()}  # loadable on any device
-    save_checkpoint(out / "weights.pt", weights)  # temp file + rename
+    save_checkpoint(out / WEIGHTS, weights)  # temp file + rename
+    meta.save(out / meta_name(WEIGHTS))
     arch.save(out / "architecture.json")
     atomic_write_text(
         out / "retrain.json",

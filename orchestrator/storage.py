@@ -17,7 +17,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -37,6 +37,19 @@ def join_uri(base: str, relative: str) -> str:
         return f"{base.rstrip('/')}/{relative}"
     parts = urlsplit(base)
     return urlunsplit(parts._replace(path=f"{parts.path.rstrip('/')}/{relative}"))
+
+
+def beside(location: str, name: str) -> str:
+    """The file `name` in the folder of `location`, a path or URI (a URI's query stays last)."""
+    if not is_uri(location):
+        return str(Path(location).with_name(name))
+    parts = urlsplit(location)
+    return urlunsplit(parts._replace(path=str(PurePosixPath(parts.path).with_name(name))))
+
+
+def file_name(location: str) -> str:
+    """The last part of a path or URI (without a URI's query)."""
+    return PurePosixPath(urlsplit(location).path if is_uri(location) else location).name
 
 
 def split_run_location(location: str) -> tuple[str, str]:
@@ -150,14 +163,23 @@ class RunStorage:
                 destination_filesystem=self.fs,
             )
 
-    def copy_in(self, source_fs: Any, source: str, names: Sequence[str], relative: str) -> str:
+    def copy_in(
+        self,
+        source_fs: Any,
+        source: str,
+        names: Sequence[str],
+        relative: str,
+        optional: Sequence[str] = (),
+    ) -> str:
         """Copy files `names` of a folder (a trial's checkpoint) into the run folder's
-        `relative` folder; returns its url."""
+        `relative` folder, skipping those of `optional` the folder lacks; returns its url."""
         from pyarrow import fs
 
         with storage_errors(self.url(relative)):
             self.fs.create_dir(f"{self.path}/{relative}", recursive=True)
             for name in names:
+                if name in optional and _absent(source_fs, f"{source}/{name}"):
+                    continue
                 fs.copy_files(
                     f"{source}/{name}",
                     f"{self.path}/{relative}/{name}",
@@ -171,6 +193,25 @@ class RunStorage:
         if self.remote and self._work is not None:
             shutil.rmtree(self._work.parent, ignore_errors=True)
             self._work = None
+
+
+def _absent(filesystem: Any, path: str) -> bool:
+    from pyarrow import fs
+
+    return filesystem.get_file_info(path).type == fs.FileType.NotFound
+
+
+def fetch_if_present(location: str, into: Path) -> Path | None:
+    """`fetch_to_local` for a file that may not exist: None where there is none."""
+    if not is_uri(location):
+        return Path(location) if Path(location).is_file() else None
+    from pyarrow import fs
+
+    with storage_errors(f"{location}: cannot read"):
+        source_fs, path = fs.FileSystem.from_uri(location)
+        if _absent(source_fs, path):
+            return None
+    return fetch_to_local(location, into)
 
 
 def fetch_to_local(location: str, into: Path) -> Path:

@@ -7,7 +7,7 @@ Run folder `storage_path/name/` (a path or a `pyarrow.fs` URI, see `orchestrator
   tune/train/search-<trial>   the Ray Train run of each search trial (resources.workers >= 1)
   architectures/<trial>.json, .md, .png  every derived architecture, its layers as a table
                         and a drawing; architectures/baseline/<net>.json the random baseline's
-  nets/<retrain trial>/       weights.pt, architecture.json, retrain.json of every retrained net
+  nets/<retrain trial>/       weights.pt (+ weights.meta.json), architecture.json, retrain.json
   results.parquet       one row per trial, with the `pareto` flag and the paths above
   pareto.png, pareto.md, summary.json, events.jsonl, tensorboard/
 Trials write nothing a run needs into Ray's node-local session folders: their outputs travel in
@@ -185,14 +185,13 @@ def _trial_id(result: Any, index: int) -> str:
 
 def _save_net(store: RunStorage, result: Any, row: dict[str, Any]) -> None:
     """Copy a finished retrain trial's final checkpoint (its net) to nets/<trial>/."""
-    from orchestrator.trials import NET_FILES
+    from orchestrator.trials import NET_FILES, NET_RECORD
 
     checkpoint = result.checkpoint
     if row["status"] != "done" or checkpoint is None:
         return
-    folder = store.copy_in(
-        checkpoint.filesystem, checkpoint.path, NET_FILES, f"nets/{row['trial_id']}"
-    )
+    fs, path = checkpoint.filesystem, checkpoint.path
+    folder = store.copy_in(fs, path, NET_FILES, f"nets/{row['trial_id']}", optional=[NET_RECORD])
     row["weights"] = f"{folder}/weights.pt"
 
 

@@ -28,6 +28,7 @@ from nas_core.errors import ProxylessError
 from nas_core.latency.table import LatencyTable
 from nas_core.search import Searcher
 from nas_core.search_result import SearchResult
+from nas_core.weights_meta import meta_name
 from orchestrator.ray_compat import wait_for_forwarded_reports
 from orchestrator.sweep_spec import SweepSpec
 
@@ -53,8 +54,11 @@ SEARCH_OUTPUTS = (
     "config.json",
     "checkpoint.pt",
 )
-# what the driver copies from a retrain trial's final checkpoint into nets/<trial>/
-NET_FILES = ("weights.pt", "architecture.json", "retrain.json")
+# what the driver copies from a retrain trial's final checkpoint (`retrain`'s out dir, and the
+# last state.pt) into nets/<trial>/; a checkpoint written before weights carried their record
+# has no NET_RECORD, and its net is copied without one
+NET_RECORD = meta_name("weights.pt")
+NET_FILES = ("weights.pt", NET_RECORD, "architecture.json", "retrain.json")
 
 
 def search_trial(
@@ -164,7 +168,8 @@ def retrain_trial(
 
     Every epoch is a Tune checkpoint (weights, optimiser, schedule, RNG), so a restarted trial
     continues with the next epoch; the last report's checkpoint holds the net itself
-    (weights.pt, architecture.json, retrain.json), which the driver copies into the run folder.
+    (weights.pt and its record weights.meta.json, architecture.json, retrain.json), which the
+    driver copies into the run folder.
     """
     from ray import tune
 

@@ -201,7 +201,7 @@ def test_every_output_survives_the_head_and_exports(cluster_runs, run: str, tmp_
     for r in retrained:
         assert r["weights"].endswith(f"nets/{r['trial_id']}/weights.pt")
         net = sorted(p.name for p in (run_dir / "nets" / r["trial_id"]).iterdir())
-        assert net == ["architecture.json", "retrain.json", "weights.pt"]
+        assert net == ["architecture.json", "retrain.json", "weights.meta.json", "weights.pt"]
         assert r["hostname"] and r["time_total_s"] > 0 and r["seed"] == 0
         out = tmp_path / f"{r['trial_id']}.onnx"
         assert (

@@ -7,7 +7,15 @@ from pathlib import Path
 import pytest
 
 from nas_core.errors import ProxylessError
-from orchestrator.storage import RunStorage, fetch_to_local, join_uri, split_run_location
+from orchestrator.storage import (
+    RunStorage,
+    beside,
+    fetch_if_present,
+    fetch_to_local,
+    file_name,
+    join_uri,
+    split_run_location,
+)
 
 
 def test_a_uri_query_stays_last_when_joining_and_splitting() -> None:
@@ -51,3 +59,31 @@ def test_a_uri_run_folder_gets_the_drivers_files_back_and_forth(tmp_path: Path) 
 def test_a_uri_pyarrow_cannot_open_is_one_line() -> None:
     with pytest.raises(ProxylessError, match="not a storage URI pyarrow opens"):
         RunStorage("nosuch://bucket/runs", "demo")
+
+
+def test_a_file_beside_another_keeps_the_uri_query(tmp_path: Path) -> None:
+    """How export / evaluate find a weights file's record, on a path or in a bucket."""
+    uri = "s3://bucket/run/nets/t1/weights.pt?endpoint_override=localhost:9000"
+    assert file_name(uri) == "weights.pt"
+    assert (
+        beside(uri, "w.json") == "s3://bucket/run/nets/t1/w.json?endpoint_override=localhost:9000"
+    )
+    assert beside(str(tmp_path / "w.pt"), "w.json") == str(tmp_path / "w.json")
+    (tmp_path / "there.json").write_text("{}")
+    for location in (str(tmp_path / "there.json"), (tmp_path / "there.json").as_uri()):
+        got = fetch_if_present(location, tmp_path / "fetched")
+        assert got is not None and got.read_text() == "{}"
+        assert fetch_if_present(beside(location, "absent.json"), tmp_path / "fetched") is None
+
+
+def test_copy_in_skips_only_the_optional_files_a_folder_lacks(tmp_path: Path) -> None:
+    from pyarrow import fs
+
+    source = tmp_path / "checkpoint"
+    source.mkdir()
+    (source / "a").write_text("a")
+    store = RunStorage(str(tmp_path / "runs"), "demo")
+    store.copy_in(fs.LocalFileSystem(), str(source), ["a", "b"], "nets/x", optional=["b"])
+    assert sorted(p.name for p in (store.work_dir / "nets" / "x").iterdir()) == ["a"]
+    with pytest.raises(ProxylessError):  # a required file that is not there
+        store.copy_in(fs.LocalFileSystem(), str(source), ["a", "b"], "nets/y")

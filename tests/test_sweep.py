@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from nas_core.weights_meta import WeightsMeta
 from orchestrator.results import read_results
 from tests.learned_cases import SWEEP_SPEC
 
@@ -101,6 +102,9 @@ def test_results_hold_every_search_and_retrain_trial(demo) -> None:
         # every retrained net is in the run folder, never only in Ray's session scratch
         weights = Path(r["weights"])
         assert weights.is_file() and weights.is_relative_to(demo["run_dir"])
+        meta = WeightsMeta.beside(weights)  # and so is what its weights learned, beside them
+        assert meta is not None and meta.dataset == "digits"
+        assert meta.metrics.test_accuracy == pytest.approx(r["test_accuracy"])
         assert Path(r["architecture_path"]).is_file()
     archs = sorted((demo["run_dir"] / "architectures").glob("*.json"))
     assert [p.stem for p in archs] == sorted(r["trial_id"] for r in search)
