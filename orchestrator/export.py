@@ -25,6 +25,7 @@ from nas_core.weights import load_weights_file
 if TYPE_CHECKING:
     from nas_core.architecture import Architecture
     from nas_core.latency.table import LatencyTable
+    from nas_core.weights_meta import WeightsMeta
 
 log = get_logger(__name__)
 
@@ -113,17 +114,20 @@ def deployment_facts(
     resolution: int,
     dataset: str | None,
     table: LatencyTable | None,
+    meta: WeightsMeta | None = None,
 ) -> dict[str, str]:
-    """ONNX metadata from what the caller knows: the dataset's normalisation (`mean`, `std`)
-    and the latency on a table (`latency_ms`, `latency_device`; an architecture JSON's or a
-    net.config's)."""
+    """ONNX metadata from what the caller knows: the weights' record (`meta`: dataset, input
+    mean / std, class names, recipe, metrics, the latency its table priced) or else the
+    dataset's normalisation (`dataset`, `mean`, `std`), and the latency on `table`
+    (`latency_ms`, `latency_device`; an architecture JSON's or a net.config's), which replaces
+    the record's."""
     from nas_core.data import normalisation
     from nas_core.latency.predictor import architecture_latency, net_config_latency
 
-    facts = {}
-    if dataset is not None:
+    facts = meta.metadata() if meta is not None else {}
+    if meta is None and dataset is not None:
         mean, std = normalisation(dataset)
-        facts.update(mean=json.dumps(mean), std=json.dumps(std))
+        facts.update(dataset=dataset, mean=json.dumps(mean), std=json.dumps(std))
     if table is not None:
         if arch is not None:
             ms = architecture_latency(arch, table)

@@ -1,8 +1,11 @@
-"""Weights that carry their facts: the record a retrain writes beside weights.pt."""
+"""Weights that carry their facts: the record a retrain writes beside weights.pt, and export /
+evaluate reading it instead of --dataset / --data / --resolution."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import json
 import re
 import shutil
@@ -17,6 +20,7 @@ from nas_core.errors import ProxylessError
 from nas_core.retrain import retrain
 from nas_core.retrain_config import RetrainConfig
 from nas_core.weights_meta import WeightsMeta, meta_name
+from orchestrator.cli import main
 from tests.conftest import toy_latency_table
 from tests.learned_cases import TINY_SPACE, first_ops
 
@@ -40,6 +44,21 @@ def retrained(tmp_path_factory) -> dict:
     shutil.copy2(root / "out" / "weights.pt", bare / "weights.pt")
     return {"root": root, "arch": root / "arch.json", "weights": root / "out" / "weights.pt",
             "bare": bare / "weights.pt", "result": result, "table": table}  # fmt: skip
+
+
+def _run(argv: list[str]) -> dict:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main([*argv, "--json"]) == 0
+    return json.loads(out.getvalue().strip().splitlines()[-1])
+
+
+def _refused(argv: list[str], capsys) -> str:
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1, err
+    return err
 
 
 def test_retrain_records_what_its_weights_learned(retrained) -> None:
@@ -89,15 +108,103 @@ def test_the_record_round_trips_and_reads_back_from_its_file(retrained, tmp_path
     ],
 )
 def test_a_bad_record_is_one_line_naming_its_file(
-    retrained, tmp_path: Path, change: dict, match: str
+    retrained, tmp_path: Path, capsys, change: dict, match: str
 ) -> None:
     config = WeightsMeta.beside(retrained["weights"]).to_config()
     for key, value in change.items():  # a mapping changes the section's keys it names
         config[key] = {**config[key], **value} if isinstance(value, dict) else value
     (tmp_path / "weights.meta.json").write_text(json.dumps(config))
+    shutil.copy2(retrained["weights"], tmp_path / "weights.pt")
     with pytest.raises(ProxylessError, match=re.escape(f"{tmp_path / 'weights.meta.json'}: ")) as e:
         WeightsMeta.load(tmp_path / "weights.meta.json")
     assert match in str(e.value) and len(str(e.value).splitlines()) == 1
+    # evaluate reads the record beside the weights it is given: the same line, exit 2
+    err = _refused(
+        ["evaluate", str(retrained["arch"]), "--weights", str(tmp_path / "weights.pt")], capsys
+    )
+    assert match in err and str(tmp_path / "weights.meta.json") in err
+
+
+def test_evaluate_scores_the_test_split_the_record_names(retrained) -> None:
+    """No --data, no --resolution: the record's dataset, resolution and split seed, so
+    evaluate scores exactly the images the retrain tested on (a path, and a storage URI)."""
+    meta = WeightsMeta.beside(retrained["weights"])
+    for weights in (str(retrained["weights"]), retrained["weights"].as_uri()):
+        got = _run(["evaluate", str(retrained["arch"]), "--weights", weights])
+        assert (got["data"], got["resolution"]) == ("digits", 16)
+        assert got["images"] == meta.metrics.test_samples
+        assert got["top1"] == pytest.approx(meta.metrics.test_accuracy, abs=1e-9)
+        assert got["loss"] == pytest.approx(meta.metrics.test_loss, rel=1e-5)
+    # the same weights without the record score digits' seed-0 test images, as before
+    bare = _run(["evaluate", str(retrained["arch"]), "--weights", str(retrained["bare"])])
+    assert bare["data"] == "digits" and bare["loss"] != pytest.approx(meta.metrics.test_loss)
+    # flags that agree with the record are taken
+    agreeing = ["--data", "digits", "--resolution", "16"]
+    again = _run(
+        ["evaluate", str(retrained["arch"]), "--weights", str(retrained["weights"]), *agreeing]
+    )
+    assert again["loss"] == pytest.approx(meta.metrics.test_loss, rel=1e-5)
+
+
+def test_export_takes_resolution_and_facts_from_the_record(retrained, tmp_path: Path) -> None:
+    onnx = pytest.importorskip("onnx")
+    meta = WeightsMeta.beside(retrained["weights"])
+    base = ["export", str(retrained["arch"]), "--weights", str(retrained["weights"])]
+    _run([*base, "--format", "onnx", "--out", str(tmp_path / "net.onnx")])
+    facts = {p.key: p.value for p in onnx.load(str(tmp_path / "net.onnx")).metadata_props}
+    assert (facts["dataset"], facts["resolution"], facts["classes"]) == ("digits", "16", "10")
+    assert (
+        tuple(json.loads(facts["mean"])) == meta.mean
+        and tuple(json.loads(facts["std"])) == meta.std
+    )
+    assert json.loads(facts["class_names"]) == list(DIGITS_CLASSES)
+    assert json.loads(facts["metrics"])["test_accuracy"] == meta.metrics.test_accuracy
+    assert json.loads(facts["recipe"])["epochs"] == 2
+    assert float(facts["latency_ms"]) == pytest.approx(meta.metrics.latency_table_ms, abs=1e-4)
+    assert facts["latency_device"] == "toy"
+    got = _run([*base, "--format", "net-config", "--out", str(tmp_path / "net.config")])
+    assert got["resolution"] == 16
+    assert json.loads((tmp_path / "net.config").read_text())["resolution"] == 16
+
+
+@pytest.mark.parametrize(
+    ("command", "flags", "flag"),
+    [
+        ("export", ["--format", "onnx", "--dataset", "cifar10"], "--dataset cifar10"),
+        ("export", ["--format", "torchscript", "--resolution", "32"], "--resolution 32"),
+        ("evaluate", ["--resolution", "32"], "--resolution 32"),
+        ("evaluate", ["--data", "fashion_mnist"], "--data fashion_mnist"),
+    ],
+)
+def test_a_flag_that_contradicts_the_record_is_one_line(
+    retrained, tmp_path: Path, capsys, command: str, flags: list[str], flag: str
+) -> None:
+    out = ["--out", str(tmp_path / "net")] if command == "export" else []
+    argv = [command, str(retrained["arch"]), "--weights", str(retrained["weights"]), *out]
+    err = _refused([*argv, *flags], capsys)
+    assert f"{flag} contradicts the weights {retrained['weights']}" in err
+    assert not (tmp_path / "net").exists()
+
+
+def test_weights_without_a_record_take_the_flags_as_before(retrained, tmp_path: Path) -> None:
+    onnx = pytest.importorskip("onnx")
+    base = ["export", str(retrained["arch"]), "--weights", str(retrained["bare"])]
+    _run([*base, "--format", "onnx", "--out", str(tmp_path / "n.onnx"), "--dataset", "digits"])
+    facts = {p.key: p.value for p in onnx.load(str(tmp_path / "n.onnx")).metadata_props}
+    assert tuple(json.loads(facts["mean"])) == normalisation("digits")[0]
+    assert "class_names" not in facts and "metrics" not in facts
+    # --resolution 24 contradicts the record; without one it lays the net out at 24 px
+    got = _run(
+        [
+            "evaluate",
+            str(retrained["arch"]),
+            "--weights",
+            str(retrained["bare"]),
+            "--resolution",
+            "24",
+        ]
+    )
+    assert got["resolution"] == 24 and got["data"] == "digits"
 
 
 def test_a_sweep_copies_the_record_with_its_net(retrained, tmp_path: Path) -> None:
@@ -125,3 +232,16 @@ def test_a_sweep_copies_the_record_with_its_net(retrained, tmp_path: Path) -> No
     copied = torch.load(store.work_dir / "nets" / "t1" / "weights.pt", weights_only=True)
     trained = torch.load(retrained["weights"], weights_only=True)
     assert all(torch.equal(copied[k], v) for k, v in trained.items())
+
+
+def test_a_record_normalised_otherwise_than_this_version_warns(
+    retrained, tmp_path: Path, capsys
+) -> None:
+    """evaluate normalises with this version's constants; a record that says other ones
+    (the constants changed since the training) is said on stderr, not scored in silence."""
+    meta = WeightsMeta.beside(retrained["weights"])
+    meta.replace(mean=(0.5, 0.5, 0.5)).save(tmp_path / "weights.meta.json")
+    shutil.copy2(retrained["weights"], tmp_path / "weights.pt")
+    got = _run(["evaluate", str(retrained["arch"]), "--weights", str(tmp_path / "weights.pt")])
+    assert got["images"] == meta.metrics.test_samples
+    assert "normalises digits by [0.305, 0.305, 0.305]" in capsys.readouterr().err

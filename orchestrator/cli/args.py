@@ -156,14 +156,18 @@ def add_net_args(parser: argparse.ArgumentParser, weights: str, required: bool =
         help=f"{weights}: a retrain's weights.pt or an official .pth (state_dict layouts)",
     )
     parser.add_argument(
-        "--resolution", type=int, default=None, help="input H = W (default: the file's; 224/32)"
+        "--resolution",
+        type=int,
+        default=None,
+        help="input H = W (default: the weights' record, else the file's; 224/32)",
     )
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
 
 
-def load_net_arg(args: argparse.Namespace, tmp: str) -> Any:
-    """The `net` file of export / evaluate (a path or storage URI), at --resolution if given."""
+def load_net_arg(args: argparse.Namespace, tmp: str, resolution: int | None) -> Any:
+    """The `net` file of export / evaluate (a path or storage URI), at `resolution` if given
+    (--resolution, or the one the weights record)."""
     from nas_core.architecture import load_network
     from orchestrator.storage import fetch_to_local
 
-    return load_network(fetch_to_local(args.net, Path(tmp) / "net"), args.resolution)
+    return load_network(fetch_to_local(args.net, Path(tmp) / "net"), resolution)

@@ -216,6 +216,10 @@ def add_retrain_parser(sub: Any, levels: argparse.ArgumentParser) -> None:
     p.add_argument("--channels-last", action="store_true", help="NHWC memory format")
     p.add_argument("--compile", action="store_true", help="torch.compile the net for training")
     p.add_argument("--lut", default=None, help="latency table to price the net")
-    p.add_argument("--out", default=None, help="folder for weights and retrain.json")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="folder for weights.pt, its record weights.meta.json, architecture.json, retrain.json",
+    )
     p.add_argument("--json", action="store_true", help="one JSON summary on stdout")
     p.set_defaults(handler=cmd_retrain)
