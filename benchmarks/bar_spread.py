@@ -26,35 +26,35 @@ The last line of stdout is one JSON object.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import itertools
 import json
 import sys
 import tempfile
 import time
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
+from console import print_summary, progress_log
 
-from nas_core.search import Searcher  # noqa: E402
-from tests.learned_cases import (  # noqa: E402
-    AMPS,
-    BF16_SPACE,
-    DIGITS_SPACE,
-    RETRAIN_FLAGS,
-    SWEEP_SPEC,
-    TINY_SPACE,
-    bar,
-    bf16_case,
-    first_ops,
-    first_weight_logits,
-    full_mode_case,
-    logit_gap,
-    reinforce_case,
-    save_table,
-)
+from nas_core.search import Searcher
+
+
+def _learned_cases() -> ModuleType:
+    """tests/learned_cases.py, the very configs the tests run, read from its file: the install
+    holds nas_core, cluster and orchestrator, not tests/, so `tests.learned_cases` imports only
+    from the repository's root (it imports nothing but the installed packages)."""
+    path = Path(__file__).resolve().parents[1] / "tests" / "learned_cases.py"
+    spec = importlib.util.spec_from_file_location("learned_cases", path)
+    assert spec is not None and spec.loader is not None, path
+    module = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+cases = _learned_cases()
+log = progress_log("bar_spread")
 
 DIGITS_TEST_IMAGES = 360
 
@@ -63,21 +63,24 @@ def _spread(values: list[float], with_bar: bool = True) -> dict[str, Any]:
     out: dict[str, Any] = {"values": [round(v, 4) for v in values]}
     out["min"], out["max"] = round(min(values), 4), round(max(values), 4)
     if with_bar:
-        out["bar"] = round(bar(values), 4)
+        out["bar"] = round(cases.bar(values), 4)
     return out
 
 
 def bf16_runs(seeds: list[int], root: Path) -> dict[str, Any]:
-    lut = save_table(BF16_SPACE, root / "bf16.parquet")
+    lut = cases.save_table(cases.BF16_SPACE, root / "bf16.parquet")
     found: dict[str, list[float]] = {"off": [], "bf16": [], "loss_gap": [], "entropy_fall": []}
+
+    def first_logits(amp: str, seed: int) -> Any:
+        return cases.first_weight_logits(cases.bf16_case(amp, seed, root / "first", lut))
+
     found["logit_gap"] = [
-        logit_gap(*(first_weight_logits(bf16_case(amp, seed, root / "first", lut)) for amp in AMPS))
-        for seed in seeds
+        cases.logit_gap(*(first_logits(amp, seed) for amp in cases.AMPS)) for seed in seeds
     ]
     for seed in seeds:
         first_loss = {}
-        for amp in AMPS:
-            config = bf16_case(amp, seed, root / f"bf16-{seed}-{amp}", lut)
+        for amp in cases.AMPS:
+            config = cases.bf16_case(amp, seed, root / f"bf16-{seed}-{amp}", lut)
             result = Searcher.from_config(config).run()
             h = result.history
             found[amp].append(result.valid_accuracy)
@@ -85,7 +88,7 @@ def bf16_runs(seeds: list[int], root: Path) -> dict[str, Any]:
             found["entropy_fall"].append(
                 h[config.warmup_epochs]["arch/entropy_mean"] - h[-1]["arch/entropy_mean"]
             )
-            print(f"bf16 seed {seed} {amp}: {result.valid_accuracy:.4f}", flush=True)
+            log(f"bf16 seed {seed} {amp}: {result.valid_accuracy:.4f}")
         found["loss_gap"].append(abs(first_loss["bf16"] / first_loss["off"] - 1))
     return {
         "fp32_valid_accuracy": _spread(found["off"]),
@@ -99,19 +102,19 @@ def bf16_runs(seeds: list[int], root: Path) -> dict[str, Any]:
 def reinforce_runs(
     seeds: list[int], root: Path, lambdas: tuple[float, float] = (0.0, 3.0)
 ) -> dict[str, Any]:
-    lut = save_table(DIGITS_SPACE, root / "digits.parquet")
+    lut = cases.save_table(cases.DIGITS_SPACE, root / "digits.parquet")
     accuracy, ordered, latency = [], [], {lam: [] for lam in lambdas}
     for seed in seeds:
         ms = []
         for lam in lambdas:
             result = Searcher.from_config(
-                reinforce_case(lam, seed, root / f"r-{seed}-{lam}", lut)
+                cases.reinforce_case(lam, seed, root / f"r-{seed}-{lam}", lut)
             ).run()
             if lam == lambdas[0]:
                 accuracy.append(result.valid_accuracy)
             ms.append(result.latency_ms)
             latency[lam].append(result.latency_ms)
-            print(f"reinforce seed {seed} λ₂ {lam}: {result.valid_accuracy:.4f}", flush=True)
+            log(f"reinforce seed {seed} λ₂ {lam}: {result.valid_accuracy:.4f}")
         ordered.append(ms[0] > ms[1])
     return {
         "valid_accuracy_lambda0": _spread(accuracy),
@@ -121,12 +124,13 @@ def reinforce_runs(
 
 
 def full_runs(seeds: list[int], root: Path) -> dict[str, Any]:
-    lut = save_table(TINY_SPACE, root / "tiny.parquet")
+    lut = cases.save_table(cases.TINY_SPACE, root / "tiny.parquet")
     falls = []
     for seed in seeds:
-        h = Searcher.from_config(full_mode_case(root / f"full-{seed}", lut, seed)).run().history
+        config = cases.full_mode_case(root / f"full-{seed}", lut, seed)
+        h = Searcher.from_config(config).run().history
         falls.append(h[0]["arch/entropy_mean"] - h[-1]["arch/entropy_mean"])
-        print(f"full seed {seed}: entropy fall {falls[-1]:.4f}", flush=True)
+        log(f"full seed {seed}: entropy fall {falls[-1]:.4f}")
     return {"entropy_fall": _spread(falls, with_bar=False)}
 
 
@@ -137,17 +141,17 @@ def retrain_runs(seeds: list[int], root: Path) -> dict[str, Any]:
     from orchestrator.cli import main as cli
 
     arch = root / "first_ops.json"
-    first_ops(TINY_SPACE).save(arch)
+    cases.first_ops(cases.TINY_SPACE).save(arch)
     accuracy = []
     for seed in seeds:
         out = io.StringIO()
-        argv = ["retrain", str(arch), *RETRAIN_FLAGS, "--seed", str(seed), "--json"]
+        argv = ["retrain", str(arch), *cases.RETRAIN_FLAGS, "--seed", str(seed), "--json"]
         with contextlib.redirect_stdout(out):
             cli([*argv, "--out", str(root / f"retrain-{seed}")])
         accuracy.append(json.loads(out.getvalue())["test_accuracy"])
-        print(f"retrain seed {seed}: test {accuracy[-1]:.4f}", flush=True)
+        log(f"retrain seed {seed}: test {accuracy[-1]:.4f}")
     spread = _spread(accuracy, with_bar=False)
-    spread["bar"] = round(bar(accuracy, DIGITS_TEST_IMAGES), 4)
+    spread["bar"] = round(cases.bar(accuracy, DIGITS_TEST_IMAGES), 4)
     return {"test_accuracy": spread}
 
 
@@ -155,7 +159,7 @@ def sweep_runs(seeds: list[int], root: Path) -> dict[str, Any]:
     from orchestrator.sweep import prepare_tables
     from orchestrator.sweep_spec import SweepSpec
 
-    spec = SweepSpec.from_config(SWEEP_SPEC)
+    spec = SweepSpec.from_config(cases.SWEEP_SPEC)
     prepare_tables(spec, root)  # this CPU's table, as the sweep profiles it
     lut = str(root / "latency.parquet")
     lambdas = spec.grid["lambda2"].values
@@ -168,7 +172,7 @@ def sweep_runs(seeds: list[int], root: Path) -> dict[str, Any]:
             config = spec.search_config(point, out_dir=str(root / f"sweep-{seed}-{lam}"))
             ms.append(Searcher.from_config(config).run().latency_ms)
             latency[lam].append(ms[-1])
-            print(f"sweep seed {seed} λ₂ {lam}: {ms[-1]:.3f} ms", flush=True)
+            log(f"sweep seed {seed} λ₂ {lam}: {ms[-1]:.3f} ms")
         ordered += all(a >= b for a, b in itertools.pairwise(ms)) and ms[0] > ms[-1]
     return {
         "latency_ms": {str(lam): _spread(v, with_bar=False) for lam, v in latency.items()},
@@ -197,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         for case in args.only or CASES:
             out[case] = CASES[case](seeds, Path(tmp))
     out["seconds"] = round(time.perf_counter() - started, 1)
-    print(json.dumps(out, ensure_ascii=False), flush=True)
+    print_summary(out)
     return 0
 
 

@@ -37,36 +37,31 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import os
 import pickle
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
+from console import print_summary, progress_log
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-
-from cluster.arch_actor import ArchitectureActor, split_alphas  # noqa: E402
-from cluster.connect import ensure_ray  # noqa: E402
-from cluster.search import run_search  # noqa: E402
-from nas_core.checkpoint import load_checkpoint  # noqa: E402
-from nas_core.data import DataConfig  # noqa: E402
-from nas_core.latency.predictor import LatencyModel  # noqa: E402
-from nas_core.latency.synthetic import synthetic_table  # noqa: E402
-from nas_core.sampling import Stream, sample_paths, step_generator  # noqa: E402
-from nas_core.search_config import SearchConfig, WeightConfig  # noqa: E402
-from nas_core.spaces import SearchSpace  # noqa: E402
-from nas_core.stats import count_params  # noqa: E402
-from nas_core.strategy import StrategyConfig, create_strategy  # noqa: E402
-from nas_core.supernet import SuperNet  # noqa: E402
-from nas_core.training import weight_step  # noqa: E402
+from cluster.arch_actor import ArchitectureActor, split_alphas
+from cluster.connect import ensure_ray
+from cluster.search import run_search
+from nas_core.checkpoint import load_checkpoint
+from nas_core.data import DataConfig
+from nas_core.latency.predictor import LatencyModel
+from nas_core.latency.synthetic import synthetic_table
+from nas_core.sampling import Stream, sample_paths, step_generator
+from nas_core.search_config import SearchConfig, WeightConfig
+from nas_core.spaces import SearchSpace
+from nas_core.stats import count_params
+from nas_core.strategy import StrategyConfig, create_strategy
+from nas_core.supernet import SuperNet
+from nas_core.training import weight_step
 
 SMALL_SPACE = {"name": "mobilenet", "B": 2, "F": 0.5, "resolution": 32}
 LARGE_SPACE = {"name": "mobilenet", "B": 4, "F": 1.0, "resolution": 64}
@@ -77,8 +72,7 @@ TARGET_ROUNDTRIP_RATIO = 0.05
 ASSUMED_LINK_GBPS = 10.0  # for the all-reduce estimate in scaling_note
 
 
-def log(msg: str) -> None:
-    print(f"[distributed] {msg}", file=sys.stderr, flush=True)
+log = progress_log("distributed")
 
 
 def space_config(base: dict[str, Any], resolution: int | None = None) -> dict[str, Any]:
@@ -553,7 +547,7 @@ def main(argv: list[str] | None = None) -> None:
     out["ray"] = ray.__version__
     out["wall_s"] = round(time.perf_counter() - t_start, 1)
     log(f"done in {out['wall_s']} s")
-    print(json.dumps(out), flush=True)
+    print_summary(out)
 
 
 if __name__ == "__main__":

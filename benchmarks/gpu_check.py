@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from console import print_summary, progress_log
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
 
 DIGITS_SPACE = {"name": "mobilenet", "B": 2, "F": 0.5, "resolution": 32, "transition_op": None}
 # without CUDA the same steps on a smaller space: CPU bf16 convolutions are often emulated
@@ -42,8 +42,7 @@ HEAVY_SEARCH_SPACE = {"name": "mobilenet", "B": 2, "F": 0.5, "resolution": 64}
 MBCONV_KEY = "expanded_conv-input:56x56x24-output:56x56x24-expand:6-kernel:5-stride:1-idskip:1"
 
 
-def log(msg: str) -> None:
-    print(f"[gpu_check] {msg}", file=sys.stderr, flush=True)
+log = progress_log("gpu_check")
 
 
 @dataclass(frozen=True)
@@ -447,7 +446,7 @@ def probe_device() -> dict[str, Any]:
         out["ray"] = ray.__version__
     except ImportError:
         out["ray"] = None
-    print(json.dumps(out))
+    print_summary(out)
     return out
 
 
@@ -467,7 +466,7 @@ def probe_mbconv() -> None:
         out[f"events_over_graph_batch{batch}"] = round(
             out[f"events_ms_batch{batch}"] / out[f"graph_ms_batch{batch}"], 3
         )
-    print(json.dumps(out))
+    print_summary(out)
 
 
 def probe_sync(out_dir: str) -> None:
@@ -509,9 +508,7 @@ def probe_sync(out_dir: str) -> None:
         searcher = SyncCheckedSearcher(config, data, synthetic_table(space))
         searcher.run()
         result[strategy] = searcher.history[-1]["valid/accuracy"]
-    print(
-        json.dumps({"steps_checked": SyncCheckedSearcher.steps_checked, "valid_accuracy": result})
-    )
+    print_summary({"steps_checked": SyncCheckedSearcher.steps_checked, "valid_accuracy": result})
 
 
 def probe_export(arch: str, weights: str, path: str, device: str) -> None:
@@ -532,7 +529,7 @@ def probe_export(arch: str, weights: str, path: str, device: str) -> None:
     x = torch.randn(4, 3, r, r, device=device)
     with torch.no_grad():
         diff = float((scripted(x) - eager(x)).abs().max())
-    print(json.dumps({"device": device, "max_abs_diff": diff, "ok": diff < 1e-4}))
+    print_summary({"device": device, "max_abs_diff": diff, "ok": diff < 1e-4})
     if diff >= 1e-4:
         raise SystemExit(f"TorchScript and eager outputs differ by {diff}")
 
@@ -635,7 +632,7 @@ def main(argv: list[str] | None = None) -> int:
         results[step.name] = run_step(step, out, env, min(step.timeout_s, left))
     summary = summarise(results, cuda, time.perf_counter() - t0)
     (out / "summary.json").write_text(json.dumps({**summary, "details": results}, indent=2))
-    print(json.dumps(summary), flush=True)
+    print_summary(summary)
     return 0 if summary["passed"] else 1
 
 

@@ -18,13 +18,12 @@ The last line of stdout is one JSON object. Targets (issue 15): MAPE <= 5 % and 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from console import print_summary
 
 from nas_core.architecture import Architecture, build_net
 from nas_core.latency.modules import module_for_key
@@ -93,37 +92,35 @@ def main(argv: list[str] | None = None) -> int:
     model = LatencyModel(space, calibrated)  # the space's fastest, mean and slowest nets
     figure = args.figure or str(Path(tempfile.gettempdir()) / "latency_accuracy.png")
     save_figure(after, figure, f"{table.meta.name}, calibrated, held-out spread nets")
-    print(
-        json.dumps(
-            {
-                "mape": round(after.mape, 3),
-                "spearman": round(after.spearman, 4),
-                "rmse_ms": round(after.rmse_ms, 4),
-                "mape_uncalibrated": round(before.mape, 3),
-                "spearman_uncalibrated": round(before.spearman, 4),
-                "rmse_ms_uncalibrated": round(before.rmse_ms, 4),
-                "spearman_measurement_repeat": round(repeat.spearman, 4),
-                "mape_uniform_nets": round(uniform_after.mape, 3),
-                "spearman_uniform_nets": round(uniform_after.spearman, 4),
-                "spearman_measurement_repeat_uniform_nets": round(uniform_repeat.spearman, 4),
-                "calibration": calibration,
-                "held_out_samples": after.samples,
-                "fit_samples": len(fit_archs),
-                "measured_ms_range": [round(min(held_ms), 3), round(max(held_ms), 3)],
-                "uniform_measured_ms_range": [round(min(uniform_ms), 3), round(max(uniform_ms), 3)],
-                "uniform_expected_ms": round(model.uniform(), 3),
-                "space_ms_range": [round(model.fastest(), 3), round(model.slowest(), 3)],
-                "entries": len(table),
-                "space": space.to_config(),
-                "device": table.meta.name,
-                "threads": table.meta.threads,
-                "repeats": args.repeats,
-                "builds_per_net": BUILDS,
-                "seconds": round(seconds, 1),
-                "figure": figure,
-                "targets": {"mape": 5.0, "spearman": 0.97},
-            }
-        )
+    print_summary(
+        {
+            "mape": round(after.mape, 3),
+            "spearman": round(after.spearman, 4),
+            "rmse_ms": round(after.rmse_ms, 4),
+            "mape_uncalibrated": round(before.mape, 3),
+            "spearman_uncalibrated": round(before.spearman, 4),
+            "rmse_ms_uncalibrated": round(before.rmse_ms, 4),
+            "spearman_measurement_repeat": round(repeat.spearman, 4),
+            "mape_uniform_nets": round(uniform_after.mape, 3),
+            "spearman_uniform_nets": round(uniform_after.spearman, 4),
+            "spearman_measurement_repeat_uniform_nets": round(uniform_repeat.spearman, 4),
+            "calibration": calibration,
+            "held_out_samples": after.samples,
+            "fit_samples": len(fit_archs),
+            "measured_ms_range": [round(min(held_ms), 3), round(max(held_ms), 3)],
+            "uniform_measured_ms_range": [round(min(uniform_ms), 3), round(max(uniform_ms), 3)],
+            "uniform_expected_ms": round(model.uniform(), 3),
+            "space_ms_range": [round(model.fastest(), 3), round(model.slowest(), 3)],
+            "entries": len(table),
+            "space": space.to_config(),
+            "device": table.meta.name,
+            "threads": table.meta.threads,
+            "repeats": args.repeats,
+            "builds_per_net": BUILDS,
+            "seconds": round(seconds, 1),
+            "figure": figure,
+            "targets": {"mape": 5.0, "spearman": 0.97},
+        }
     )
     return 0
 

@@ -26,15 +26,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
+from console import print_summary, progress_log
 
 RAY = str(Path(sys.executable).with_name("ray"))
 
 
-def log(msg: str) -> None:
-    print(f"[listening] {msg}", file=sys.stderr, flush=True)
+log = progress_log("listening")
 
 
 def routable_ip() -> str:
@@ -198,14 +195,12 @@ def main(argv: list[str] | None = None) -> None:
         head = on_a_head(Path(tmp))
         log(json.dumps(head))
         local = on_a_local_instance(Path(tmp))
-    print(
-        json.dumps(
-            {
-                "cluster_node": head,
-                "local_instance": local,
-                "wall_s": round(time.perf_counter() - started, 1),
-            }
-        )
+    print_summary(
+        {
+            "cluster_node": head,
+            "local_instance": local,
+            "wall_s": round(time.perf_counter() - started, 1),
+        }
     )
 
 

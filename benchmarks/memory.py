@@ -32,16 +32,14 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from console import print_summary, progress_log
 from torch import nn
 
+from nas_core.architecture import Architecture, build_net
+from nas_core.spaces import SearchSpace, create_space
+from nas_core.supernet import SuperNet
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-
-from nas_core.architecture import Architecture, build_net  # noqa: E402
-from nas_core.spaces import SearchSpace, create_space  # noqa: E402
-from nas_core.supernet import SuperNet  # noqa: E402
-
 KINDS = ("standalone", "supernet", "darts")
 SPACE, BLOCKS, WIDTH, NUM_CLASSES = "mobilenet", 4, 1.0, 1000
 DEFAULT_OP = "5x5_MBConv6"
@@ -61,8 +59,7 @@ class Bench:
     candidates: int
 
 
-def log(msg: str) -> None:
-    print(f"[memory] {msg}", file=sys.stderr, flush=True)
+log = progress_log("memory")
 
 
 def make_space(resolution: int) -> SearchSpace:
@@ -395,7 +392,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(len(os.sched_getaffinity(0)))
     if args.child:
         result = measure_cpu_child(args.child, args.batch, args.resolution, args.op)
-        print(json.dumps(result), flush=True)
+        print_summary(result)
         return
     if args.op == "zero" or args.repeats < 1:
         raise SystemExit("--op must be a non-Zero candidate and --repeats at least 1")
@@ -404,7 +401,7 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.perf_counter()
     summary = summarise(measure_all(args, device), args, device)
     log(f"done in {time.perf_counter() - t0:.1f} s")
-    print(json.dumps(summary), flush=True)
+    print_summary(summary)
 
 
 if __name__ == "__main__":

@@ -35,30 +35,24 @@ The last line of stdout is one JSON object.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from console import print_summary, progress_log
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-
-from nas_core.architecture import Architecture, build_net, ops_of  # noqa: E402
-from nas_core.precision import Amp  # noqa: E402
-from nas_core.sampling import Stream, sample_gates, sample_paths, step_generator  # noqa: E402
-from nas_core.spaces import create_space  # noqa: E402
-from nas_core.stats import count_macs, count_params  # noqa: E402
-from nas_core.strategy import StrategyConfig, create_strategy, make_arch_optimizer  # noqa: E402
-from nas_core.supernet import SuperNet  # noqa: E402
-from nas_core.training import weight_step  # noqa: E402
+from nas_core.architecture import Architecture, build_net, ops_of
+from nas_core.precision import Amp
+from nas_core.sampling import Stream, sample_gates, sample_paths, step_generator
+from nas_core.spaces import create_space
+from nas_core.stats import count_macs, count_params
+from nas_core.strategy import StrategyConfig, create_strategy, make_arch_optimizer
+from nas_core.supernet import SuperNet
+from nas_core.training import weight_step
 
 SPACE, BLOCKS, WIDTH, NUM_CLASSES = "mobilenet", 4, 1.0, 10
 LR, MOMENTUM, WEIGHT_DECAY, LABEL_SMOOTHING = 0.025, 0.9, 4e-5, 0.1  # WeightConfig defaults
@@ -70,8 +64,7 @@ BREAKDOWN = ("arch_forward", "other_path_forward")
 DEFAULT_BATCH, DEFAULT_RESOLUTION, DEFAULT_REPEATS, DEFAULT_WARMUP = 16, 64, 24, 2
 
 
-def log(msg: str) -> None:
-    print(f"[search_step] {msg}", file=sys.stderr, flush=True)
+log = progress_log("search_step")
 
 
 def pick_device(flag: str) -> str:
@@ -401,7 +394,7 @@ def main(argv: list[str] | None = None) -> None:
     summary["cpus"] = len(os.sched_getaffinity(0))
     summary["wall_s"] = round(time.perf_counter() - t0, 1)
     log(f"done in {summary['wall_s']} s")
-    print(json.dumps(summary), flush=True)
+    print_summary(summary)
 
 
 if __name__ == "__main__":
