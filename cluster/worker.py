@@ -24,19 +24,10 @@ from nas_core.checkpoint import load_checkpoint, save_checkpoint
 from nas_core.data import build_datasets
 from nas_core.errors import ProxylessError, first_line
 from nas_core.latency.table import LatencyTable
-from nas_core.ranks import ProcessGroupRanks
+from nas_core.ranks import ProcessGroupRanks, spread
 from nas_core.search import Searcher
 from nas_core.search_config import SearchConfig
 from nas_core.search_outputs import LocalOutputs
-
-
-def _from_rank0(value: Any, world: int) -> Any:
-    """Rank 0's `value` on every rank (one broadcast over the ranks' process group)."""
-    if world == 1:
-        return value
-    box = [value]
-    torch.distributed.broadcast_object_list(box, src=0)
-    return box[0]
 
 
 def _set_alphas(searcher: Searcher, flat: Any) -> None:
@@ -78,7 +69,7 @@ class ActorArchSync:
         if searcher.rank == 0:
             call = self.actor.begin.remote(actor_state)
             reply = self.ask(searcher, call, "the start of an attempt")
-        self.generation, _version, alphas = _from_rank0(reply, searcher.world_size)
+        self.generation, _version, alphas = searcher.ranks.from_rank0(reply)
         _set_alphas(searcher, alphas)
 
     def update(self, searcher: Searcher, signal: Any) -> dict[str, float]:
@@ -86,7 +77,7 @@ class ActorArchSync:
         if searcher.rank == 0:
             call = self.actor.step.remote(self.generation, searcher.step, signal)
             reply = self.ask(searcher, call, "an arch step")
-        _version, alphas, metrics = _from_rank0(reply, searcher.world_size)
+        _version, alphas, metrics = searcher.ranks.from_rank0(reply)
         _set_alphas(searcher, alphas)
         return metrics
 
@@ -99,11 +90,8 @@ def rank_spread(searcher: Searcher) -> dict[str, float]:
     weights = sum(p.detach().double().abs().sum() for p in searcher.net.parameters())
     alphas = sum(a.detach().double().abs().sum() for a in searcher.net.arch_state.alphas)
     local = torch.stack([weights.to(searcher.device), alphas.to(searcher.device)])
-    gathered = [torch.zeros_like(local) for _ in range(searcher.world_size)]
-    torch.distributed.all_gather(gathered, local)
-    stacked = torch.stack(gathered)
-    spread = (stacked.max(0).values - stacked.min(0).values).tolist()
-    return {"sync/weights_spread": spread[0], "sync/alpha_spread": spread[1]}
+    apart = spread(searcher.ranks, local).tolist()
+    return {"sync/weights_spread": apart[0], "sync/alpha_spread": apart[1]}
 
 
 class TrainReport:

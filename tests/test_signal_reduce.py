@@ -2,7 +2,9 @@
 
 Proxyless-G averages the ranks' gate gradients in one all-reduce, REINFORCE gathers their
 samples in one all-gather; every rank gets the same result, and ranks that sampled different
-gates stop with an error instead of averaging gradients of different paths.
+gates stop with an error instead of averaging gradients of different paths. The distributed
+search's other two collectives go through the same group: rank 0's actor reply to every rank
+(`from_rank0`) and how far the ranks' weights and α are apart (`spread`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import torch.distributed as dist
 from nas_core.errors import ProxylessError
 from nas_core.latency.predictor import LatencyModel
 from nas_core.latency.synthetic import synthetic_table
-from nas_core.ranks import ProcessGroupRanks
+from nas_core.ranks import ProcessGroupRanks, SingleProcess, spread
 from nas_core.sampling import step_generator
 from nas_core.spaces import create_space
 from nas_core.strategy import GradientSignal, StrategyConfig, create_strategy
@@ -78,3 +80,19 @@ def _rank(rank: int) -> None:
 
 def test_two_ranks_reduce_their_arch_signals_in_one_collective(tmp_path: Path) -> None:
     two_gloo_ranks(_rank, tmp_path)
+
+
+def _rank_collectives(rank: int) -> None:
+    ranks = ProcessGroupRanks(rank, 2, torch.device("cpu"))
+    reply = ranks.from_rank0((3, [0.5, 1.5], {"arch/loss": 0.25}) if rank == 0 else None)
+    assert reply == (3, [0.5, 1.5], {"arch/loss": 0.25})
+    mine = torch.tensor([10.0, 2.0], dtype=torch.float64) + torch.tensor([rank * 0.5, -rank])
+    apart = spread(ranks, mine)
+    assert apart.dtype == torch.float64 and apart.tolist() == [0.5, 1.0]
+
+
+def test_rank0_reaches_every_rank_and_spread_is_max_minus_min(tmp_path: Path) -> None:
+    two_gloo_ranks(_rank_collectives, tmp_path)
+    one = SingleProcess()
+    assert one.from_rank0({"a": 1}) == {"a": 1}
+    assert spread(one, torch.tensor([4.0, -2.0])).tolist() == [0.0, 0.0]
