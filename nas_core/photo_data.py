@@ -31,6 +31,8 @@ from nas_core.loader import TransformedSubset
 if TYPE_CHECKING:
     from torchvision.datasets import CIFAR10, ImageFolder
 
+Transforms = tuple[Callable[[Any], torch.Tensor], Callable[[Any], torch.Tensor]]  # train, eval
+
 
 def cifar10(config: DataConfig) -> DataSplits:
     from torchvision.datasets import CIFAR10
@@ -51,15 +53,8 @@ def cifar10(config: DataConfig) -> DataSplits:
 
     train_set, test_set = load(True), load(False)
     recipe = config.augment or default_augment("cifar10")
-    augment, plain = photo_transforms(recipe, config.resolution, CIFAR10_MEAN, CIFAR10_STD)
-    train, valid = train_valid(train_set.targets, config, f"cifar10: {where}")
-    return DataSplits(
-        train=TransformedSubset(train_set, train, augment, augment=True),
-        valid=TransformedSubset(train_set, valid, plain),
-        test=TransformedSubset(test_set, range(len(test_set)), plain),
-        num_classes=len(train_set.classes),
-        class_names=tuple(train_set.classes),
-    )
+    transforms = photo_transforms(recipe, config.resolution, CIFAR10_MEAN, CIFAR10_STD)
+    return _splits(train_set, test_set, transforms, config, f"cifar10: {where}")
 
 
 def imagefolder(config: DataConfig) -> DataSplits:
@@ -73,20 +68,31 @@ def imagefolder(config: DataConfig) -> DataSplits:
             f"imagefolder: class folders of {train_dir} and {val_dir} differ "
             f"(only in train: {_short(only_train)}; only in val: {_short(only_val)})"
         )
-    augment, plain = folder_transforms(config, train_set)
-    train, valid = train_valid(train_set.targets, config, f"imagefolder: {train_dir}")
+    transforms = folder_transforms(config, train_set)
+    return _splits(train_set, val_set, transforms, config, f"imagefolder: {train_dir}")
+
+
+def _splits(
+    train_set: CIFAR10 | ImageFolder,
+    test_set: CIFAR10 | ImageFolder,
+    transforms: Transforms,
+    config: DataConfig,
+    where: str,
+) -> DataSplits:
+    """Train and valid drawn from `train_set` (`train_valid`), the whole `test_set` as test;
+    `transforms` (augmenting, plain): train is augmented, valid and test are not."""
+    augment, plain = transforms
+    train, valid = train_valid(train_set.targets, config, where)
     return DataSplits(
         train=TransformedSubset(train_set, train, augment, augment=True),
         valid=TransformedSubset(train_set, valid, plain),
-        test=TransformedSubset(val_set, range(len(val_set)), plain),
+        test=TransformedSubset(test_set, range(len(test_set)), plain),
         num_classes=len(train_set.classes),
         class_names=tuple(train_set.classes),
     )
 
 
-def folder_transforms(
-    config: DataConfig, folder: ImageFolder
-) -> tuple[Callable[[Any], torch.Tensor], Callable[[Any], torch.Tensor]]:
+def folder_transforms(config: DataConfig, folder: ImageFolder) -> Transforms:
     """(train, evaluation) transforms of an image folder: `config.augment`, else the recipe its
     first image's size calls for."""
     recipe = config.augment
