@@ -32,22 +32,20 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
+import torch
+from console import print_summary, progress_log
 
-import torch  # noqa: E402
+from nas_core.architecture import Architecture
+from nas_core.latency.predictor import LatencyModel
+from nas_core.retrain import retrain
+from orchestrator.pareto import hypervolume
+from orchestrator.sweep_spec import SweepSpec
 
-from nas_core.architecture import Architecture  # noqa: E402
-from nas_core.latency.predictor import LatencyModel  # noqa: E402
-from nas_core.retrain import retrain  # noqa: E402
-from orchestrator.pareto import hypervolume  # noqa: E402
-from orchestrator.sweep_spec import SweepSpec  # noqa: E402
+log = progress_log("search_vs_random")
 
 SPACE = {"name": "mobilenet", "B": 2, "F": 0.5, "resolution": 32, "transition_op": "3x3_MBConv6"}
 FULL = {"subset": 10000, "warmup": 12, "epochs": 6, "retrain": 10, "random": 3,
@@ -121,7 +119,7 @@ def architecture_matters(spec: SweepSpec, lut: str, seeds: list[int]) -> dict[st
             result = retrain(arch, spec.retrain_config(seed).replace(measure_latency=False))
             valid.append(result.history[-1]["valid/accuracy"])
             test.append(result.test_accuracy)
-            print(f"{name} seed {seed}: valid {valid[-1]:.4f}", flush=True)
+            log(f"{name} seed {seed}: valid {valid[-1]:.4f}")
         found[name] = {"ops": ",".join(arch.ops), "valid": valid, "test": test}
     gap = statistics.fmean(found["widest"]["valid"]) - statistics.fmean(found["floor"]["valid"])
     spread = max(max(v["valid"]) - min(v["valid"]) for v in found.values())
@@ -344,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
             if r["kind"] == "search" and r["status"] == "done"
         }
     report["seconds"] = round(time.perf_counter() - started, 1)
-    print(json.dumps(report, ensure_ascii=False), flush=True)
+    print_summary(report)
     return 0
 
 
