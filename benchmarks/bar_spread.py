@@ -112,8 +112,8 @@ def reinforce_runs(
             ).run()
             if lam == lambdas[0]:
                 accuracy.append(result.valid_accuracy)
-            ms.append(result.latency_ms)
-            latency[lam].append(result.latency_ms)
+            ms.append(result.latency_table_ms)
+            latency[lam].append(result.latency_table_ms)
             log(f"reinforce seed {seed} λ₂ {lam}: {result.valid_accuracy:.4f}")
         ordered.append(ms[0] > ms[1])
     return {
@@ -170,7 +170,7 @@ def sweep_runs(seeds: list[int], root: Path) -> dict[str, Any]:
         for lam in lambdas:
             point = {"lambda2": lam, "B": 2, "F": 0.5, "seed": seed, "lut": lut}
             config = spec.search_config(point, out_dir=str(root / f"sweep-{seed}-{lam}"))
-            ms.append(Searcher.from_config(config).run().latency_ms)
+            ms.append(Searcher.from_config(config).run().latency_table_ms)
             latency[lam].append(ms[-1])
             log(f"sweep seed {seed} λ₂ {lam}: {ms[-1]:.3f} ms")
         ordered += all(a >= b for a, b in itertools.pairwise(ms)) and ms[0] > ms[-1]

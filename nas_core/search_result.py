@@ -23,7 +23,7 @@ class SearchResult:
     """What a search produced."""
 
     architecture: Architecture
-    latency_ms: float | None
+    latency_table_ms: float | None  # priced by the search's table; None without one
     params: int
     macs: int
     valid_accuracy: float
@@ -34,7 +34,7 @@ class SearchResult:
         last = self.history[-1] if self.history else {}
         return {
             "architecture": self.architecture.to_config(),
-            "latency_ms": self.latency_ms,
+            "latency_table_ms": self.latency_table_ms,
             "params": self.params,
             "macs": self.macs,
             "valid_accuracy": self.valid_accuracy,

@@ -1,7 +1,8 @@
 """The sweep's results table: one row per search and retrain trial, stored as Parquet.
 
 Rows are plain dicts with a fixed schema (`COLUMNS`), built from what the trials reported to
-Tune, so a restored sweep rebuilds the same table. Writes go through a temp file and a rename.
+Tune (read through `orchestrator.trial_report`, whose field names are these columns' names), so
+a restored sweep rebuilds the same table. Writes go through a temp file and a rename.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from nas_core.arch_view import ALPHA_KEY
 from nas_core.errors import ProxylessError
 from nas_core.io import atomic_output, read_parquet
 from orchestrator.baseline import RANDOM_KIND
+from orchestrator.trial_report import DONE, FailedReport, ReportError, RetrainReport, SearchReport
 
 COLUMNS: dict[str, str] = {
     "kind": "string",  # search | retrain | random (a baseline net, orchestrator.baseline)
@@ -72,9 +75,9 @@ LATER_COLUMNS = (
 
 def trial_status(metrics: Mapping[str, Any], error: Any) -> tuple[str, str | None]:
     """(status, error message) of one Tune result."""
-    if metrics.get("failed"):
-        return "failed", str(metrics.get("error", "failed"))
-    if metrics.get("done"):
+    if FailedReport.sent(metrics):
+        return "failed", FailedReport.from_metrics(metrics).error
+    if metrics.get(DONE):
         return "done", None
     if error is not None:
         text = str(error).strip().splitlines()
@@ -88,6 +91,16 @@ def _number(v: Any) -> float | None:
     return float(v)
 
 
+def _reported(
+    kind: type[SearchReport | RetrainReport], trial_id: str, metrics: Mapping[str, Any]
+) -> dict[str, Any]:
+    """A finished trial's report fields that are not None, by name (= column)."""
+    try:
+        return kind.from_metrics(metrics).present()
+    except ReportError as e:
+        raise ReportError(f"trial {trial_id}: {e}") from None
+
+
 def search_row(
     trial_id: str,
     params: Mapping[str, Any],
@@ -96,8 +109,12 @@ def search_row(
     seed: int | None = None,
 ) -> dict[str, Any]:
     status, message = trial_status(metrics, error)
-    arch = metrics.get("architecture")
-    space = json.loads(metrics["space"]) if metrics.get("space") else {}
+    if status == "done":
+        got = _reported(SearchReport, trial_id, metrics)
+    else:  # an unfinished search's last epoch reported its α
+        got = {ALPHA_KEY: metrics.get(ALPHA_KEY)}
+    arch = got.get("architecture")
+    space = json.loads(got["space"]) if got.get("space") else {}
     return {
         "kind": "search",
         "trial_id": trial_id,
@@ -110,22 +127,22 @@ def search_row(
         "F": _number(params.get("F", space.get("F"))),
         "target_ms": _number(params.get("target_ms")),
         "lut": params.get("lut"),
-        "device": metrics.get("device"),
-        "strategy": metrics.get("strategy"),
-        "space": metrics.get("space"),
+        "device": got.get("device"),
+        "strategy": got.get("strategy"),
+        "space": got.get("space"),
         "architecture": arch,
         "ops": ",".join(json.loads(arch)["ops"]) if arch else None,
-        "alpha": metrics.get("alpha"),
-        "epochs": metrics.get("epochs"),
-        "valid_accuracy": _number(metrics.get("valid_accuracy")),
-        "latency_table_ms": _number(metrics.get("latency_table_ms")),
-        "params": metrics.get("params"),
-        "macs": metrics.get("macs"),
+        "alpha": got.get(ALPHA_KEY),
+        "epochs": got.get("epochs"),
+        "valid_accuracy": got.get("valid_accuracy"),
+        "latency_table_ms": got.get("latency_table_ms"),
+        "params": got.get("params"),
+        "macs": got.get("macs"),
         "pareto": False,
         "weights": None,
         "architecture_path": None,
         "seed": params.get("seed", seed),  # a grid.seed axis, else the spec's seed
-        "time_total_s": _number(metrics.get("time_total_s")),
+        "time_total_s": _number(metrics.get("time_total_s")),  # Tune's own keys
         "hostname": metrics.get("hostname"),
     }
 
@@ -134,8 +151,10 @@ def retrain_row(
     trial_id: str, search: Mapping[str, Any], metrics: Mapping[str, Any], error: Any
 ) -> dict[str, Any]:
     """A retrain trial's row; its knobs and architecture come from its search row (or, for a
-    baseline net, from the row that drew it: its kind stays `random`)."""
+    baseline net, from the row that drew it: its kind stays `random`), and so do its latency
+    and size where the trial reported none."""
     status, message = trial_status(metrics, error)
+    got = _reported(RetrainReport, trial_id, metrics) if status == "done" else {}
     row = {k: search.get(k) for k in COLUMNS}
     row.update(
         kind=RANDOM_KIND if search.get("kind") == RANDOM_KIND else "retrain",
@@ -143,17 +162,17 @@ def retrain_row(
         status=status,
         error=message,
         search_trial_id=search["trial_id"],
-        epochs=metrics.get("epochs"),
-        valid_accuracy=_number(metrics.get("valid_accuracy")),
-        test_accuracy=_number(metrics.get("test_accuracy")),
-        test_samples=metrics.get("test_samples"),
-        latency_table_ms=_number(metrics.get("latency_table_ms", search.get("latency_table_ms"))),
-        latency_measured_ms=_number(metrics.get("latency_measured_ms")),
-        params=metrics.get("params", search.get("params")),
-        macs=metrics.get("macs", search.get("macs")),
+        epochs=got.get("epochs"),
+        valid_accuracy=got.get("valid_accuracy"),
+        test_accuracy=got.get("test_accuracy"),
+        test_samples=got.get("test_samples"),
+        latency_table_ms=_number(got.get("latency_table_ms", search.get("latency_table_ms"))),
+        latency_measured_ms=got.get("latency_measured_ms"),
+        params=got.get("params", search.get("params")),
+        macs=got.get("macs", search.get("macs")),
         pareto=False,
         weights=None,
-        time_total_s=_number(metrics.get("time_total_s")),
+        time_total_s=_number(metrics.get("time_total_s")),  # Tune's own keys
         hostname=metrics.get("hostname"),
     )
     return row

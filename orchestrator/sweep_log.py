@@ -18,6 +18,7 @@ from ray.tune import Callback
 from nas_core.arch_state import ArchState
 from nas_core.arch_view import ALPHA_KEY, log_alpha
 from nas_core.logs import get_logger
+from orchestrator.trial_report import FailedReport
 
 log = get_logger(__name__)
 
@@ -150,8 +151,9 @@ class SweepProgress(Callback):
                 f"valid acc {result.get('valid/accuracy', float('nan')):.3f}"
                 + (f", E[latency] {lat:.3f} ms" if lat is not None else "")
             )
-        if result.get("failed"):
-            log.warning(f"  {self.phase} {trial.trial_id} failed: {result.get('error')}")
+        if FailedReport.sent(result):
+            error = FailedReport.from_metrics(result).error
+            log.warning(f"  {self.phase} {trial.trial_id} failed: {error}")
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         where = f"{self.phase} {self._position(trials, trial)} ({trial.trial_id})"

@@ -11,7 +11,6 @@ with `failed` and the message in its last report instead of a crash Tune would r
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -31,14 +30,11 @@ from nas_core.search_result import SearchResult
 from nas_core.weights_meta import meta_name
 from orchestrator.ray_compat import wait_for_forwarded_reports
 from orchestrator.sweep_spec import SweepSpec
+from orchestrator.trial_report import FailedReport, RetrainReport, SearchReport
 
 
 def _numbers(metrics: Mapping[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
-
-
-def _present(metrics: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in metrics.items() if v is not None}
 
 
 def _threads(spec: SweepSpec) -> None:
@@ -86,27 +82,16 @@ def search_trial(
             else:
                 result = _search_on_train(sweep, config, table, trial_id, train_storage)
         except ProxylessError as e:
-            tune.report({"failed": 1, "error": str(e)})
+            tune.report(FailedReport(error=str(e)).to_metrics())
             return
         final = Path(work) / "final"
         final.mkdir()
         for name in SEARCH_OUTPUTS:
             if (out / name).is_file():
                 shutil.copy2(out / name, final / name)
-        metrics = {
-            "done": 1,
-            "architecture": json.dumps(result.architecture.to_config()),
-            "space": json.dumps(result.architecture.space.to_config()),
-            "strategy": config.strategy.name,
-            "device": table.meta.device,
-            "latency_table_ms": result.latency_ms,
-            "valid_accuracy": result.valid_accuracy,
-            "params": result.params,
-            "macs": result.macs,
-            "epochs": result.epochs,
-            "alpha": _read_text(final / "arch_state.json"),  # the final α, for results.parquet
-        }
-        tune.report(_present(metrics), checkpoint=tune.Checkpoint.from_directory(final))
+        alpha = _read_text(final / "arch_state.json")  # the final α, for results.parquet
+        report = SearchReport.from_result(result, config.strategy.name, table.meta.device, alpha)
+        tune.report(report.to_metrics(), checkpoint=tune.Checkpoint.from_directory(final))
 
 
 def _read_text(path: Path) -> str | None:
@@ -204,22 +189,9 @@ def retrain_trial(
                 resume=resume,
             )
         except ProxylessError as e:
-            tune.report({"failed": 1, "error": str(e)})
+            tune.report(FailedReport(error=str(e)).to_metrics())
             return
-        last = result.history[-1] if result.history else {}
-        metrics = {
-            "done": 1,
-            "epoch": float(len(result.history) - 1),
-            "epochs": len(result.history),
-            "valid_accuracy": last.get("valid/accuracy"),
-            "test_accuracy": result.test_accuracy,
-            "test_loss": result.test_loss,
-            "test_samples": result.test_samples,
-            "latency_table_ms": result.latency_table_ms,
-            "latency_measured_ms": result.latency_measured_ms,
-            "params": result.params,
-            "macs": result.macs,
-        }
         # the last state too: a trial restarted after this report only re-runs the test
         save_checkpoint(Path(out) / "state.pt", latest["state"])
-        tune.report(_present(metrics), checkpoint=tune.Checkpoint.from_directory(out))
+        metrics = RetrainReport.from_result(result).to_metrics()
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(out))

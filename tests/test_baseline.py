@@ -18,6 +18,7 @@ from orchestrator.report import draw_front, front_markdown, front_text
 from orchestrator.results import read_results, retrain_row, search_row, write_results
 from orchestrator.sweep_spec import DEMO_SPEC, SweepSpec
 from orchestrator.versus_random import compare_arms
+from tests.trial_reports import retrained, searched
 
 SPACE = {"name": "mobilenet", "B": 2, "F": 0.5, "resolution": 32,
          "transition_op": "3x3_MBConv6", "num_classes": 10}  # fmt: skip
@@ -35,13 +36,11 @@ def _searched(space: SearchSpace, table, positions: list[int], seed: int = 0) ->
     for i, p in enumerate(positions):
         ops = tuple(s.candidates[min(p, len(s.candidates) - 1)] for s in space.layer_specs())
         arch = Architecture(space, ops)
-        metrics = {
-            "done": 1,
-            "architecture": json.dumps(arch.to_config()),
-            "space": json.dumps(space.to_config()),
-            "latency_table_ms": architecture_latency(arch, table),
-            "device": table.meta.device,
-        }
+        metrics = searched(
+            json.dumps(arch.to_config()),
+            latency_table_ms=architecture_latency(arch, table),
+            device=table.meta.device,
+        )
         rows.append(search_row(f"s{i}", {"lambda2": float(i), "seed": seed}, metrics, None))
     return rows
 
@@ -82,17 +81,17 @@ def _arms(gaps: list[float]) -> list[dict]:
     rows = []
     for i, gap in enumerate(gaps):
         arch = json.dumps({"space": SPACE, "ops": []})
-        s = search_row(f"s{i}", {"lambda2": float(i)}, {"done": 1, "architecture": arch,
-                       "latency_table_ms": 2.0 + i, "device": "toy"}, None)  # fmt: skip
-        r = retrain_row(f"r{i}", s, {"done": 1, "test_accuracy": 0.9, "test_samples": 1000}, None)
+        metrics = searched(arch, latency_table_ms=2.0 + i, device="toy")
+        s = search_row(f"s{i}", {"lambda2": float(i)}, metrics, None)
+        r = retrain_row(f"r{i}", s, retrained(0.9, test_samples=1000), None)
         m = {**s, "kind": "random", "trial_id": f"matched-s{i}", "search_trial_id": f"matched-s{i}",
              "matched_to": f"s{i}", "strategy": "random"}  # fmt: skip
-        rm = retrain_row(f"rm{i}", m, {"done": 1, "test_accuracy": 0.9 - gap}, None)
+        rm = retrain_row(f"rm{i}", m, retrained(0.9 - gap), None)
         rows += [s, r, rm]
     name = "random-00-000"
     u = {**rows[0], "kind": "random", "trial_id": name, "search_trial_id": name,
          "latency_table_ms": 9.0}  # fmt: skip
-    rows.append(retrain_row("ru", u, {"done": 1, "test_accuracy": 0.5}, None))
+    rows.append(retrain_row("ru", u, retrained(0.5), None))
     return rows
 
 

@@ -12,6 +12,8 @@ from nas_core.errors import ProxylessError
 from orchestrator.fronts import mark_pareto
 from orchestrator.pareto import default_reference, hypervolume, pareto_mask
 from orchestrator.results import COLUMNS, read_results, retrain_row, search_row, write_results
+from orchestrator.trial_report import FailedReport
+from tests.trial_reports import retrained, searched
 
 
 def test_front_of_a_small_example() -> None:
@@ -73,14 +75,15 @@ def _rows() -> list[dict]:
     # measured here, the third net is the fastest: on that front it joins the other two
     points = [(0.0, 0.97, 3.0, 3.2), (0.5, 0.95, 2.0, 2.2), (1.0, 0.94, 2.5, 1.5)]
     for i, (lam, acc, lat, here) in enumerate(points):
-        metrics = {"done": 1, "architecture": arch, "latency_table_ms": lat, "params": 10 + i}
+        metrics = searched(arch, latency_table_ms=lat, params=10 + i)
         metrics["valid_accuracy"] = 0.5 + i / 10  # the search's own
         s = search_row(f"s{i}", {"lambda2": lam, "B": 2, "F": 0.5}, metrics, None)
-        retrained = {"done": 1, "test_accuracy": acc, "epochs": 3, "valid_accuracy": 0.99}
-        r = retrain_row(f"r{i}", s, {**retrained, "latency_measured_ms": here}, None)
+        done = retrained(acc, epochs=3, valid_accuracy=0.99, latency_measured_ms=here)
+        r = retrain_row(f"r{i}", s, done, None)
         r.update(architecture_path=f"architectures/s{i}.json", weights=f"nets/s{i}/weights.pt")
         rows += [s, r]
-    rows.append(search_row("s9", {"lambda2": 2.0}, {"failed": 1, "error": "loss became nan"}, None))
+    failed = FailedReport(error="loss became nan").to_metrics()
+    rows.append(search_row("s9", {"lambda2": 2.0}, failed, None))
     return rows
 
 
@@ -260,10 +263,10 @@ def test_the_cross_device_latency_matrix(tmp_path: Path) -> None:
             ops = tuple(s.candidates[(i + j) % len(s.candidates)]
                         for j, s in enumerate(space.layer_specs()))  # fmt: skip
             arch = json.dumps(Architecture(space, ops).to_config())
-            metrics = {"done": 1, "architecture": arch, "device": device}
-            metrics["latency_table_ms"] = architecture_latency(Architecture(space, ops), table)
+            latency = architecture_latency(Architecture(space, ops), table)
+            metrics = searched(arch, device=device, latency_table_ms=latency)
             s = search_row(f"{device[0]}s{i}", {"lambda2": i / 2}, metrics, None)
-            r = retrain_row(f"{device[0]}r{i}", s, {"done": 1, "test_accuracy": 0.9 - i / 20}, None)
+            r = retrain_row(f"{device[0]}r{i}", s, retrained(0.9 - i / 20), None)
             rows += [s, r]
     price_on_every_device(rows, [phone, cpu])
     summary = mark_pareto(rows)
@@ -316,9 +319,9 @@ def _seeded_rows() -> list[dict]:
                             (1.0, (0.80, 0.85, 0.90), (1.0, 1.0, 1.3))):  # fmt: skip
         for seed, (acc, lat) in enumerate(zip(accs, lats, strict=True)):
             name = f"l{lam:g}s{seed}"
-            metrics = {"done": 1, "architecture": arch, "latency_table_ms": lat}
+            metrics = searched(arch, latency_table_ms=lat)
             s = search_row(name, {"lambda2": lam, "seed": seed}, metrics, None)
-            done = {"done": 1, "test_accuracy": acc, "test_samples": 400}
+            done = retrained(acc, test_samples=400)
             rows += [s, retrain_row(f"r-{name}", s, done, None)]
     return rows
 
@@ -388,9 +391,9 @@ def test_the_default_reference_is_the_slowest_net_of_the_spaces() -> None:
     rows = []
     for i in range(3):
         ops = tuple(s.candidates[i % len(s.candidates)] for s in space.layer_specs())
-        metrics = {"done": 1, "architecture": json.dumps(Architecture(space, ops).to_config())}
-        s = search_row(f"s{i}", {"lambda2": i}, {**metrics, "device": "phone"}, None)
-        r = retrain_row(f"r{i}", s, {"done": 1, "test_accuracy": 0.8 + i / 50}, None)
+        metrics = searched(json.dumps(Architecture(space, ops).to_config()), device="phone")
+        s = search_row(f"s{i}", {"lambda2": i}, metrics, None)
+        r = retrain_row(f"r{i}", s, retrained(0.8 + i / 50), None)
         r["latency_table_ms"] = float(i + 1)
         rows += [s, r]
     price_on_every_device(rows, [table])
@@ -411,7 +414,7 @@ def test_the_default_reference_is_the_slowest_net_of_the_spaces() -> None:
 
 
 def test_a_knob_the_grid_does_not_sweep_comes_from_the_space() -> None:
-    space = '{"name": "mobilenet", "B": 3, "F": 0.75}'
-    row = search_row("s0", {"lambda2": 0.1}, {"done": 1, "space": space}, None)
+    metrics = searched('{"space": {"name": "mobilenet", "B": 3, "F": 0.75}, "ops": []}')
+    row = search_row("s0", {"lambda2": 0.1}, metrics, None)
     assert (row["B"], row["F"]) == (3, 0.75)
-    assert search_row("s1", {"B": 2}, {"done": 1, "space": space}, None)["B"] == 2  # the grid's
+    assert search_row("s1", {"B": 2}, metrics, None)["B"] == 2  # the grid's

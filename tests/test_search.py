@@ -89,7 +89,7 @@ def test_search_outputs_and_logs(tmp_path: Path, tiny_lut: str) -> None:
 
     arch = Architecture.load(tmp_path / "architecture.json")
     assert arch == result.architecture
-    assert summary["latency_ms"] == pytest.approx(
+    assert summary["latency_table_ms"] == pytest.approx(
         architecture_latency(arch, LatencyTable.load(tiny_lut))
     )
     state = load_checkpoint(tmp_path / "checkpoint.pt")
@@ -176,7 +176,7 @@ def test_reinforce_learns_and_lambda2_trades_latency(tmp_path: Path, digits_lut:
         history = result.history
         assert history[-1]["arch/entropy_mean"] < history[config.warmup_epochs]["arch/entropy_mean"]
     assert results[0.0].valid_accuracy >= 0.58, results[0.0].valid_accuracy
-    assert results[0.0].latency_ms > results[3.0].latency_ms, results
+    assert results[0.0].latency_table_ms > results[3.0].latency_table_ms, results
 
 
 def test_search_cli_config_errors(tmp_path: Path, capsys) -> None:

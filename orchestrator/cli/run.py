@@ -84,8 +84,8 @@ def search_text(result: Any, out: Path) -> str:
         f"derived architecture: {out / 'architecture.json'}",
         f"  ops        {', '.join(result.architecture.ops)}",
     ]
-    if result.latency_ms is not None:
-        lines.append(f"  latency    {result.latency_ms:.3f} ms (table)")
+    if result.latency_table_ms is not None:
+        lines.append(f"  latency    {result.latency_table_ms:.3f} ms (table)")
     lines.append(f"  params     {format_int(result.params)}   MACs {format_int(result.macs)}")
     lines.append(f"  valid acc  {result.valid_accuracy:.4f}")
     lines.append(f"TensorBoard: tensorboard --logdir {out / 'tensorboard'}")
