@@ -91,14 +91,21 @@ def _number(v: Any) -> float | None:
     return float(v)
 
 
-def _reported(
-    kind: type[SearchReport | RetrainReport], trial_id: str, metrics: Mapping[str, Any]
-) -> dict[str, Any]:
-    """A finished trial's report fields that are not None, by name (= column)."""
+def _finished(
+    kind: type[SearchReport | RetrainReport],
+    trial_id: str,
+    metrics: Mapping[str, Any],
+    error: Any,
+) -> tuple[str, str | None, dict[str, Any]]:
+    """(status, error message, the report's fields that are not None, by name = column). A
+    report that does not read makes its own row an error naming the trial: one bad report
+    costs that row, never the sweep's table of finished results."""
     try:
-        return kind.from_metrics(metrics).present()
+        status, message = trial_status(metrics, error)
+        got = kind.from_metrics(metrics).present() if status == "done" else {}
     except ReportError as e:
-        raise ReportError(f"trial {trial_id}: {e}") from None
+        return "error", f"trial {trial_id}: {e}", {}
+    return status, message, got
 
 
 def search_row(
@@ -108,10 +115,8 @@ def search_row(
     error: Any,
     seed: int | None = None,
 ) -> dict[str, Any]:
-    status, message = trial_status(metrics, error)
-    if status == "done":
-        got = _reported(SearchReport, trial_id, metrics)
-    else:  # an unfinished search's last epoch reported its α
+    status, message, got = _finished(SearchReport, trial_id, metrics, error)
+    if status != "done":  # an unfinished search's last epoch reported its α
         got = {ALPHA_KEY: metrics.get(ALPHA_KEY)}
     arch = got.get("architecture")
     space = json.loads(got["space"]) if got.get("space") else {}
@@ -153,8 +158,7 @@ def retrain_row(
     """A retrain trial's row; its knobs and architecture come from its search row (or, for a
     baseline net, from the row that drew it: its kind stays `random`), and so do its latency
     and size where the trial reported none."""
-    status, message = trial_status(metrics, error)
-    got = _reported(RetrainReport, trial_id, metrics) if status == "done" else {}
+    status, message, got = _finished(RetrainReport, trial_id, metrics, error)
     row = {k: search.get(k) for k in COLUMNS}
     row.update(
         kind=RANDOM_KIND if search.get("kind") == RANDOM_KIND else "retrain",

@@ -94,8 +94,12 @@ def test_a_missing_or_mistyped_field_is_one_clear_line(search_report) -> None:
         SearchReport.from_metrics({**metrics, "epochs": True})
     with pytest.raises(ReportError, match="no 'done' mark"):
         RetrainReport.from_metrics({"failed": 1, "error": "x"})
-    with pytest.raises(ReportError, match="trial s7: a search trial's report lacks"):
-        search_row("s7", {}, {"done": 1}, None)  # the driver names the trial
+    # the driver names the trial, and a report that does not read costs its own row only
+    row = search_row("s7", {"lambda2": 0.5}, {"done": 1, "time_total_s": 3.0}, None)
+    assert row["status"] == "error" and row["lambda2"] == 0.5 and row["time_total_s"] == 3.0
+    assert row["error"].startswith("trial s7: a search trial's report lacks")
+    bad = retrain_row("r7", row, {"failed": 1}, None)  # a failure mark without its error
+    assert bad["status"] == "error" and bad["error"].startswith("trial r7: ")
     with pytest.raises(TypeError):  # a field no report has: a programming error
         SearchReport(**{**search_report.present(), "latency_ms": 1.0})
 
