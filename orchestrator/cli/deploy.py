@@ -37,7 +37,12 @@ def weights_record(weights: str | None, tmp: str) -> WeightsMeta | None:
         return None
     location = beside(weights, meta_name(file_name(weights)))
     local = fetch_if_present(location, Path(tmp) / "record")
-    return WeightsMeta.load(local, where=location) if local is not None else None
+    if local is None:
+        return None
+    try:
+        return WeightsMeta.load(local, where=location)
+    except ProxylessError as e:  # e.g. written by a later version: the flags still work
+        raise ProxylessError(f"{e} (move the record aside to pass the flags instead)") from None
 
 
 def settle(flag: str, given: Any, meta: WeightsMeta | None, field: str, weights: str) -> Any:
