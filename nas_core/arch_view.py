@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from nas_core.arch_state import ArchState
-from nas_core.ops import OpName
+from nas_core.ops import ZERO, OpName
 
 if TYPE_CHECKING:
     from nas_core.architecture import Architecture
@@ -132,7 +132,7 @@ def architecture_figure(rows: Sequence[Mapping[str, Any]], title: str) -> Any:
     fig, ax = plt.subplots(figsize=(1.2 + 0.42 * len(rows), 2.6), dpi=100)
     for x, r in enumerate(rows):
         op = OpName.parse(r["op"])
-        skip = op.family in ("zero", "identity")
+        skip = op.family in (ZERO, "identity")
         height = 0.12 if skip else 0.3 + 0.7 * min(op.param or 3, 6) / 6
         colour = "0.75" if skip else KERNEL_COLOURS.get(op.kernel or 0, "0.45")
         ax.add_patch(plt.Rectangle((x - 0.4, 0), 0.8, height, color=colour))

@@ -12,7 +12,7 @@ import torch
 from nas_core.checkpoint import load_checkpoint
 from nas_core.errors import ProxylessError
 from nas_core.latency.predictor import architecture_latency
-from nas_core.search import Searcher
+from nas_core.search import Searcher, initial_arch_state
 from nas_core.search_config import SearchConfig
 from nas_core.strategy import STRATEGIES, StrategyConfig
 from orchestrator.cli import main
@@ -112,6 +112,10 @@ def test_search_outputs_and_logs(tmp_path: Path, tiny_lut: str) -> None:
     # the collapse diagnostics: α stands still in warm-up; the last epoch's share is the net's
     warm, last = result.history[0], result.history[-1]
     assert warm["arch/changed_layers"] == 0
+    # each layer that ends on another op than α's initial argmax moved in some epoch
+    initial = initial_arch_state(arch.space, config).argmax()
+    moved = sum(a != b for a, b in zip(initial, arch.ops, strict=True))
+    assert 0 < moved <= sum(h["arch/changed_layers"] for h in result.history)
     specs = arch.space.layer_specs()
     skippable = [op for s, op in zip(specs, arch.ops, strict=True) if "zero" in s.candidates]
     assert last["arch/zero_share"] == skippable.count("zero") / len(skippable)
