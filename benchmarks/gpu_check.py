@@ -610,10 +610,9 @@ def main(argv: list[str] | None = None) -> int:
     cuda = torch.cuda.is_available()
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
-    }
+    # no empty entry: it would put each step's working directory on its path too
+    paths = (str(REPO_ROOT), os.environ.get("PYTHONPATH"))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
     env.setdefault("PYTHONUNBUFFERED", "1")
     t0 = time.perf_counter()
     results: dict[str, dict[str, Any]] = {}
