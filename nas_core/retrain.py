@@ -262,11 +262,11 @@ def _weights_meta(
     """The record beside the weights: what they learned (`config.data`, at the net's
     resolution), how, what they scored and which device's table priced them."""
     mean, std = normalisation(config.data.dataset)
-    data = config.data
-    if data.data_dir is not None:  # read back from any working directory
-        data = data.replace(data_dir=str(Path(data.data_dir).resolve()))
+    learned = config.data
+    if learned.data_dir is not None:  # read back from any working directory
+        learned = learned.replace(data_dir=str(Path(learned.data_dir).resolve()))
     return WeightsMeta(
-        data=data,
+        data=learned,
         num_classes=data.num_classes,
         class_names=data.class_names,
         mean=mean,
