@@ -239,6 +239,7 @@ def compare(rows: list[dict[str, Any]], summary: dict[str, Any]) -> dict[str, An
     return {
         "s_minus_m_points": None if gap is None else 100 * gap,
         "s_minus_m_ci95_points": None if gap is None else [100 * v for v in versus["gap_ci95"]],
+        "s_minus_m_median_points": None if gap is None else 100 * versus["gap_median"],
         "pairs": versus["pairs"],
         "pairs_won": versus["pairs_won"],
         "unmatched": versus["unmatched"],

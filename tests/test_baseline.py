@@ -17,7 +17,7 @@ from orchestrator.fronts import mark_pareto
 from orchestrator.report import draw_front, front_markdown, front_text
 from orchestrator.results import read_results, retrain_row, search_row, write_results
 from orchestrator.sweep_spec import DEMO_SPEC, SweepSpec
-from orchestrator.versus_random import compare_arms
+from orchestrator.versus_random import compare_arms, versus_text
 from tests.trial_reports import retrained, searched
 
 SPACE = {"name": "mobilenet", "B": 2, "F": 0.5, "resolution": 32,
@@ -107,6 +107,12 @@ def test_the_paired_gap_its_interval_and_both_hypervolumes() -> None:
     assert v["hypervolume"]["search"] > v["hypervolume"]["random"] > 0
     assert len(v["random_nets"]) == 5
     assert compare_arms(rows, "latency_table_ms", lambda r: r["device"]) == {device: v}  # seeded
+    # one random net that trained badly makes the mean, not the median
+    ((_, skewed),) = compare_arms(
+        _arms([0.0, 0.01, 0.2]), "latency_table_ms", lambda r: r["device"]
+    ).items()
+    assert skewed["gap_mean"] == pytest.approx(0.07) and skewed["gap_median"] == pytest.approx(0.01)
+    assert "median pair +1.00" in versus_text("toy", skewed)
 
 
 def test_random_nets_are_never_on_a_front_and_the_renderings_show_them(tmp_path: Path) -> None:
