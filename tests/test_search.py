@@ -112,7 +112,8 @@ def test_search_outputs_and_logs(tmp_path: Path, tiny_lut: str) -> None:
     # the collapse diagnostics: α stands still in warm-up; the last epoch's share is the net's
     warm, last = result.history[0], result.history[-1]
     assert warm["arch/changed_layers"] == 0
-    # each layer that ends on another op than α's initial argmax moved in some epoch
+    # each layer that ends on another op than α's initial argmax moved in some epoch (seeds
+    # 0–4 of this case: 3–6 of its 6 searchable layers moved, so `0 < moved` has margin)
     initial = initial_arch_state(arch.space, config).argmax()
     moved = sum(a != b for a, b in zip(initial, arch.ops, strict=True))
     assert 0 < moved <= sum(h["arch/changed_layers"] for h in result.history)
