@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import signal
 import threading
-import time
 from typing import Any
 
 
@@ -41,23 +40,3 @@ def fit_noting_stops(tuner: Any) -> tuple[Any, bool]:
     finally:
         signal.signal(signal.SIGINT, previous)
     return grid, stopped
-
-
-def wait_for_forwarded_reports(timeout_s: float = 120.0, settle_s: float = 1.0) -> None:
-    """Let the Tune session pass on the Train run's last forwarded report before the trial
-    reports anything itself.
-
-    Ray 2.60: `TuneReportCallback` puts rank 0's reports into a one-slot queue that the
-    trial's main thread empties only while Tune asks it for a result. When `fit()` returns,
-    the last one may still be there; if the trial's own report (or its implicit end-of-function
-    report) reaches the result queue first, the main thread blocks putting the forwarded one
-    behind it and the trial hangs for good. So wait until that queue is empty, then a moment
-    for the item to reach the result queue.
-    """
-    from ray.train._internal.session import get_session
-
-    queue = get_session()._inter_actor_queue  # the one-slot queue: no public handle in 2.60
-    deadline = time.monotonic() + timeout_s
-    while queue is not None and not queue.empty() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    time.sleep(settle_s)

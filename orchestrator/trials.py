@@ -25,10 +25,10 @@ from nas_core.checkpoint import load_checkpoint, save_checkpoint
 from nas_core.data import build_datasets
 from nas_core.errors import ProxylessError
 from nas_core.latency.table import LatencyTable
+from nas_core.retrain import WEIGHTS
 from nas_core.search import Searcher
 from nas_core.search_result import SearchResult
 from nas_core.weights_meta import meta_name
-from orchestrator.ray_compat import wait_for_forwarded_reports
 from orchestrator.sweep_spec import SweepSpec
 from orchestrator.trial_report import FailedReport, RetrainReport, SearchReport
 
@@ -53,8 +53,8 @@ SEARCH_OUTPUTS = (
 # what the driver copies from a retrain trial's final checkpoint (`retrain`'s out dir, and the
 # last state.pt) into nets/<trial>/; a checkpoint written before weights carried their record
 # has no NET_RECORD, and its net is copied without one
-NET_RECORD = meta_name("weights.pt")
-NET_FILES = ("weights.pt", NET_RECORD, "architecture.json", "retrain.json")
+NET_RECORD = meta_name(WEIGHTS)
+NET_FILES = (WEIGHTS, NET_RECORD, "architecture.json", "retrain.json")
 
 
 def search_trial(
@@ -120,12 +120,13 @@ def _search_in_process(sweep: SweepSpec, config: Any, table: LatencyTable) -> Se
 def _search_on_train(
     sweep: SweepSpec, config: Any, table: LatencyTable, trial_id: str, storage: str
 ) -> SearchResult:
-    from ray.tune.integration.ray_train import TuneReportCallback
-
     from cluster.search import run_search
+    from orchestrator.train_reports import forwarded_train_reports
 
     res = sweep.resources
-    try:  # a worker's ProxylessError comes out of run_search as itself
+    # a worker's ProxylessError comes out of run_search as itself; rank 0's reports have all
+    # reached Tune when the context exits, before this trial reports anything itself
+    with forwarded_train_reports() as forward:
         return run_search(
             config,
             res.workers,
@@ -137,11 +138,9 @@ def _search_on_train(
             checkpoints_to_keep=res.checkpoints_to_keep,
             run_name=f"search-{trial_id}",  # a restarted trial resumes this Train run
             storage_path=storage,
-            callbacks=[TuneReportCallback()],
+            callbacks=[forward],
             table=table,
         )
-    finally:
-        wait_for_forwarded_reports()
 
 
 def retrain_trial(
