@@ -24,15 +24,12 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from ray.train.backend import Backend
 from ray.train.constants import (
     DEFAULT_TORCH_PROCESS_GROUP_SHUTDOWN_TIMEOUT_S,
     TORCH_PROCESS_GROUP_SHUTDOWN_TIMEOUT_S,
 )
 from ray.train.torch import TorchConfig
-
-from cluster.ray_compat import torch_backend
-
-TorchBackend, set_torch_distributed_env_vars = torch_backend()
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +45,19 @@ def loopback_interface() -> str:
         if any(a.family == socket.AF_INET and a.address == "127.0.0.1" for a in addresses):
             return name
     raise RuntimeError("no network interface holds 127.0.0.1")
+
+
+def _rank_environment() -> None:
+    """Every rank: torch's distributed variables, as torchrun and Ray Train's own backend set
+    them, from the rank's Train context."""
+    import ray.train
+
+    context = ray.train.get_context()
+    os.environ["LOCAL_RANK"] = str(context.get_local_rank())
+    os.environ["LOCAL_WORLD_SIZE"] = str(context.get_local_world_size())
+    os.environ["NODE_RANK"] = str(context.get_node_rank())
+    os.environ["RANK"] = str(context.get_world_rank())
+    os.environ["WORLD_SIZE"] = str(context.get_world_size())
 
 
 def _open_store(world_size: int, timeout_s: float) -> int:
@@ -114,7 +124,12 @@ def _shutdown_timeout_s() -> int:
         return default
 
 
-class _LoopbackBackend(TorchBackend):
+class _LoopbackBackend(Backend):
+    """Ray Train's `Backend` (a DeveloperAPI) for the loopback group: a node's workers share
+    its GPUs' `CUDA_VISIBLE_DEVICES`, as with Ray Train's torch backend."""
+
+    share_cuda_visible_devices = True
+
     def on_start(self, worker_group: Any, backend_config: TorchConfig) -> None:
         import ray
 
@@ -122,7 +137,7 @@ class _LoopbackBackend(TorchBackend):
         backend = backend_config.backend or ("nccl" if gpus > 0 else "gloo")
         world, timeout_s = len(worker_group), backend_config.timeout_s
         port = worker_group.execute_single(0, _open_store, world, timeout_s)
-        worker_group.execute(set_torch_distributed_env_vars)  # LOCAL_RANK, RANK, …
+        worker_group.execute(_rank_environment)
         ray.get(
             [
                 worker_group.execute_single_async(i, _join, backend, i, world, port, timeout_s)

@@ -10,7 +10,6 @@ Ray name (`tests/test_layering.py` fails otherwise).
 from __future__ import annotations
 
 import functools
-import os
 from typing import Any
 
 RAY_VERSION_READ = "2.60"
@@ -28,36 +27,20 @@ def max_cluster_resources() -> dict[str, float]:
     return dict(state.get_max_resources_from_cluster_config() or {})
 
 
-def enable_token_auth_if_available() -> None:
-    """Present `RAY_AUTH_TOKEN`, `RAY_AUTH_TOKEN_PATH` or `~/.ray/auth_token` when attaching,
-    as `ray start` does: `ray.init(address=…)` does not read them itself in 2.60."""
-    from ray._private.authentication.authentication_token_setup import (
-        maybe_enable_token_auth_if_token_available,
-    )
+def apply_import_time_variables(variables: dict[str, str]) -> None:
+    """Make a Ray that this process imported before `variables` were set act on them.
 
-    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
-
-
-def keep_local_ray_on_loopback() -> None:
-    """Make a local Ray bind its GCS, raylet and workers to 127.0.0.1.
-
-    Ray 2.60 replaces a node address of 127.0.0.1 with the host's routable IP and listens there
-    unless "clusters" are off (its desktop mode). The switch is read at `import ray`, and Ray is
-    often imported before we know the run is local, so the module constant is set as well as
-    the variable its child processes read."""
+    Ray 2.60 reads `RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER` into the module constant
+    `ray_constants.ENABLE_RAY_CLUSTER`, and `RAY_AUTH_MODE` into its cached C++ config, when it
+    is imported, with no public way to read them again; the CLI sets them first, a Python
+    caller may have imported Ray already."""
     from ray._private import ray_constants
+    from ray._raylet import Config
 
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    ray_constants.ENABLE_RAY_CLUSTER = False
-
-
-def init_local_ray_on_loopback(**init_kwargs: Any) -> None:
-    """`ray.init` of a new local instance whose every port is on 127.0.0.1: the node address
-    is `ray.init`'s underscored `_node_ip_address`, the only way to set it from a driver."""
-    import ray
-
-    keep_local_ray_on_loopback()
-    ray.init(_node_ip_address="127.0.0.1", **init_kwargs)
+    if variables.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER") == "0":
+        ray_constants.ENABLE_RAY_CLUSTER = False
+    if "RAY_AUTH_MODE" in variables:
+        Config.initialize("")  # as Ray's own switch to token mode does
 
 
 def collective_timeout_error() -> type[BaseException]:
@@ -72,17 +55,6 @@ def worker_group_startup_timeout_error() -> type[BaseException]:
     from ray.train.v2._internal.exceptions import WorkerGroupStartupTimeoutError
 
     return WorkerGroupStartupTimeoutError
-
-
-def torch_backend() -> tuple[type, Any]:
-    """(Ray Train's torch backend class, its per-worker env setter: LOCAL_RANK, RANK, …).
-
-    The loopback process group replaces only the backend's start and shutdown; subclassing the
-    private `_TorchBackend` keeps the rest of its behaviour (CUDA_VISIBLE_DEVICES shared among
-    a node's workers, the training-start hook) exactly as Ray Train's own."""
-    from ray.train.torch.config import _set_torch_distributed_env_vars, _TorchBackend
-
-    return _TorchBackend, _set_torch_distributed_env_vars
 
 
 def failure_policy_classes() -> tuple[type, Any]:

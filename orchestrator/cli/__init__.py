@@ -13,6 +13,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+from cluster.connect import ray_environment
 from nas_core.errors import ProxylessError
 from nas_core.logs import cli_logging
 from orchestrator.cli import arch, deploy, latency, run, sweeps
@@ -50,7 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         handler: Callable[[argparse.Namespace], int] = args.handler
-        with cli_logging(level(args)):
+        # Ray's import-time variables, set before any handler imports Ray
+        with cli_logging(level(args)), ray_environment(getattr(args, "address", None)):
             return handler(args)
     except ProxylessError as e:
         keys = getattr(e, "keys", None)
