@@ -27,3 +27,15 @@ def progress_log(tag: str) -> Callable[[str], None]:
 def print_summary(summary: Any) -> None:
     """The result as one JSON line on stdout, flushed (λ₂ and the like kept readable)."""
     print(json.dumps(summary, ensure_ascii=False), flush=True)
+
+
+def pick_device(flag: str) -> str:
+    """`--device auto|cpu|cuda` as a device name: auto is CUDA where there is one; asking for
+    CUDA where there is none stops the benchmark with one line."""
+    import torch
+
+    if flag == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if flag == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA device available")
+    return flag

@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from console import print_summary, progress_log
+from console import pick_device, print_summary, progress_log
 from torch import nn
 
 from nas_core.architecture import Architecture, build_net
@@ -291,14 +291,6 @@ def measure_cuda(kind: str, batch: int, resolution: int, op: str) -> dict[str, A
 
 
 # --- driver ---------------------------------------------------------------------------------
-
-
-def pick_device(flag: str) -> str:
-    if flag == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if flag == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("--device cuda: no CUDA device available")
-    return flag
 
 
 def measure_all(args: argparse.Namespace, device: str) -> dict[str, list[dict[str, Any]]]:

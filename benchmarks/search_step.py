@@ -43,9 +43,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from console import print_summary, progress_log
+from console import pick_device, print_summary, progress_log
 
 from nas_core.architecture import Architecture, build_net, ops_of
+from nas_core.ops import ZERO
 from nas_core.precision import Amp
 from nas_core.sampling import Stream, sample_gates, sample_paths, step_generator
 from nas_core.spaces import create_space
@@ -57,7 +58,6 @@ from nas_core.training import weight_step
 SPACE, BLOCKS, WIDTH, NUM_CLASSES = "mobilenet", 4, 1.0, 10
 LR, MOMENTUM, WEIGHT_DECAY, LABEL_SMOOTHING = 0.025, 0.9, 4e-5, 0.1  # WeightConfig defaults
 ALPHA_INIT_STD = 1e-3
-ZERO = "zero"
 TARGET_WEIGHT_STEP_RATIO = 1.2
 MAIN = ("supernet_sampled", "supernet_fixed", "standalone", "arch_step")
 BREAKDOWN = ("arch_forward", "other_path_forward")
@@ -65,14 +65,6 @@ DEFAULT_BATCH, DEFAULT_RESOLUTION, DEFAULT_REPEATS, DEFAULT_WARMUP = 16, 64, 24,
 
 
 log = progress_log("search_step")
-
-
-def pick_device(flag: str) -> str:
-    if flag == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if flag == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("--device cuda: no CUDA device available")
-    return flag
 
 
 def layer_macs(net: SuperNet) -> list[list[int]]:
