@@ -41,24 +41,16 @@ class ForwardReports(UserCallback):
 @contextmanager
 def forwarded_train_reports(poll_s: float = 0.2) -> Iterator[ForwardReports]:
     """The callback to give the Train run; every report it forwards is passed to `tune.report`
-    by the time this context exits (the queue, an actor of the trial's, goes with it)."""
-    from ray import tune
-    from ray.util.queue import Empty, Queue
+    by the time this context exits (the queue, an actor of the trial's, goes with it). A report
+    that cannot be passed on fails the trial here, as with Ray's own callback."""
+    from ray.util.queue import Queue
 
     queue = Queue(actor_options={"num_cpus": 0})  # unbounded: the ranks never wait for Tune
     done = threading.Event()
-
-    def pass_on() -> None:
-        while True:
-            try:
-                item = queue.get(timeout=poll_s)
-            except Empty:
-                if done.is_set():  # set after fit() returned: nothing more will come
-                    return
-                continue
-            tune.report(item)
-
-    thread = threading.Thread(target=pass_on, name="train-reports", daemon=True)
+    failed: list[Exception] = []
+    thread = threading.Thread(
+        target=_pass_on, args=(queue, done, failed, poll_s), name="train-reports", daemon=True
+    )
     thread.start()
     try:
         yield ForwardReports(queue)
@@ -66,3 +58,26 @@ def forwarded_train_reports(poll_s: float = 0.2) -> Iterator[ForwardReports]:
         done.set()
         thread.join()
         queue.shutdown()
+    if failed:
+        raise failed[0]
+
+
+def _pass_on(queue: Any, done: threading.Event, failed: list[Exception], poll_s: float) -> None:
+    """The trial's thread: each queued report to `tune.report`, in order, until `done` was set
+    before the queue was found empty (then nothing more can come). Tune stopping the trial
+    ends the thread (SystemExit)."""
+    from ray import tune
+    from ray.util.queue import Empty
+
+    try:
+        while True:
+            finished = done.is_set()  # read first: an item put before it is still taken below
+            try:
+                item = queue.get(timeout=poll_s)
+            except Empty:
+                if finished:
+                    return
+                continue
+            tune.report(item)
+    except Exception as e:  # a report Tune refused, the queue gone: the trial's error
+        failed.append(e)
