@@ -1,10 +1,12 @@
 """Attaching to a Ray cluster, or starting a local Ray that listens on 127.0.0.1 only.
 
-The address is picked as Ray's own tools pick it (`--address`, then `RAY_ADDRESS`); attaching
-presents the cluster's token when one is available; a cluster that cannot be reached or
-refuses the token is one line naming the address. Both work through the variables Ray
-documents, set before Ray is imported (`RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER`, `RAY_AUTH_MODE`);
-only a process that imported Ray earlier needs the private calls in `cluster.ray_compat`.
+The address is picked as Ray's own tools pick it (`--address`, then `RAY_ADDRESS`). A local
+Ray stays on 127.0.0.1 through Ray's single-machine mode, a variable Ray reads when it is
+imported: the CLI sets it first (`ray_environment`); only a process that imported Ray earlier
+needs the private switch in `cluster.ray_compat`. Attaching follows Ray's documented token
+rules, as `ray job submit` does: the client presents a token when `RAY_AUTH_MODE=token`, so a
+cluster without token auth is never sent one; a cluster that cannot be reached, wants a token
+or refuses it is one line naming the address.
 """
 
 from __future__ import annotations
@@ -13,15 +15,13 @@ import contextlib
 import os
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 from nas_core.environ import environment
 from nas_core.errors import ProxylessError, first_line
 
-# Ray's single-machine mode: read at `import ray`, by this process and its children
+# Ray's single-machine mode when "0": read at `import ray`, by this process and its children
 SINGLE_MACHINE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
-# Ray's authentication mode: read at `import ray`; attaching presents a token only when "token"
-AUTH_MODE_ENV = "RAY_AUTH_MODE"
+AUTH_MODE_ENV = "RAY_AUTH_MODE"  # "token": attaching presents the client's token
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
@@ -42,37 +42,22 @@ def _ray_started() -> bool:
     return ray is not None and ray.is_initialized()
 
 
-def token_available() -> bool:
-    """Whether this client has a Ray token to present, where Ray looks for one (2.60):
-    `RAY_AUTH_TOKEN`, the file `RAY_AUTH_TOKEN_PATH` names, or `~/.ray/auth_token`."""
-    if os.environ.get("RAY_AUTH_TOKEN"):
-        return True
-    path = os.environ.get("RAY_AUTH_TOKEN_PATH")
-    return (
-        Path(path).expanduser().is_file()
-        if path
-        else (Path.home() / ".ray" / "auth_token").is_file()
-    )
+def single_machine(address: str | None) -> bool:
+    """Whether a run at `address` (None: a new local instance) is all on this machine's
+    loopback, where Ray must run in single-machine mode to stay there."""
+    return address is None or address.rpartition(":")[0] in LOOPBACK_HOSTS
 
 
 def ray_variables(address: str | None) -> dict[str, str]:
-    """The variables Ray must read at import for this run: a new local instance (or a head on
-    this machine's loopback) stays on 127.0.0.1, and attaching with a token presents it, as
-    `ray start` does (Ray enables that itself only for `address="auto"`). A mode the user set
-    is kept."""
-    host = None if address is None else address.rpartition(":")[0]
-    variables = {}
-    if address is None or host in LOOPBACK_HOSTS:
-        variables[SINGLE_MACHINE_ENV] = "0"
-    if address is not None and AUTH_MODE_ENV not in os.environ and token_available():
-        variables[AUTH_MODE_ENV] = "token"
-    return variables
+    """The variables Ray must read at import for a run at `address`: single-machine mode for a
+    new local instance or a head on this machine's loopback, else none."""
+    return {SINGLE_MACHINE_ENV: "0"} if single_machine(address) else {}
 
 
 @contextlib.contextmanager
 def ray_environment(address: str | None = None) -> Iterator[None]:
-    """The variables Ray reads at import, for a run at `address` (None: local), set for the
-    block when Ray is not imported yet: the CLI wraps each command in it, so that `ensure_ray`
+    """`ray_variables(address)` set for the block when Ray is not imported yet: the CLI wraps
+    each command in it, so that Ray reads them at import and `ensure_ray`, called inside,
     needs no private call. Afterwards each is what it was (Ray's processes keep theirs)."""
     ahead = "ray" not in sys.modules  # else Ray read them already: `ensure_ray` makes up for it
     with environment(ray_variables(cluster_address(address)) if ahead else {}):
@@ -84,10 +69,11 @@ def ensure_ray(
 ) -> None:
     """Attach to `address` or `RAY_ADDRESS`, else start a local Ray bound to 127.0.0.1.
 
-    Attaching presents the cluster's token when one is available (`RAY_AUTH_TOKEN`,
-    `RAY_AUTH_TOKEN_PATH` or `~/.ray/auth_token`), as `ray start` does; a cluster that cannot be
-    reached or refuses the token is one line naming the address. Only a new local instance is
-    kept on loopback (token auth stays on, Ray's default).
+    Attaching presents the client's token (`RAY_AUTH_TOKEN`, `RAY_AUTH_TOKEN_PATH` or
+    `~/.ray/auth_token`) when `RAY_AUTH_MODE=token`, Ray's documented rule; a cluster that
+    cannot be reached, wants a token or refuses it is one line naming the address. A new local
+    instance is kept on loopback, with Ray's default token auth on. Run inside
+    `ray_environment` when Ray is imported there, else a private switch is needed.
     """
     if _ray_started():
         return
@@ -96,7 +82,7 @@ def ensure_ray(
         host, _, port = address.rpartition(":")
         if "://" not in address and port.isdigit():
             _require_listening(address, host, int(port))
-    _set_ray_variables(ray_variables(address))
+    _set_single_machine_mode(single_machine(address))
     import ray
 
     if address is None:  # single-machine mode: the node's address is 127.0.0.1
@@ -111,26 +97,42 @@ def ensure_ray(
     except (ConnectionError, AuthenticationError, ValueError, RuntimeError) as e:
         # Ray wraps the GCS's refusal of the token in a ConnectionError
         refused = isinstance(e, AuthenticationError) or "InvalidAuthToken" in str(e.__cause__)
-        first = first_line(e)
         what = (
-            "the cluster refused this client's token: put the cluster's token in RAY_AUTH_TOKEN "
-            "or ~/.ray/auth_token"
+            _token_advice()
             if refused
-            else f"{first}; check the address (the head's GCS host:port, not the dashboard's "
-            "URL) and that the cluster is up (`ray status` on the head)"
+            else f"{first_line(e)}; check the address (the head's GCS host:port, not the "
+            "dashboard's URL) and that the cluster is up (`ray status` on the head)"
         )
         raise ProxylessError(f"cannot attach to the Ray cluster at {address}: {what}") from None
 
 
-def _set_ray_variables(variables: dict[str, str]) -> None:
-    """`variables` for this process and every Ray process it starts; a Ray imported before they
-    were set (a Python caller's, not the CLI's: see `ray_environment`) is made to act on them."""
-    late = "ray" in sys.modules and any(os.environ.get(k) != v for k, v in variables.items())
-    os.environ.update(variables)
-    if late:
-        from cluster.ray_compat import apply_import_time_variables
+def _token_advice() -> str:
+    """What to do about a cluster that wants a token: send one, or the right one."""
+    where = "the cluster's token in RAY_AUTH_TOKEN or ~/.ray/auth_token"
+    if os.environ.get(AUTH_MODE_ENV, "").lower() == "token":
+        return f"the cluster refused this client's token: put {where}"
+    return (
+        f"the cluster wants a token: set {AUTH_MODE_ENV}=token (as for `ray job submit`) "
+        f"and put {where}"
+    )
 
-        apply_import_time_variables(variables)
+
+def _set_single_machine_mode(on: bool) -> None:
+    """Ray's single-machine mode on or off, for this process and every Ray process it starts.
+    A Ray imported before the variable was set as wanted (a Python caller's; the CLI sets it
+    first, see `ray_environment`) is switched through `cluster.ray_compat`."""
+    imported = "ray" in sys.modules
+    if on:
+        late = imported and os.environ.get(SINGLE_MACHINE_ENV) != "0"
+        os.environ[SINGLE_MACHINE_ENV] = "0"
+    else:  # attaching elsewhere after a local run of this process: off again
+        late = imported and os.environ.get(SINGLE_MACHINE_ENV) == "0"
+        if os.environ.get(SINGLE_MACHINE_ENV) == "0":
+            del os.environ[SINGLE_MACHINE_ENV]
+    if late:
+        from cluster.ray_compat import set_single_machine_mode
+
+        set_single_machine_mode(on)
 
 
 def _require_listening(address: str, host: str, port: int, timeout_s: float = 5.0) -> None:

@@ -48,8 +48,8 @@ def loopback_interface() -> str:
 
 
 def _rank_environment() -> None:
-    """Every rank: torch's distributed variables, as torchrun and Ray Train's own backend set
-    them, from the rank's Train context."""
+    """Every rank: the distributed variables torchrun sets (LOCAL_RANK, RANK, WORLD_SIZE, …),
+    from the rank's Train context, as Ray Train's torch backend sets them."""
     import ray.train
 
     context = ray.train.get_context()

@@ -27,20 +27,15 @@ def max_cluster_resources() -> dict[str, float]:
     return dict(state.get_max_resources_from_cluster_config() or {})
 
 
-def apply_import_time_variables(variables: dict[str, str]) -> None:
-    """Make a Ray that this process imported before `variables` were set act on them.
+def set_single_machine_mode(on: bool) -> None:
+    """Ray's single-machine mode on or off in a process that imported Ray already.
 
     Ray 2.60 reads `RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER` into the module constant
-    `ray_constants.ENABLE_RAY_CLUSTER`, and `RAY_AUTH_MODE` into its cached C++ config, when it
-    is imported, with no public way to read them again; the CLI sets them first, a Python
-    caller may have imported Ray already."""
+    `ray_constants.ENABLE_RAY_CLUSTER` when it is imported, with no public way to read it again;
+    the CLI sets the variable first, a Python caller may have imported Ray already."""
     from ray._private import ray_constants
-    from ray._raylet import Config
 
-    if variables.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER") == "0":
-        ray_constants.ENABLE_RAY_CLUSTER = False
-    if "RAY_AUTH_MODE" in variables:
-        Config.initialize("")  # as Ray's own switch to token mode does
+    ray_constants.ENABLE_RAY_CLUSTER = not on
 
 
 def collective_timeout_error() -> type[BaseException]:

@@ -147,7 +147,8 @@ def cluster_runs(tmp_path_factory) -> dict:
         proc = subprocess.Popen(
             head, env=head_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
-    client_env = {**env, "RAY_AUTH_TOKEN": token, "PYTHONUNBUFFERED": "1"}
+    # Ray's documented rule, as for `ray job submit`: the client presents its token in token mode
+    client_env = {**env, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token, "PYTHONUNBUFFERED": "1"}
     cli = [sys.executable, "-m", "orchestrator.cli", "sweep", "--config"]
     sweep = [*cli, str(spec)]
     attach = ["--storage-path", str(root / "runs"), "--address", f"127.0.0.1:{gcs}"]
@@ -155,13 +156,15 @@ def cluster_runs(tmp_path_factory) -> dict:
     try:
         for port in (gcs, dashboard, agent):
             _wait_listening(port, proc, head_log, 120)
-        with ThreadPoolExecutor(3) as pool:
+        with ThreadPoolExecutor(4) as pool:
             attached = pool.submit(_run, [*sweep, "--name", "attached", *attach], client_env)
             refused = pool.submit(
                 _run,
                 [*sweep, "--name", "refused", *attach],
                 {**client_env, "RAY_AUTH_TOKEN": "not" + token},
             )
+            no_mode = {k: v for k, v in client_env.items() if k != "RAY_AUTH_MODE"}
+            untold = pool.submit(_run, [*sweep, "--name", "untold", *attach], no_mode)
             job = pool.submit(
                 _submit,
                 f"http://127.0.0.1:{dashboard}",
@@ -169,6 +172,7 @@ def cluster_runs(tmp_path_factory) -> dict:
                 client_env,
             )
         attached, refused, job = attached.result(), refused.result(), job.result()
+        untold = untold.result()
         assert attached.returncode == 0, attached.stdout[-3000:] + attached.stderr[-3000:]
         assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
     finally:
@@ -179,6 +183,7 @@ def cluster_runs(tmp_path_factory) -> dict:
         "job": root / "uri-runs" / "job",
         "job_stdout": job.stdout,
         "refused": refused,
+        "untold": untold,
         "temp_dir": temp_dir,
     }
 
@@ -271,9 +276,20 @@ def test_a_refused_token_is_one_line_and_exit_2(cluster_runs) -> None:
         .splitlines()[-1]
         .startswith("proxyless: error: cannot attach to the Ray cluster at 127.0.0.1:")
     )
-    assert "token" in wrong.stderr.strip().splitlines()[-1]
+    assert "the cluster refused this client's token" in wrong.stderr.strip().splitlines()[-1]
     assert "Traceback" not in wrong.stderr
     assert not cluster_runs["attached"].with_name("refused").exists()  # nothing written
+
+
+def test_a_client_not_in_token_mode_is_told_how_to_present_its_token(cluster_runs) -> None:
+    """The token is there (RAY_AUTH_TOKEN) but RAY_AUTH_MODE is not "token": Ray's rule is that
+    the client then sends none (a cluster without token auth must never be sent one)."""
+    untold = cluster_runs["untold"]
+    assert untold.returncode == 2, untold.stderr[-3000:]
+    last = untold.stderr.strip().splitlines()[-1]
+    assert last.startswith("proxyless: error: cannot attach to the Ray cluster at 127.0.0.1:")
+    assert "the cluster wants a token: set RAY_AUTH_MODE=token" in last
+    assert "Traceback" not in untold.stderr
 
 
 def test_a_cluster_that_does_not_answer_is_one_line_and_exit_2(tmp_path: Path) -> None:

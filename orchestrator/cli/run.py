@@ -139,7 +139,10 @@ def retrain_text(result: Any, config: Any, arch_path: str) -> str:
     return "\n".join(lines)
 
 
-ADDRESS_HELP = "Ray cluster (host:port); default RAY_ADDRESS, else a new local Ray on 127.0.0.1"
+ADDRESS_HELP = (
+    "Ray cluster (host:port; with RAY_AUTH_MODE=token its token is presented); default "
+    "RAY_ADDRESS, else a new local Ray on 127.0.0.1"
+)
 
 
 def add_search_parser(sub: Any, levels: argparse.ArgumentParser) -> None:
