@@ -51,9 +51,13 @@ def _private_uses_in(source: str, name: str) -> list[str]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Attribute) and node.attr in PRIVATE_ATTRIBUTES:
             uses.append(f"{name}:{node.lineno}: .{node.attr}")
+        elif isinstance(node, ast.Attribute) and _private_name(node.attr) and _rooted_at_ray(node):
+            uses.append(f"{name}:{node.lineno}: attribute {node.attr} of ray")
+        elif isinstance(node, ast.Call) and _is_getattr_of_private(node):
+            uses.append(f"{name}:{node.lineno}: getattr of a private name")
         elif isinstance(node, ast.FunctionDef) and node.name in PRIVATE_ATTRIBUTES:
             uses.append(f"{name}:{node.lineno}: overrides {node.name}")
-        elif isinstance(node, ast.Call) and _is_ray_call(node.func):
+        elif isinstance(node, ast.Call) and _rooted_at_ray(node.func):
             uses += [
                 f"{name}:{node.lineno}: keyword {k.arg}"
                 for k in node.keywords
@@ -62,7 +66,23 @@ def _private_uses_in(source: str, name: str) -> list[str]:
     return uses
 
 
-def _is_ray_call(func: ast.expr) -> bool:
+def _private_name(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def _is_getattr_of_private(call: ast.Call) -> bool:
+    """`getattr(x, "_name")`: a private attribute read around the scan of `x._name`."""
+    return (
+        isinstance(call.func, ast.Name)
+        and call.func.id == "getattr"
+        and len(call.args) >= 2
+        and isinstance(call.args[1], ast.Constant)
+        and isinstance(call.args[1].value, str)
+        and _private_name(call.args[1].value)
+    )
+
+
+def _rooted_at_ray(func: ast.expr) -> bool:
     while isinstance(func, ast.Attribute):
         func = func.value
     return isinstance(func, ast.Name) and func.id == "ray"
@@ -83,6 +103,9 @@ PRIVATE_FORMS = {
     "ray_constants.ENABLE_RAY_CLUSTER = False": ".ENABLE_RAY_CLUSTER",
     "def _initialize_and_run_controller(self): pass": "overrides _initialize_and_run_controller",
     "ray.init(_node_ip_address='127.0.0.1')": "keyword _node_ip_address",
+    "w = ray._private.worker.global_worker": "attribute _private of ray",
+    "c = ray.train.torch.config._TorchBackend": "attribute _TorchBackend of ray",
+    "q = getattr(session, '_inter_actor_queue')": "getattr of a private name",
 }
 
 
