@@ -4,16 +4,20 @@ head with no CPUs and two 2-CPU worker nodes), run as users run them: `proxyless
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
 
 import pandas as pd
+import psutil
 import pytest
 import yaml
 
@@ -46,7 +50,7 @@ def multinode() -> dict:
             assert proc.poll() is None, log.read_text()[-3000:]
             assert time.time() < deadline, "the cluster did not start: " + log.read_text()[-3000:]
             time.sleep(0.5)
-        yield {"address": (temp_dir / "address").read_text()}
+        yield {"address": (temp_dir / "address").read_text(), "temp_dir": temp_dir, "proc": proc}
     finally:
         _stop(proc, temp_dir)
         shutil.rmtree(temp_dir, ignore_errors=True)
@@ -70,3 +74,63 @@ def test_a_stale_token_file_does_not_break_a_cluster_without_token_auth(
     rows = pd.read_parquet(tmp_path / "runs" / "stale" / "results.parquet")
     assert sorted(rows["kind"]) == ["retrain", "search"]
     assert list(rows["status"]) == ["done", "done"], rows["error"].tolist()
+
+
+def _train_worker_pid() -> int | None:
+    for p in psutil.process_iter(["cmdline"]):
+        cmdline = p.info["cmdline"] or []
+        if cmdline and cmdline[0].startswith("ray::RayTrainWorker"):
+            return p.pid
+    return None
+
+
+def _remove_node_after_first_checkpoint(
+    multinode: dict, run_dir: Path, stop: threading.Event, seen: dict[str, int]
+) -> None:
+    """The test's thread: once the search's first Train checkpoint is written, has the
+    cluster remove the node that runs its Train worker (and add a fresh one), then notes the
+    Train worker that takes its place."""
+    while not stop.is_set() and "removed" not in seen:
+        pid = _train_worker_pid()
+        if pid is not None and any((run_dir / "tune" / "train").glob("search-*/checkpoint_*")):
+            (multinode["temp_dir"] / "remove").write_text(str(pid))
+            os.kill(multinode["proc"].pid, signal.SIGUSR1)
+            seen["removed"] = pid
+        stop.wait(0.1)
+    while not stop.is_set():
+        pid = _train_worker_pid()
+        if pid is not None and pid != seen.get("removed"):
+            seen["restarted"] = pid
+            return
+        stop.wait(0.1)
+
+
+def test_a_lost_worker_node_is_survived_with_every_epoch_once(multinode, tmp_path) -> None:
+    """The node of a search's Train worker, removed without grace right after the first Train
+    checkpoint: Train restarts the worker group on the nodes left from that checkpoint, and
+    the sweep ends with every trial done and each search epoch reported once."""
+    spec = tmp_path / "sweep.yaml"
+    spec.write_text(yaml.safe_dump({**TINY_SWEEP, "grid": {"lambda2": [0.5], "B": [1]}}))
+    run_dir = tmp_path / "runs" / "lost"
+    argv = [sys.executable, "-m", "orchestrator.cli", "sweep", "--config", str(spec)]
+    argv += ["--storage-path", str(tmp_path / "runs"), "--address", multinode["address"]]
+    stop, seen = threading.Event(), {}
+    remover = threading.Thread(
+        target=_remove_node_after_first_checkpoint, args=(multinode, run_dir, stop, seen)
+    )
+    remover.start()
+    try:
+        done = _run([*argv, "--name", "lost"], {**_client_env(), "HOME": str(tmp_path)})
+    finally:
+        stop.set()
+        remover.join()
+    removed = multinode["temp_dir"] / "removed"
+    assert removed.is_file(), "no node was removed"
+    assert removed.read_text() == str(seen["removed"]), removed.read_text()
+    assert "restarted" in seen  # Train started a new worker: the node went mid-search
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    rows = pd.read_parquet(run_dir / "results.parquet")
+    assert list(rows["status"]) == ["done", "done"], rows["error"].tolist()
+    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    epochs = [e["epoch"] for e in events if e["phase"] == "search" and e["event"] == "epoch"]
+    assert sorted(epochs) == [0, 1]  # each epoch once: none lost, none repeated
