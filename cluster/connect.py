@@ -86,7 +86,14 @@ def ensure_ray(
     import ray
 
     if address is None:  # single-machine mode: the node's address is 127.0.0.1
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=log_to_driver)
+        # "local": a new instance, even where `ray start` or a test cluster left its address
+        # in Ray's temp dir (`ray.init()` would attach to that, alive or not)
+        ray.init(
+            address="local",
+            num_cpus=num_cpus,
+            include_dashboard=False,
+            log_to_driver=log_to_driver,
+        )
         return
     from ray.exceptions import AuthenticationError
 

@@ -23,6 +23,9 @@ NODE_CPUS = 2
 
 def main(temp_dir: Path, workers: int) -> None:
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # before Ray is imported
+    # cluster_utils records the head's address in Ray's default temp dir (/tmp/ray), where a
+    # later `ray.init()` on this machine would find it: keep it in this cluster's own
+    os.environ["RAY_TMPDIR"] = str(temp_dir)
     from ray.cluster_utils import Cluster
 
     head = {"num_cpus": 0, "include_dashboard": False, "temp_dir": str(temp_dir)}

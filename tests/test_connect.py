@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -97,15 +99,22 @@ with ray_environment():  # as the CLI does, before anything imports Ray
 @pytest.mark.slow
 def test_the_clis_route_keeps_a_local_ray_on_loopback_without_private_calls(tmp_path) -> None:
     """Without the variable Ray 2.60 gives the node the host's routable address (RAY_NOTES:
-    `_node_ip_address` alone does not keep it), so a route that lost it fails here."""
+    `_node_ip_address` alone does not keep it), so a route that lost it fails here. The
+    address a dead cluster left in Ray's temp dir is not attached to: a local run is new."""
+    ray_tmp = Path(tempfile.mkdtemp(prefix="rt-", dir="/tmp"))  # short: Ray's socket paths
+    (ray_tmp / "ray").mkdir()
+    (ray_tmp / "ray" / "ray_current_cluster").write_text("127.0.0.1:1")
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
-    done = subprocess.run(
-        [sys.executable, "-c", PUBLIC_ROUTE],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        cwd=ROOT,
-        env={**env, "HOME": str(tmp_path)},
-    )
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", PUBLIC_ROUTE],
+            capture_output=True,
+            text=True,
+            timeout=180,
+            cwd=ROOT,
+            env={**env, "HOME": str(tmp_path), "RAY_TMPDIR": str(ray_tmp)},
+        )
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads(done.stdout.strip().splitlines()[-1]) == ["127.0.0.1"]
