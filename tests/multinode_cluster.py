@@ -26,6 +26,7 @@ def main(temp_dir: Path, workers: int) -> None:
     # cluster_utils records the head's address in Ray's default temp dir (/tmp/ray), where a
     # later `ray.init()` on this machine would find it: keep it in this cluster's own
     os.environ["RAY_TMPDIR"] = str(temp_dir)
+    (temp_dir / "ray").mkdir(exist_ok=True)
     from ray.cluster_utils import Cluster
 
     head = {"num_cpus": 0, "include_dashboard": False, "temp_dir": str(temp_dir)}
