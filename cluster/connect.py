@@ -42,10 +42,15 @@ def _ray_started() -> bool:
     return ray is not None and ray.is_initialized()
 
 
-def single_machine(address: str | None) -> bool:
+def single_machine(address: str | None) -> bool | None:
     """Whether a run at `address` (None: a new local instance) is all on this machine's
-    loopback, where Ray must run in single-machine mode to stay there."""
-    return address is None or address.rpartition(":")[0] in LOOPBACK_HOSTS
+    loopback, where Ray must run in single-machine mode to stay there; None where the address
+    does not say (Ray's own "auto" lookup, a `scheme://` URL): the mode is then left as it is."""
+    if address is None:
+        return True
+    if address == "auto" or "://" in address:
+        return None
+    return address.rpartition(":")[0].strip("[]") in LOOPBACK_HOSTS
 
 
 def ray_variables(address: str | None) -> dict[str, str]:
@@ -82,7 +87,9 @@ def ensure_ray(
         host, _, port = address.rpartition(":")
         if "://" not in address and port.isdigit():
             _require_listening(address, host, int(port))
-    _set_single_machine_mode(single_machine(address))
+    mode = single_machine(address)
+    if mode is not None:
+        _set_single_machine_mode(mode)
     import ray
 
     if address is None:  # single-machine mode: the node's address is 127.0.0.1

@@ -6,15 +6,17 @@ configs' head), WORKERS 2-CPU worker nodes, all on 127.0.0.1 in single-machine m
 rewrites 127.0.0.1 to the routable address and drivers cannot reach the GCS); writes
 `TEMP_DIR/address` once every node is up, and shuts the cluster down on SIGTERM. On SIGUSR1 it
 removes, without grace, the worker node that runs the process whose pid `TEMP_DIR/remove` names
-(as a lost machine), adds a fresh node in its place and writes that pid (or the error) to
-`TEMP_DIR/removed`.
+(as a lost machine), writes that pid and the time (or the error) to `TEMP_DIR/removed`, then
+adds a fresh node in its place.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -40,17 +42,19 @@ def main(temp_dir: Path, workers: int) -> None:
         pid = int((temp_dir / "remove").read_text())
         try:
             cluster.remove_node(_node_running(cluster, pid), allow_graceful=False)
-            cluster.add_node(num_cpus=NODE_CPUS, temp_dir=str(temp_dir))
-            done = str(pid)
+            done = json.dumps({"pid": pid, "time": time.time()})
         except Exception as e:  # told to the test, which fails on it; the cluster stays up
-            done = f"error: {e!r}"
-        (temp_dir / "removed").write_text(done)
+            done = json.dumps({"error": repr(e)})
+        (temp_dir / "removed.part").write_text(done)
+        (temp_dir / "removed.part").rename(temp_dir / "removed")
+        # a fresh machine in its place; the search does not wait for it (the nodes left fit it)
+        cluster.add_node(wait=False, num_cpus=NODE_CPUS, temp_dir=str(temp_dir))
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGUSR1, remove)
     for _ in range(workers):
         cluster.add_node(num_cpus=NODE_CPUS, temp_dir=str(temp_dir))
-    cluster.wait_for_nodes()
+    cluster.wait_for_nodes(timeout=120)  # 2 slow cores: Ray's 30 s default is tight
     (temp_dir / "address.part").write_text(cluster.address)
     (temp_dir / "address.part").rename(temp_dir / "address")
     while True:

@@ -18,6 +18,7 @@ from cluster.connect import (
     _set_single_machine_mode,
     ray_environment,
     ray_variables,
+    single_machine,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,6 +28,16 @@ def test_a_local_run_and_a_head_on_loopback_are_single_machine() -> None:
     assert ray_variables(None) == {SINGLE_MACHINE_ENV: "0"}
     assert ray_variables("127.0.0.1:6379") == {SINGLE_MACHINE_ENV: "0"}
     assert ray_variables("localhost:6379") == {SINGLE_MACHINE_ENV: "0"}
+
+
+@pytest.mark.parametrize("address", ["auto", "ray://127.0.0.1:10001", "ray://10.0.0.10:10001"])
+def test_an_address_that_does_not_say_where_leaves_the_mode_alone(address: str) -> None:
+    """Ray's own lookup or a client URL: a user's RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER stays."""
+    assert single_machine(address) is None and ray_variables(address) == {}
+
+
+def test_a_bracketed_ipv6_loopback_is_single_machine() -> None:
+    assert single_machine("[::1]:6379") is True
 
 
 def test_attaching_elsewhere_sets_nothing_and_never_a_token_mode() -> None:
