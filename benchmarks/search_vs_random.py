@@ -14,7 +14,9 @@ Weight-sharing searches often tie random sampling under equal training (Li & Tal
    `--random` uniform random nets per seed. One recipe, one table (profiled here first).
 3. **The comparison**: the paired gap S − M (mean, bootstrap 95 % interval, pairs won, from
    the sweep's own `search_vs_random`), each arm's hypervolume per seed and overall under one
-   reference, the random nets' spread, and the trial seconds per arm.
+   reference, the random nets' spread, and the trial seconds per arm. With `--retrain-seeds`,
+   both nets of every matched pair are retrained on those seeds too and the gap is taken
+   again between seed means: one net's retrain spreads by several points over seeds here.
 4. **The one-shot ranking diagnostic** (Yu et al.): one more search at the grid's first point;
    its super-net scores every random net with inherited weights (batch-statistics BN over
    class-mixed batches of the valid split), and Kendall τ compares that ranking with the nets'
@@ -40,6 +42,7 @@ import torch
 from console import print_summary, progress_log
 
 from nas_core.architecture import Architecture
+from nas_core.io import atomic_write_text
 from nas_core.latency.predictor import LatencyModel
 from nas_core.retrain import retrain
 from orchestrator.pareto import hypervolume
@@ -248,6 +251,59 @@ def compare(rows: list[dict[str, Any]], summary: dict[str, Any]) -> dict[str, An
     }
 
 
+def reseeded_pairs(
+    spec: SweepSpec, rows: list[dict[str, Any]], seeds: list[int], out: Path
+) -> dict[str, Any]:
+    """Step 3b: both nets of every matched pair retrained on `seeds` too, and the paired gap
+    of their seed means. One net's retrain spreads by several points over seeds at this
+    budget, so one seed per net cannot show a 1-point gap. Each retrain is kept in
+    `out/reseeded/`, so a rerun only trains what is missing."""
+    from orchestrator.versus_random import gap_statistics
+
+    done = [r for r in rows if r["kind"] != "search" and r["status"] == "done"]
+    searched = {r["search_trial_id"]: r for r in done if _arm(r) == "S"}
+    pairs = [(searched[r["matched_to"]], r) for r in done if r.get("matched_to") in searched]
+    folder = out / "reseeded"
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def accuracies(row: dict[str, Any]) -> list[float]:
+        found = [row["test_accuracy"]]
+        for seed in (s for s in seeds if s != row["seed"]):
+            path = folder / f"{row['trial_id']}-seed{seed}.json"
+            if not path.exists():
+                arch = Architecture.from_config(json.loads(row["architecture"]))
+                result = retrain(arch, spec.retrain_config(seed).replace(measure_latency=False))
+                record = {"test_accuracy": result.test_accuracy, "ops": ",".join(arch.ops)}
+                atomic_write_text(path, json.dumps(record))
+                log(f"{_arm(row)} {row['trial_id']} seed {seed}: test {result.test_accuracy:.4f}")
+            found.append(json.loads(path.read_text())["test_accuracy"])
+        return found
+
+    table = []
+    for s_row, m_row in pairs:
+        s_acc, m_acc = accuracies(s_row), accuracies(m_row)
+        table.append({
+            "pair": f"λ₂={s_row['lambda2']:g} seed {s_row['seed']}",
+            "latency_ms": [s_row["latency_table_ms"], m_row["latency_table_ms"]],
+            "S": s_acc, "M": m_acc,
+            "gap_points": 100 * (statistics.fmean(s_acc) - statistics.fmean(m_acc)),
+        })  # fmt: skip
+    if not table:
+        return {"extra_seeds": seeds, "pairs": 0}
+    stats = gap_statistics([p["gap_points"] for p in table])  # in points throughout
+    spread = [100 * (max(v) - min(v)) for p in table for v in (p["S"], p["M"])]
+    return {
+        "extra_seeds": seeds,
+        "s_minus_m_points": stats["gap_mean"],
+        "s_minus_m_ci95_points": stats["gap_ci95"],
+        "s_minus_m_median_points": stats["gap_median"],
+        "pairs": stats["pairs"],
+        "pairs_won": stats["pairs_won"],
+        "net_seed_spread_points": {"median": statistics.median(spread), "max": max(spread)},
+        "by_pair": table,
+    }
+
+
 def draw(rows: list[dict[str, Any]], path: Path) -> None:
     import matplotlib
 
@@ -293,6 +349,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, help="search epochs after warm-up")
     p.add_argument("--retrain", type=int, help="retrain epochs of every net")
     p.add_argument("--random", type=int, help="uniform random nets per seed (arm R)")
+    p.add_argument(
+        "--retrain-seeds",
+        type=int,
+        nargs="*",
+        default=[],
+        help="more retrain seeds for both nets of every matched pair (gap of seed means)",
+    )
     p.add_argument("--arch-lr", type=float, default=0.05, help="default 0.05")
     p.add_argument("--min-gap", type=float, default=3.0, help="points (default 3)")
     p.add_argument("--max-spread", type=float, default=0.5, help="points (default 0.5)")
@@ -332,6 +395,8 @@ def main(argv: list[str] | None = None) -> int:
 
         outcome = run_sweep(spec)
         report["comparison"] = compare(outcome.rows, outcome.summary)
+        if args.retrain_seeds:
+            report["seed_means"] = reseeded_pairs(spec, outcome.rows, args.retrain_seeds, args.out)
         report["ranking"] = supernet_ranking(spec, lut, outcome.rows)
         report["search_diagnostics"] = search_diagnostics(outcome.run_dir, outcome.rows)
         figure = args.out / "search_vs_random.png"

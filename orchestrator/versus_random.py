@@ -32,6 +32,19 @@ def _bootstrap(gaps: Sequence[float]) -> list[float]:
     return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
 
 
+def gap_statistics(gaps: Sequence[float]) -> dict[str, Any]:
+    """Paired gaps (search − random) summed up: their count, mean with a bootstrap 95 %
+    interval, median and the pairs the search won (None where there are no pairs)."""
+    return {
+        "pairs": len(gaps),
+        "gap_mean": statistics.fmean(gaps) if gaps else None,
+        "gap_ci95": _bootstrap(gaps) if gaps else None,
+        # one badly trained random net moves the mean of a handful of pairs; not the median
+        "gap_median": statistics.median(gaps) if gaps else None,
+        "pairs_won": sum(g > 0 for g in gaps),
+    }
+
+
 def _arm_hypervolume(arm: Sequence[Mapping[str, Any]], column: str, ref: tuple) -> float:
     return hypervolume([r["test_accuracy"] for r in arm], [r[column] for r in arm], ref)
 
@@ -76,12 +89,7 @@ def compare_arms(
             and device_of(r) == device
         )
         out[device] = {
-            "pairs": len(gaps),
-            "gap_mean": statistics.fmean(gaps) if gaps else None,
-            "gap_ci95": _bootstrap(gaps) if gaps else None,
-            # one badly trained random net moves the mean of a handful of pairs; not the median
-            "gap_median": statistics.median(gaps) if gaps else None,
-            "pairs_won": sum(g > 0 for g in gaps),
+            **gap_statistics(gaps),
             "unmatched": unmatched,
             "hypervolume": {
                 "search": _arm_hypervolume(searched, column, reference),
