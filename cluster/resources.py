@@ -10,6 +10,7 @@ detected"). Both are one-line `ProxylessError`s here.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 from nas_core.errors import ProxylessError
 
@@ -53,8 +54,9 @@ def worker_gpus(device: str, workers: int, requested: float | None, gpus: str) -
     return chosen
 
 
-def gpu_capacity() -> tuple[float, bool]:
-    """(GPUs the connected cluster can ever offer, whether that is an autoscaler's maximum).
+def capacity(resource: str) -> tuple[float, bool]:
+    """(How much of `resource` the connected cluster can ever offer, whether that is an
+    autoscaler's maximum).
 
     The autoscaler's configured maximum where there is one (read as Ray Train itself does),
     else what the cluster has now: a fixed cluster does not grow.
@@ -65,8 +67,13 @@ def gpu_capacity() -> tuple[float, bool]:
 
     most = max_cluster_resources()
     if most:
-        return float(most.get("GPU", 0)), True
-    return float(ray.cluster_resources().get("GPU", 0)), False
+        return float(most.get(resource, 0)), True
+    return float(ray.cluster_resources().get(resource, 0)), False
+
+
+def gpu_capacity() -> tuple[float, bool]:
+    """(GPUs the connected cluster can ever offer, whether that is an autoscaler's maximum)."""
+    return capacity("GPU")
 
 
 def require_gpus(needed: float, what: str) -> None:
@@ -80,6 +87,31 @@ def require_gpus(needed: float, what: str) -> None:
             f"{what} needs {needed:g} GPU(s) but the Ray cluster has {bound}{have:g}; "
             "add GPU nodes, or lower workers / gpus_per_worker"
         )
+
+
+def require_node_resources(needed: Mapping[str, float], what: str, setting: str) -> None:
+    """One line, before Ray waits, when the cluster can never offer a custom resource that
+    `needed` asks for (a Tune trial would wait in the queue for it forever). `setting` is the
+    spec field that asked."""
+    for name, amount in needed.items():
+        have, autoscaled = capacity(name)
+        if have + 1e-9 < amount:
+            bound = "at most " if autoscaled else ""
+            raise ProxylessError(
+                f"{setting}: {what} needs {amount:g} of {name!r} but the Ray cluster has "
+                f"{bound}{have:g}; start the nodes meant for it with "
+                f"--resources='{{\"{name}\": 1}}', or change {setting}"
+            )
+
+
+NODE_ID_KEY = "node_id"  # a report's field naming the Ray node that did the work
+
+
+def current_node_id() -> str:
+    """The Ray node this process runs on, as Ray's dashboard, state API and logs name it."""
+    import ray
+
+    return ray.get_runtime_context().get_node_id()
 
 
 def start_retries(placement_timeout_s: float) -> int:

@@ -21,8 +21,8 @@ GPU (`cluster.profile`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ from cluster.resources import (
     DEFAULT_PLACEMENT_TIMEOUT_S,
     check_gpu_request,
     require_gpus,
+    require_node_resources,
     start_retries,
 )
 from cluster.worker import worker_loop
@@ -73,15 +74,19 @@ class TrainPlan:
     placement_timeout_s: float
     checkpoints_to_keep: int
     sync_timeout_s: float
+    node_resources: Mapping[str, float] = field(default_factory=dict)  # custom, per worker
 
     def resources_per_worker(self) -> dict[str, float]:
         return {
             "CPU": self.cpus_per_worker,
             **({"GPU": self.gpus_per_worker} if self.use_gpu else {}),
+            **self.node_resources,
         }
 
     def placement_error(self) -> ProxylessError:
-        per = f" with {self.gpus_per_worker:g} GPU(s) each" if self.use_gpu else ""
+        asks = [f"{self.gpus_per_worker:g} GPU(s)"] if self.use_gpu else []
+        asks += [f"{amount:g} of {name!r}" for name, amount in self.node_resources.items()]
+        per = f" with {', '.join(asks)} each" if asks else ""
         return ProxylessError(
             f"the Ray cluster did not place {self.num_workers} search workers{per} within "
             f"{self.placement_timeout_s:g} s; free or add resources, or lower resources per worker"
@@ -104,6 +109,7 @@ def run_search(
     checkpoints_to_keep: int = 2,
     sync_timeout_s: float = SYNC_TIMEOUT_S,
     actor_cls: type[ArchitectureActor] = ArchitectureActor,
+    node_resources: Mapping[str, float] | None = None,
 ) -> SearchResult:
     """One ProxylessNAS search with K DDP workers and a central architecture actor, in five
     steps: price the space, start the actor, build the trainer, fit, and save the result.
@@ -111,18 +117,24 @@ def run_search(
     Inside a Tune trial (`orchestrator.trials.search_trial`) the Train run is named after the
     trial and `callbacks` forwards rank 0's reports to Tune; a Train run that finds its own
     (storage_path, run_name) from an earlier attempt resumes from its latest checkpoint.
-    `actor_cls` is the architecture actor's class (a benchmark passes one that counts calls).
+    `actor_cls` is the architecture actor's class (a benchmark passes one that counts calls);
+    `node_resources`, custom Ray resources each worker asks for (which nodes run it).
     """
     import ray
 
     plan = TrainPlan(
         num_workers, use_gpu, gpus_per_worker, cpus_per_worker, max_failures,
-        placement_timeout_s, checkpoints_to_keep, sync_timeout_s,
+        placement_timeout_s, checkpoints_to_keep, sync_timeout_s, dict(node_resources or {}),
     )  # fmt: skip
     check_gpu_request(config.device, num_workers, gpus_per_worker if use_gpu else 0.0)
     config.rank_batches(num_workers)  # before Ray starts: batch sizes split over the workers
     ensure_ray(address)
     require_gpus(num_workers * gpus_per_worker if use_gpu else 0.0, f"{num_workers} search workers")
+    require_node_resources(
+        {k: num_workers * v for k, v in plan.node_resources.items()},
+        f"{num_workers} search workers",
+        "node_resources",
+    )
     out = Path(config.out_dir).resolve()
     space, table = _price(config, out, use_gpu, table)
     arch_state = initial_arch_state(space, config)

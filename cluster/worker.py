@@ -19,6 +19,7 @@ import torch
 
 from cluster.arch_actor import split_alphas
 from cluster.path_sync import PathSync
+from cluster.resources import NODE_ID_KEY, current_node_id
 from nas_core.arch_view import alpha_report
 from nas_core.checkpoint import load_checkpoint, save_checkpoint
 from nas_core.data import build_datasets
@@ -116,6 +117,7 @@ class TrainReport:
             ray.train.report(report)
             return
         report.update(alpha_report(searcher.net.arch_state))  # the sweep's α heat-map
+        report[NODE_ID_KEY] = current_node_id()  # where the search ran, for the sweep's row
         state = searcher.state_dict()
         state["actor"] = self.sync.ask(
             searcher, self.sync.actor.state_dict.remote(), "a checkpoint"

@@ -54,6 +54,7 @@ COLUMNS: dict[str, str] = {
     "seed": "int64",
     "time_total_s": "float64",  # the trial's running time as Tune counted it
     "hostname": "string",  # the node the trial finished on
+    "node_id": "string",  # the Ray node that trained it (a Train-backed search: rank 0's)
     "matched_to": "string",  # random rows: the searched net whose latency this one matches
 }
 
@@ -70,6 +71,7 @@ LATER_COLUMNS = (
     "time_total_s",
     "hostname",
     "matched_to",
+    "node_id",
 )
 
 
@@ -149,6 +151,7 @@ def search_row(
         "seed": params.get("seed", seed),  # a grid.seed axis, else the spec's seed
         "time_total_s": _number(metrics.get("time_total_s")),  # Tune's own keys
         "hostname": metrics.get("hostname"),
+        "node_id": got.get("node_id"),
     }
 
 
@@ -178,6 +181,7 @@ def retrain_row(
         weights=None,
         time_total_s=_number(metrics.get("time_total_s")),  # Tune's own keys
         hostname=metrics.get("hostname"),
+        node_id=got.get("node_id"),
     )
     return row
 

@@ -35,7 +35,12 @@ from orchestrator.results import retrain_row, search_row
 from orchestrator.storage import RunStorage
 from orchestrator.sweep_log import SweepLog  # noqa: F401  (runs pickled before the split)
 from orchestrator.sweep_spec import SweepSpec, load_sweep_spec
-from orchestrator.tune_run import experiment_name, run_phase, tune_environment
+from orchestrator.tune_run import (
+    experiment_name,
+    require_resources,
+    run_phase,
+    tune_environment,
+)
 
 log = get_logger(__name__)  # progress lines; the CLI decides where they go
 
@@ -253,6 +258,7 @@ def _run_sweep(
     keys = table_keys(spec)  # the dataset read once, for its class count
     tables = prepare_tables(spec, run_dir, keys)
     ensure_ray(address, log_to_driver=verbose)
+    require_resources(spec.resources)
     tables = profile_gpu_table(spec, run_dir, tables, keys)
     store.push()  # a URI run is resumable from here on, even if this driver is killed
 

@@ -57,7 +57,11 @@ class EventLog(Callback):
     ) -> None:
         if _epoch_result(result):  # which process on which node ran it: its logs, or a stop
             node = result.get("hostname")
-            self._event("epoch", trial, epoch=result["epoch"], pid=result.get("pid"), node=node)
+            # a Train-backed search's epoch says which node its rank 0 ran on
+            extra = {"node_id": result["node_id"]} if result.get("node_id") else {}
+            self._event(
+                "epoch", trial, epoch=result["epoch"], pid=result.get("pid"), node=node, **extra
+            )
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._event("complete", trial)

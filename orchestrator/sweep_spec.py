@@ -107,6 +107,39 @@ def _finite(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
+# Ray's own resources, each with its setting in `ResourceConfig`; node_resources names others
+BUILT_IN_RESOURCES = ("CPU", "GPU", "memory", "object_store_memory")
+
+
+def _custom_resources(asked: dict[str, float]) -> dict[str, float]:
+    for name, amount in asked.items():
+        if not name or name in BUILT_IN_RESOURCES:
+            raise ValueError(
+                f"{name!r}: a custom resource of the nodes (CPUs and GPUs have their own "
+                "settings: cpus_per_worker, gpus_per_worker)"
+            )
+        if not amount > 0:
+            raise ValueError(f"{name}: expected an amount > 0, got {amount!r}")
+    return asked
+
+
+class NodeResources(ConfigModel):
+    """Custom Ray resources each phase asks for, so a heterogeneous cluster runs it on the
+    nodes meant for it: a node offers them with `ray start --resources='{"gpu-a10g": 1}'`
+    (or `resources:` of a launcher node type), and a small amount (0.01) only picks the node
+    type without limiting how many share it."""
+
+    # each Train worker of a search (the search trial itself with workers 0)
+    search_workers: dict[str, FiniteFloat] = Field(default_factory=dict)
+    retrain: dict[str, FiniteFloat] = Field(default_factory=dict)  # each retrain trial
+
+    _names = field_validator("search_workers", "retrain")(_custom_resources)
+
+    def of(self, phase: str) -> dict[str, float]:
+        """What one process of `phase` ('search' or 'retrain') asks for."""
+        return dict(self.search_workers if phase == "search" else self.retrain)
+
+
 class ResourceConfig(ConfigModel):
     """Per-trial resources. workers 0 runs the search inside the trial process (no Ray Train)."""
 
@@ -120,6 +153,7 @@ class ResourceConfig(ConfigModel):
     checkpoints_to_keep: int = Field(2, ge=1)
     # a Train worker group not placed by then fails the trial
     placement_timeout_s: FiniteFloat = Field(300.0, gt=0)
+    node_resources: NodeResources = NodeResources()  # which nodes run each phase
 
     @property
     def use_gpu(self) -> bool:
@@ -139,17 +173,25 @@ class ResourceConfig(ConfigModel):
         """Trials that fit at once: Tune does not reserve Train's workers (ray#54305)."""
         if self.max_concurrent_trials is not None:
             return self.max_concurrent_trials
-        cpus, gpus = float(cluster.get("CPU", 1)), float(cluster.get("GPU", 0))
         per_cpu, per_gpu = self.trial_resources(phase)
-        n = int(cpus // per_cpu)
-        if per_gpu > 0:
-            n = min(n, int(gpus // per_gpu))
+        n = int(float(cluster.get("CPU", 1)) // per_cpu)
+        for name, per in {"GPU": per_gpu, **self.custom_resources(phase)}.items():
+            if per > 0:
+                n = min(n, int(float(cluster.get(name, 0)) // per))
         return max(n, 1)
 
     def trial_resources(self, phase: str) -> tuple[float, float]:
         """(CPUs, GPUs) one trial of `phase` occupies, its Train workers included."""
-        k = max(self.workers, 1) if phase == "search" else 1
+        k = self._processes(phase)
         return self.cpus_per_worker * k, self.gpus_per_worker * k
+
+    def custom_resources(self, phase: str) -> dict[str, float]:
+        """The node resources one trial of `phase` occupies, its Train workers included."""
+        k = self._processes(phase)
+        return {name: k * v for name, v in self.node_resources.of(phase).items()}
+
+    def _processes(self, phase: str) -> int:
+        return max(self.workers, 1) if phase == "search" else 1
 
 
 class ReferencePoint(ConfigModel):

@@ -24,10 +24,15 @@ CHECKPOINT_PATH_KEY = "checkpoint_path"
 
 
 class ForwardReports(UserCallback):
-    """On the Train controller: each round of reports, rank 0's metrics onto `queue`."""
+    """On the Train controller: each round of reports, rank 0's metrics onto `queue`. In the
+    trial, `latest` is the last report passed on to Tune (the controller's copy has none)."""
 
     def __init__(self, queue: Any) -> None:
         self._queue = queue
+        self.latest: dict[str, Any] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"_queue": self._queue, "latest": {}}  # the trial's own, not sent along
 
     def after_report(
         self, run_context: Any, metrics: list[dict[str, Any]], checkpoint: Any
@@ -48,12 +53,16 @@ def forwarded_train_reports(poll_s: float = 0.2) -> Iterator[ForwardReports]:
     queue = Queue(actor_options={"num_cpus": 0})  # unbounded: the ranks never wait for Tune
     done = threading.Event()
     failed: list[Exception] = []
+    forward = ForwardReports(queue)
     thread = threading.Thread(
-        target=_pass_on, args=(queue, done, failed, poll_s), name="train-reports", daemon=True
+        target=_pass_on,
+        args=(queue, forward.latest, done, failed, poll_s),
+        name="train-reports",
+        daemon=True,
     )
     thread.start()
     try:
-        yield ForwardReports(queue)
+        yield forward
     finally:
         done.set()
         thread.join()
@@ -62,10 +71,16 @@ def forwarded_train_reports(poll_s: float = 0.2) -> Iterator[ForwardReports]:
         raise failed[0]
 
 
-def _pass_on(queue: Any, done: threading.Event, failed: list[Exception], poll_s: float) -> None:
+def _pass_on(
+    queue: Any,
+    latest: dict[str, Any],
+    done: threading.Event,
+    failed: list[Exception],
+    poll_s: float,
+) -> None:
     """The trial's thread: each queued report to `tune.report`, in order, until `done` was set
-    before the queue was found empty (then nothing more can come). Tune stopping the trial
-    ends the thread (SystemExit)."""
+    before the queue was found empty (then nothing more can come); the last one stays in
+    `latest`. Tune stopping the trial ends the thread (SystemExit)."""
     from ray import tune
     from ray.util.queue import Empty
 
@@ -79,5 +94,7 @@ def _pass_on(queue: Any, done: threading.Event, failed: list[Exception], poll_s:
                     return
                 continue
             tune.report(item)
+            latest.clear()
+            latest.update(item)
     except Exception as e:  # a report Tune refused, the queue gone: the trial's error
         failed.append(e)

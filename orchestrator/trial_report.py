@@ -134,10 +134,16 @@ class SearchReport(_Report):
     # JSON: the final α (ArchState), under the key of every epoch's α (arch_view.ALPHA_KEY);
     # None before sweeps recorded it
     alpha: str | None = None
+    node_id: str | None = None  # the Ray node that searched (Train: rank 0's); None before
 
     @classmethod
     def from_result(
-        cls, result: SearchResult, strategy: str, device: str, alpha: str | None
+        cls,
+        result: SearchResult,
+        strategy: str,
+        device: str,
+        alpha: str | None,
+        node_id: str | None = None,
     ) -> SearchReport:
         """The report of a search's result."""
         arch = result.architecture
@@ -152,6 +158,7 @@ class SearchReport(_Report):
             epochs=result.epochs,
             latency_table_ms=result.latency_table_ms,
             alpha=alpha,
+            node_id=node_id,
         )
 
 
@@ -170,13 +177,14 @@ class RetrainReport(_Report):
     latency_measured_ms: float | None = None  # timed on the trial's machine, batch 1
     params: int
     macs: int
+    node_id: str | None = None  # the Ray node that retrained it; None before sweeps recorded it
 
     def to_metrics(self) -> dict[str, Any]:
         # `epoch` as in every epoch's report: the final checkpoint's event names its epoch
         return {**super().to_metrics(), "epoch": float(self.epochs - 1)}
 
     @classmethod
-    def from_result(cls, result: RetrainResult) -> RetrainReport:
+    def from_result(cls, result: RetrainResult, node_id: str | None = None) -> RetrainReport:
         """The report of a retrain's result."""
         last = result.history[-1] if result.history else {}
         return cls(
@@ -189,4 +197,5 @@ class RetrainReport(_Report):
             test_samples=result.test_samples,
             latency_table_ms=result.latency_table_ms,
             latency_measured_ms=result.latency_measured_ms,
+            node_id=node_id,
         )

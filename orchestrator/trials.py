@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from cluster.resources import NODE_ID_KEY, current_node_id
 from nas_core.arch_view import alpha_report
 from nas_core.architecture import Architecture
 from nas_core.checkpoint import load_checkpoint, save_checkpoint
@@ -78,9 +79,9 @@ def search_trial(
             config = sweep.search_config(params, out_dir=str(out))
             table = LatencyTable.from_yaml_dict(tables[params.get("lut") or ""], "latency table")
             if sweep.resources.workers == 0:
-                result = _search_in_process(sweep, config, table)
+                result, node = _search_in_process(sweep, config, table), current_node_id()
             else:
-                result = _search_on_train(sweep, config, table, trial_id, train_storage)
+                result, node = _search_on_train(sweep, config, table, trial_id, train_storage)
         except ProxylessError as e:
             tune.report(FailedReport(error=str(e)).to_metrics())
             return
@@ -90,7 +91,9 @@ def search_trial(
             if (out / name).is_file():
                 shutil.copy2(out / name, final / name)
         alpha = _read_text(final / "arch_state.json")  # the final α, for results.parquet
-        report = SearchReport.from_result(result, config.strategy.name, table.meta.device, alpha)
+        report = SearchReport.from_result(
+            result, config.strategy.name, table.meta.device, alpha, node_id=node
+        )
         tune.report(report.to_metrics(), checkpoint=tune.Checkpoint.from_directory(final))
 
 
@@ -119,7 +122,8 @@ def _search_in_process(sweep: SweepSpec, config: Any, table: LatencyTable) -> Se
 
 def _search_on_train(
     sweep: SweepSpec, config: Any, table: LatencyTable, trial_id: str, storage: str
-) -> SearchResult:
+) -> tuple[SearchResult, str | None]:
+    """The search's result and the node its rank 0 ran on (from its last report)."""
     from cluster.search import run_search
     from orchestrator.train_reports import forwarded_train_reports
 
@@ -127,7 +131,7 @@ def _search_on_train(
     # a worker's ProxylessError comes out of run_search as itself; rank 0's reports have all
     # reached Tune when the context exits, before this trial reports anything itself
     with forwarded_train_reports() as forward:
-        return run_search(
+        result = run_search(
             config,
             res.workers,
             use_gpu=res.use_gpu,
@@ -140,7 +144,9 @@ def _search_on_train(
             storage_path=storage,
             callbacks=[forward],
             table=table,
+            node_resources=res.node_resources.search_workers,
         )
+    return result, forward.latest.get(NODE_ID_KEY)
 
 
 def retrain_trial(
@@ -192,5 +198,5 @@ def retrain_trial(
             return
         # the last state too: a trial restarted after this report only re-runs the test
         save_checkpoint(Path(out) / "state.pt", latest["state"])
-        metrics = RetrainReport.from_result(result).to_metrics()
+        metrics = RetrainReport.from_result(result, node_id=current_node_id()).to_metrics()
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(out))

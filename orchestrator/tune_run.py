@@ -7,12 +7,12 @@ import contextlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from cluster.resources import require_gpus
+from cluster.resources import require_gpus, require_node_resources
 from nas_core.environ import environment
 from orchestrator.ray_compat import fit_noting_stops
 from orchestrator.storage import RunStorage
 from orchestrator.sweep_log import sweep_callbacks
-from orchestrator.sweep_spec import SweepSpec
+from orchestrator.sweep_spec import ResourceConfig, SweepSpec
 
 
 def run_phase(
@@ -34,12 +34,7 @@ def run_phase(
     if not tune.Tuner.can_restore(path) and tune.Tuner.can_restore(store.url(f"tune/{phase}")):
         path = store.url(f"tune/{phase}")  # a run started before experiments named the sweep
     res = spec.resources
-    cpu, gpu = res.trial_resources(phase)
-    if phase == "search" and res.workers >= 1:
-        cpu, gpu = 0.01, 0.0  # the trial only drives its Train workers, which reserve their own
-    # a trial whose GPUs the cluster can never offer would wait in Tune's queue forever
-    require_gpus(res.trial_resources(phase)[1], f"each {phase} trial")
-    trainable = tune.with_resources(trainable, {"cpu": cpu, **({"gpu": gpu} if gpu else {})})
+    trainable = tune.with_resources(trainable, trial_request(res, phase))
     if tune.Tuner.can_restore(path):
         tuner = tune.Tuner.restore(
             path, trainable=trainable, resume_unfinished=True, resume_errored=True
@@ -64,6 +59,29 @@ def run_phase(
             ),
         )
     return fit_noting_stops(tuner)
+
+
+_FIELD = {"search": "search_workers", "retrain": "retrain"}  # a phase's node_resources field
+
+
+def require_resources(res: ResourceConfig) -> None:
+    """Before any trial waits: the cluster can offer each phase's trials the GPUs and node
+    resources they ask for (else a trial waits in Tune's queue forever, and a retrain phase
+    would find out only after every search ran)."""
+    for phase, field in _FIELD.items():
+        require_gpus(res.trial_resources(phase)[1], f"each {phase} trial")
+        setting = f"resources.node_resources.{field}"
+        require_node_resources(res.custom_resources(phase), f"each {phase} trial", setting)
+
+
+def trial_request(res: ResourceConfig, phase: str) -> dict[str, float]:
+    """What Tune reserves for one trial of `phase`: a Train-backed search trial only drives its
+    workers, which reserve their own (CPUs, GPUs, node resources), so it asks for almost nothing
+    and runs on any node; every other trial asks for what it trains with."""
+    if phase == "search" and res.workers >= 1:
+        return {"cpu": 0.01}
+    cpu, gpu = res.trial_resources(phase)
+    return {"cpu": cpu, **({"gpu": gpu} if gpu else {}), **res.custom_resources(phase)}
 
 
 def experiment_name(spec: SweepSpec, phase: str) -> str:

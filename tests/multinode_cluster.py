@@ -3,11 +3,13 @@
 
 `python tests/multinode_cluster.py TEMP_DIR WORKERS`: a head with no CPUs (as the launcher
 configs' head), WORKERS 2-CPU worker nodes, all on 127.0.0.1 in single-machine mode (else Ray
-rewrites 127.0.0.1 to the routable address and drivers cannot reach the GCS); writes
-`TEMP_DIR/address` once every node is up, and shuts the cluster down on SIGTERM. On SIGUSR1 it
-removes, without grace, the worker node that runs the process whose pid `TEMP_DIR/remove` names
-(as a lost machine), writes that pid and the time (or the error) to `TEMP_DIR/removed`, then
-adds a fresh node in its place.
+rewrites 127.0.0.1 to the routable address and drivers cannot reach the GCS). Worker node i
+offers the custom resource `node-i` (1 of it), as a node type of a heterogeneous cluster would;
+`TEMP_DIR/nodes.json` maps each label to its node's id. Writes `TEMP_DIR/address` once every
+node is up, and shuts the cluster down on SIGTERM. On SIGUSR1 it removes, without grace, the
+worker node that runs the process whose pid `TEMP_DIR/remove` names (as a lost machine), writes
+that pid and the time (or the error) to `TEMP_DIR/removed`, then adds a fresh node with the same
+label in its place.
 """
 
 from __future__ import annotations
@@ -38,27 +40,43 @@ def main(temp_dir: Path, workers: int) -> None:
         cluster.shutdown()
         sys.exit(0)
 
+    labels: dict[str, Any] = {}  # label → its node
+
+    def add(label: str, wait: bool) -> None:
+        labels[label] = cluster.add_node(
+            wait=wait, num_cpus=NODE_CPUS, resources={label: 1}, temp_dir=str(temp_dir)
+        )
+        _write(temp_dir / "nodes.json", json.dumps({k: n.node_id for k, n in labels.items()}))
+
     def remove(signum: int, frame: Any) -> None:
         pid = int((temp_dir / "remove").read_text())
+        label = None
         try:
-            cluster.remove_node(_node_running(cluster, pid), allow_graceful=False)
-            done = json.dumps({"pid": pid, "time": time.time()})
+            node = _node_running(cluster, pid)
+            label = next(k for k, n in labels.items() if n is node)
+            cluster.remove_node(node, allow_graceful=False)
+            done = json.dumps({"pid": pid, "time": time.time(), "label": label})
         except Exception as e:  # told to the test, which fails on it; the cluster stays up
             done = json.dumps({"error": repr(e)})
-        (temp_dir / "removed.part").write_text(done)
-        (temp_dir / "removed.part").rename(temp_dir / "removed")
-        # a fresh machine in its place; the search does not wait for it (the nodes left fit it)
-        cluster.add_node(wait=False, num_cpus=NODE_CPUS, temp_dir=str(temp_dir))
+        _write(temp_dir / "removed", done)
+        if label is not None:  # a fresh machine in its place; the search does not wait for it
+            add(label, wait=False)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGUSR1, remove)
-    for _ in range(workers):
-        cluster.add_node(num_cpus=NODE_CPUS, temp_dir=str(temp_dir))
+    for i in range(workers):
+        add(f"node-{i}", wait=True)
     cluster.wait_for_nodes(timeout=120)  # 2 slow cores: Ray's 30 s default is tight
-    (temp_dir / "address.part").write_text(cluster.address)
-    (temp_dir / "address.part").rename(temp_dir / "address")
+    _write(temp_dir / "address", cluster.address)
     while True:
         signal.pause()
+
+
+def _write(path: Path, text: str) -> None:
+    """Whole or not at all: the test polls for these files."""
+    part = path.with_name(path.name + ".part")
+    part.write_text(text)
+    part.rename(path)
 
 
 def _node_running(cluster: Any, pid: int) -> Any:

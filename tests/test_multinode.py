@@ -77,6 +77,31 @@ def test_a_stale_token_file_does_not_break_a_cluster_without_token_auth(
     assert list(rows["status"]) == ["done", "done"], rows["error"].tolist()
 
 
+def test_each_phase_runs_on_the_nodes_its_resources_name(multinode, tmp_path) -> None:
+    """A heterogeneous cluster's node types as custom resources: the searches' Train workers
+    ask for node-1's, the retrains for node-0's, and each row (and each search epoch) names the
+    node that did the work. Unsteered, Ray spreads these four over both nodes (checked: the
+    test fails with the requests removed)."""
+    nodes = json.loads((multinode["temp_dir"] / "nodes.json").read_text())
+    placed = {"search_workers": {"node-1": 0.01}, "retrain": {"node-0": 0.01}}
+    resources = {**TINY_SWEEP["resources"], "node_resources": placed}
+    spec = tmp_path / "sweep.yaml"
+    grid = {"lambda2": [0.5, 1.0], "B": [1]}
+    spec.write_text(yaml.safe_dump({**TINY_SWEEP, "grid": grid, "resources": resources}))
+    argv = [sys.executable, "-m", "orchestrator.cli", "sweep", "--config", str(spec)]
+    argv += ["--storage-path", str(tmp_path / "runs"), "--address", multinode["address"]]
+    done = _run([*argv, "--name", "placed"], {**_client_env(), "HOME": str(tmp_path)})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    run_dir = tmp_path / "runs" / "placed"
+    rows = pd.read_parquet(run_dir / "results.parquet")
+    assert list(rows["status"]) == ["done"] * 4, rows["error"].tolist()
+    where = {kind: set(same["node_id"]) for kind, same in rows.groupby("kind")}
+    assert where == {"search": {nodes["node-1"]}, "retrain": {nodes["node-0"]}}, (nodes, where)
+    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    epochs = [e for e in events if e["phase"] == "search" and e["event"] == "epoch"]
+    assert len(epochs) == 4 and {e["node_id"] for e in epochs} == {nodes["node-1"]}
+
+
 def _train_worker_pid(cluster: subprocess.Popen) -> int | None:
     """A Train worker of this test's cluster (its nodes' processes descend from the cluster's
     process), not of any other Ray on the machine."""

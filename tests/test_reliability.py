@@ -195,6 +195,24 @@ CASES: list[Case] = [
     ),
     Case(
         SWEEP,
+        "CPUs asked as a node resource",
+        lambda t: _sweep(t, {"resources": {"node_resources": {"retrain": {"CPU": 1}}}}),
+        "node_resources.retrain: 'CPU': a custom resource of the nodes",
+    ),
+    Case(
+        SWEEP,
+        "a node resource amount of 0",
+        lambda t: _sweep(t, {"resources": {"node_resources": {"search_workers": {"a10g": 0}}}}),
+        "node_resources.search_workers.a10g: expected an amount > 0",
+    ),
+    Case(
+        SWEEP,
+        "node resources of an unknown phase",
+        lambda t: _sweep(t, {"resources": {"node_resources": {"search": {"a10g": 1}}}}),
+        "node_resources.search: unknown key",
+    ),
+    Case(
+        SWEEP,
         "cluster without a trial limit",
         lambda t: [*_sweep(t, {}), "--address", "127.0.0.1:1"],
         "max_concurrent_trials: required when attaching",

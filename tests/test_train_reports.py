@@ -25,7 +25,7 @@ def _trial(config: dict) -> None:
             forward.after_report(None, ranks, checkpoint)
         if config["refused"]:  # Tune refuses tensors in metrics
             forward.after_report(None, [{"epoch": 4, "bad": torch.zeros(1)}], None)
-    tune.report({"final": 1.0})
+    tune.report({"final": 1.0, "latest_epoch": forward.latest["epoch"]})
 
 
 def test_every_report_reaches_tune_in_order_before_the_trials_own(local_ray, tmp_path) -> None:
@@ -44,6 +44,7 @@ def test_every_report_reaches_tune_in_order_before_the_trials_own(local_ray, tmp
     assert list(history["epoch"].iloc[:4]) == [0, 1, 2, 3]
     assert set(history["rank"].iloc[:4]) == {0}  # rank 0's metrics only
     assert history["final"].iloc[4] == 1.0 and len(history) == 5
+    assert history["latest_epoch"].iloc[4] == 3  # the trial knows rank 0's last report
     assert Path(history["checkpoint_path"].iloc[3]) == checkpoint
     assert by_case[False].error is None
     refused = by_case[True]

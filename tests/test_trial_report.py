@@ -73,6 +73,18 @@ def test_every_field_is_the_results_column_it_fills() -> None:
     assert ALPHA_KEY in searched  # the final α has the key of every epoch's
 
 
+def test_the_node_that_trained_a_net_fills_its_rows_column(search_report, retrain_report) -> None:
+    """Where each phase ran (a labelled node of a heterogeneous cluster): the report's
+    node_id, not Tune's hostname (every node of one machine has the same)."""
+    placed = dataclasses.replace(search_report, node_id="searching-node")
+    metrics = {**placed.to_metrics(), **TUNE_KEYS}
+    row = search_row("abc_00000", {"lambda2": 0.5}, metrics, None, 0)
+    assert row["node_id"] == "searching-node" and row["hostname"] == "node-1"
+    trained = dataclasses.replace(retrain_report, node_id="training-node")
+    metrics = {**trained.to_metrics(), **TUNE_KEYS, "trial_id": "def_00000"}
+    assert retrain_row("def_00000", row, metrics, None)["node_id"] == "training-node"
+
+
 def test_tunes_keys_are_ignored_and_an_older_run_still_reads(search_report) -> None:
     metrics = {**search_report.to_metrics(), **TUNE_KEYS}
     assert SearchReport.from_metrics(metrics) == search_report
