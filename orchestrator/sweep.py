@@ -3,6 +3,7 @@
 Run folder `storage_path/name/` (a path or a `pyarrow.fs` URI, see `orchestrator.storage`):
   sweep.yaml            the resolved spec (what --resume reads)
   latency.parquet       the table profiled on this machine (when the grid has lut null)
+  tables/<label>.parquet   a table profiled on nodes labelled <label> (lut {profile_on: ...})
   tune/<name>-search, tune/<name>-retrain   the two Tune experiments (restorable)
   tune/train/search-<trial>   the Ray Train run of each search trial (resources.workers >= 1)
   architectures/<trial>.json, .md, .png  every derived architecture, its layers as a table
@@ -30,6 +31,7 @@ from nas_core.latency.table import LatencyTable
 from nas_core.logs import get_logger
 from orchestrator.baseline import baseline_nets
 from orchestrator.fronts import mark_pareto, price_on_every_device
+from orchestrator.profile_on import profile_labelled_tables, requested
 from orchestrator.report import publish
 from orchestrator.results import retrain_row, search_row
 from orchestrator.storage import RunStorage
@@ -45,7 +47,14 @@ from orchestrator.tune_run import (
 log = get_logger(__name__)  # progress lines; the CLI decides where they go
 
 # what the driver writes into the run folder (pulled back into a URI run's working copy)
-DRIVER_FILES = ("sweep.yaml", "latency.parquet", "events.jsonl", "architectures", "tensorboard")
+DRIVER_FILES = (
+    "sweep.yaml",
+    "latency.parquet",
+    "tables",
+    "events.jsonl",
+    "architectures",
+    "tensorboard",
+)
 
 
 @dataclass
@@ -103,6 +112,8 @@ def prepare_tables(
     """The grid's tables by path ('' = profiled here); each must price all of its spaces."""
     tables: dict[str, LatencyTable] = {}
     for key, keys in (keys_by_table or table_keys(spec)).items():
+        if requested(key):  # profiled on its labelled nodes once Ray is up
+            continue
         if key:
             table = LatencyTable.load(key)
             missing = table.missing(keys)
@@ -260,6 +271,8 @@ def _run_sweep(
     ensure_ray(address, log_to_driver=verbose)
     require_resources(spec.resources)
     tables = profile_gpu_table(spec, run_dir, tables, keys)
+    tables.update(profile_labelled_tables(keys, run_dir, spec.device, {"sweep": spec.name}))
+    _one_table_per_device(tables)
     store.push()  # a URI run is resumable from here on, even if this driver is killed
 
     rows, interrupted = _search_phase(spec, store, tables)

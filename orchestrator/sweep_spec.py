@@ -27,6 +27,7 @@ from nas_core.retrain_config import RetrainConfig, RetrainRecipe
 from nas_core.search_config import DEFAULT_SPACE, SearchConfig, SearchSchedule, WeightConfig
 from nas_core.strategy import StrategyConfig
 from orchestrator.baseline import BaselineSpec
+from orchestrator.profile_on import canonical_entry, requested
 
 AxisName = Literal["lambda2", "B", "F", "target_ms", "lut", "seed"]
 AXES: tuple[str, ...] = get_args(AxisName)
@@ -241,10 +242,8 @@ class SweepSpec(RunSettings):
         for name, axis in grid.items():
             if axis.distribution is not None and name not in CONTINUOUS_AXES:
                 raise ValueError(f"{name}: only lambda2 and target_ms take a distribution")
-            if name == "lut" and not all(
-                v is None or (isinstance(v, str) and v) for v in axis.values
-            ):
-                raise ValueError(f"lut: expected table paths or null, got {list(axis.values)!r}")
+            if name == "lut":
+                grid[name] = _table_entries(axis)
             if name == "seed" and not (
                 all(type(v) is int and v >= 0 for v in axis.values)
                 and len(set(axis.values)) == len(axis.values)
@@ -309,7 +308,8 @@ class SweepSpec(RunSettings):
                     "data": data,
                     "strategy": strategy,
                     "weights": self.weights.to_config(),
-                    "lut": params.get("lut"),
+                    # a table profiled on labelled nodes reaches the trial, not the config
+                    "lut": None if requested(params.get("lut")) else params.get("lut"),
                     "out_dir": out_dir,
                     "tensorboard": False,  # the sweep writes every trial's scalars itself
                 }
@@ -345,10 +345,25 @@ class SweepSpec(RunSettings):
             changes["data"] = spec.data.replace(data_dir=_absolute(spec.data.data_dir, base_dir))
         if "lut" in spec.grid:
             tables = [
-                None if v is None else _absolute(v, base_dir) for v in spec.grid["lut"].values
+                v if v is None or requested(v) else _absolute(v, base_dir)
+                for v in spec.grid["lut"].values
             ]
             changes["grid"] = {**spec.grid, "lut": tables}
         return spec.replace(**changes) if changes else spec
+
+
+def _table_entries(axis: Axis) -> Axis:
+    """grid.lut: table paths, null (profiled here) and `{profile_on: {...}}` entries (profiled
+    on labelled nodes: `orchestrator.profile_on`), the last kept in their string form."""
+    values = []
+    for v in axis.values:
+        entry = canonical_entry(v)
+        if entry is None and not (v is None or (isinstance(v, str) and v)):
+            raise ValueError(
+                f"lut: expected table paths, null or {{profile_on: {{...}}}}, got {v!r}"
+            )
+        values.append(v if entry is None else entry)
+    return Axis.from_config(values)
 
 
 def _absolute(path: str, base_dir: str | Path) -> str:

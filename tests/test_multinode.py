@@ -22,6 +22,7 @@ import psutil
 import pytest
 import yaml
 
+from nas_core.latency.table import LatencyTable
 from tests.test_real_cluster import TINY_SWEEP, _run, _stop
 
 pytestmark = pytest.mark.slow
@@ -77,16 +78,20 @@ def test_a_stale_token_file_does_not_break_a_cluster_without_token_auth(
     assert list(rows["status"]) == ["done", "done"], rows["error"].tolist()
 
 
-def test_each_phase_runs_on_the_nodes_its_resources_name(multinode, tmp_path) -> None:
-    """A heterogeneous cluster's node types as custom resources: the searches' Train workers
+def test_each_phase_runs_where_its_resources_say_and_each_node_type_gets_a_front(
+    multinode, tmp_path
+) -> None:
+    """A heterogeneous cluster's node types as custom resources. The searches' Train workers
     ask for node-1's, the retrains for node-0's, and each row (and each search epoch) names the
-    node that did the work. Unsteered, Ray spreads these four over both nodes (checked: the
-    test fails with the requests removed)."""
+    node that did the work: unsteered, Ray spreads these four over both nodes (checked: the
+    test fails with the requests removed). The grid's two tables are profiled on node-0 and
+    node-1, each named after its label and recording its node, and give two fronts."""
     nodes = json.loads((multinode["temp_dir"] / "nodes.json").read_text())
     placed = {"search_workers": {"node-1": 0.01}, "retrain": {"node-0": 0.01}}
     resources = {**TINY_SWEEP["resources"], "node_resources": placed}
+    tables = [{"profile_on": {"node-0": 1}}, {"profile_on": {"node-1": 1}}]
     spec = tmp_path / "sweep.yaml"
-    grid = {"lambda2": [0.5, 1.0], "B": [1]}
+    grid = {"lambda2": [0.5], "B": [1], "lut": tables}
     spec.write_text(yaml.safe_dump({**TINY_SWEEP, "grid": grid, "resources": resources}))
     argv = [sys.executable, "-m", "orchestrator.cli", "sweep", "--config", str(spec)]
     argv += ["--storage-path", str(tmp_path / "runs"), "--address", multinode["address"]]
@@ -100,6 +105,14 @@ def test_each_phase_runs_on_the_nodes_its_resources_name(multinode, tmp_path) ->
     events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
     epochs = [e for e in events if e["phase"] == "search" and e["event"] == "epoch"]
     assert len(epochs) == 4 and {e["node_id"] for e in epochs} == {nodes["node-1"]}
+
+    for label in ("node-0", "node-1"):
+        table = LatencyTable.load(run_dir / "tables" / f"{label}.parquet")
+        assert table.meta.name == label
+        assert table.meta.extra["profiled_on"]["node_id"] == nodes[label]
+    assert sorted(rows["device"]) == ["node-0, 1 thread"] * 2 + ["node-1, 1 thread"] * 2
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert sorted(summary["devices"]) == ["node-0, 1 thread", "node-1, 1 thread"]
 
 
 def _train_worker_pid(cluster: subprocess.Popen) -> int | None:

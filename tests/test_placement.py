@@ -1,6 +1,8 @@
 """Placement you can steer: custom node resources per phase (`resources.node_resources`), what
-each trial asks Tune for, how many fit at once, and a request no node can meet refused before
-anything waits. Where each phase really ran is checked on several nodes in test_multinode."""
+each trial asks Tune for, how many fit at once, a request no node can meet refused before
+anything waits, and tables profiled on labelled nodes (`grid.lut: [{profile_on: ...}]`). Where
+each phase really ran, and two labelled tables giving two fronts, are checked on several nodes
+in test_multinode."""
 
 from __future__ import annotations
 
@@ -8,7 +10,8 @@ import pytest
 
 from cluster.resources import require_node_resources
 from nas_core.errors import ProxylessError
-from orchestrator.sweep_spec import ResourceConfig
+from orchestrator.profile_on import profile_labelled_tables, requested, table_path
+from orchestrator.sweep_spec import ResourceConfig, SweepSpec
 from orchestrator.tune_run import require_resources, trial_request
 
 LABELLED = {"search_workers": {"gpu-a10g": 0.5}, "retrain": {"cpu-box": 1}}
@@ -50,3 +53,45 @@ def test_a_resource_no_node_offers_is_one_line_before_anything_waits(local_ray) 
     # Ray's own `node:<ip>` resource pins a phase to one machine; this one has it
     pinned = {"node_resources": {"retrain": {"node:127.0.0.1": 0.01}}}
     require_resources(ResourceConfig.from_config(pinned))
+
+
+def test_a_profile_on_entry_is_kept_as_one_string_that_round_trips() -> None:
+    spec = SweepSpec.from_config({"grid": {"lut": [{"profile_on": {"b": 1, "a": 2}}, None]}})
+    entry, profiled_here = spec.grid["lut"].values
+    assert entry == 'profile_on:{"a":2.0,"b":1.0}' and profiled_here is None
+    assert requested(entry) == {"a": 2.0, "b": 1.0} and requested("/t/table.parquet") is None
+    assert SweepSpec.from_config(spec.to_config()) == spec
+    point = {"lut": entry, "lambda2": 0.1}
+    assert spec.search_config(point, out_dir="unused").lut is None  # the trial gets the table
+
+
+def test_a_labelled_table_is_profiled_on_its_node_named_for_it_and_reused(
+    local_ray, tmp_path
+) -> None:
+    """Ray's `node:127.0.0.1` stands in for a node type's label on this one-node Ray."""
+    from nas_core.spaces import create_space
+
+    space = create_space("mobilenet", B=1, F=0.25, resolution=16, num_classes=10)
+    keys = space.latency_layout().all_keys()[:3]
+    entry = (
+        SweepSpec.from_config({"grid": {"lut": [{"profile_on": {"node:127.0.0.1": 0.01}}]}})
+        .grid["lut"]
+        .values[0]
+    )
+    (table,) = profile_labelled_tables({entry: keys}, tmp_path, "cpu", {"sweep": "t"}).values()
+    assert table.meta.name == "node:127.0.0.1" and not table.missing(keys)
+    assert table.meta.extra["profiled_on"]["node_id"] == local_ray_node_id()
+    saved = table_path(tmp_path, requested(entry))
+    assert saved.parent.name == "tables" and saved.is_file()
+    stamp = saved.stat().st_mtime_ns
+    (again,) = profile_labelled_tables({entry: keys}, tmp_path, "cpu", {}).values()
+    assert again == table and saved.stat().st_mtime_ns == stamp  # a resumed sweep's: no task
+    with pytest.raises(ProxylessError, match=r"^grid\.lut profile_on:.*needs 1 of 'gpu-a10g'"):
+        profile_labelled_tables({'profile_on:{"gpu-a10g":1}': keys}, tmp_path, "cpu", {})
+
+
+def local_ray_node_id() -> str:
+    import ray
+
+    (node,) = [n for n in ray.nodes() if n["Alive"]]
+    return node["NodeID"]

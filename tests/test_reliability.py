@@ -213,6 +213,18 @@ CASES: list[Case] = [
     ),
     Case(
         SWEEP,
+        "grid.lut profile_on naming CPUs",
+        lambda t: _sweep(t, {"grid": {"lut": [{"profile_on": {"CPU": 1}}]}}),
+        "profile_on: 'CPU' is not a custom node resource",
+    ),
+    Case(
+        SWEEP,
+        "grid.lut profile_on naming nothing",
+        lambda t: _sweep(t, {"grid": {"lut": [{"profile_on": {}}]}}),
+        "profile_on names no node resource",
+    ),
+    Case(
+        SWEEP,
         "cluster without a trial limit",
         lambda t: [*_sweep(t, {}), "--address", "127.0.0.1:1"],
         "max_concurrent_trials: required when attaching",
