@@ -89,6 +89,24 @@ def require_gpus(needed: float, what: str) -> None:
         )
 
 
+# Ray's own resources, each with its own setting (cpus_per_worker, gpus_per_worker, ...)
+BUILT_IN_RESOURCES = ("CPU", "GPU", "memory", "object_store_memory")
+
+
+def check_node_resources(asked: Mapping[str, object]) -> dict[str, float]:
+    """`asked` as custom node resources (name → amount > 0); a ValueError naming the first
+    that is not one: a built-in resource, an empty name, an amount that is not positive."""
+    for name, amount in asked.items():
+        if not isinstance(name, str) or not name or name in BUILT_IN_RESOURCES:
+            raise ValueError(
+                f"{name!r}: a custom resource of the nodes (CPUs and GPUs have their own "
+                "settings: cpus_per_worker, gpus_per_worker)"
+            )
+        if isinstance(amount, bool) or not isinstance(amount, int | float) or not amount > 0:
+            raise ValueError(f"{name}: expected an amount > 0, got {amount!r}")
+    return {name: float(amount) for name, amount in asked.items()}  # type: ignore[arg-type]
+
+
 def require_node_resources(needed: Mapping[str, float], what: str, setting: str) -> None:
     """One line, before Ray waits, when the cluster can never offer a custom resource that
     `needed` asks for (a Tune trial would wait in the queue for it forever). `setting` is the

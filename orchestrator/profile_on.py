@@ -17,13 +17,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from cluster.resources import check_node_resources
 from nas_core.latency.table import LatencyTable
 from nas_core.logs import get_logger
 
 log = get_logger(__name__)
 
 PREFIX = "profile_on:"
-RESERVED = ("CPU", "GPU", "memory", "object_store_memory")  # each has its own setting
 
 
 def canonical_entry(value: Any) -> str | None:
@@ -38,15 +38,13 @@ def canonical_entry(value: Any) -> str | None:
         return None
     if set(value) != {"profile_on"} or not isinstance(value["profile_on"], Mapping):
         raise ValueError(f"lut: expected {{profile_on: {{<node resource>: 1}}}}, got {value!r}")
-    asked = dict(value["profile_on"])
-    if not asked:
+    if not value["profile_on"]:
         raise ValueError("lut: profile_on names no node resource")
-    for name, amount in asked.items():
-        if not isinstance(name, str) or not name or name in RESERVED:
-            raise ValueError(f"lut: profile_on: {name!r} is not a custom node resource")
-        if isinstance(amount, bool) or not isinstance(amount, int | float) or not amount > 0:
-            raise ValueError(f"lut: profile_on: {name}: expected an amount > 0, got {amount!r}")
-    ordered = {name: float(asked[name]) for name in sorted(asked)}
+    try:
+        asked = check_node_resources(value["profile_on"])
+    except ValueError as e:
+        raise ValueError(f"lut: profile_on: {e}") from None
+    ordered = {name: asked[name] for name in sorted(asked)}
     return PREFIX + json.dumps(ordered, separators=(",", ":"))
 
 

@@ -18,7 +18,7 @@ from typing import Any, Literal, get_args
 
 from pydantic import Field, field_validator, model_serializer, model_validator
 
-from cluster.resources import check_gpu_request
+from cluster.resources import check_gpu_request, check_node_resources
 from nas_core.config import ConfigModel, FiniteFloat, RunSettings
 from nas_core.data import DataConfig
 from nas_core.errors import ProxylessError
@@ -108,22 +108,6 @@ def _finite(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
-# Ray's own resources, each with its setting in `ResourceConfig`; node_resources names others
-BUILT_IN_RESOURCES = ("CPU", "GPU", "memory", "object_store_memory")
-
-
-def _custom_resources(asked: dict[str, float]) -> dict[str, float]:
-    for name, amount in asked.items():
-        if not name or name in BUILT_IN_RESOURCES:
-            raise ValueError(
-                f"{name!r}: a custom resource of the nodes (CPUs and GPUs have their own "
-                "settings: cpus_per_worker, gpus_per_worker)"
-            )
-        if not amount > 0:
-            raise ValueError(f"{name}: expected an amount > 0, got {amount!r}")
-    return asked
-
-
 class NodeResources(ConfigModel):
     """Custom Ray resources each phase asks for, so a heterogeneous cluster runs it on the
     nodes meant for it: a node offers them with `ray start --resources='{"gpu-a10g": 1}'`
@@ -134,7 +118,7 @@ class NodeResources(ConfigModel):
     search_workers: dict[str, FiniteFloat] = Field(default_factory=dict)
     retrain: dict[str, FiniteFloat] = Field(default_factory=dict)  # each retrain trial
 
-    _names = field_validator("search_workers", "retrain")(_custom_resources)
+    _names = field_validator("search_workers", "retrain")(check_node_resources)
 
     def of(self, phase: str) -> dict[str, float]:
         """What one process of `phase` ('search' or 'retrain') asks for."""

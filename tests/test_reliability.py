@@ -215,7 +215,7 @@ CASES: list[Case] = [
         SWEEP,
         "grid.lut profile_on naming CPUs",
         lambda t: _sweep(t, {"grid": {"lut": [{"profile_on": {"CPU": 1}}]}}),
-        "profile_on: 'CPU' is not a custom node resource",
+        "profile_on: 'CPU': a custom resource of the nodes",
     ),
     Case(
         SWEEP,
