@@ -21,6 +21,8 @@ GPU (`cluster.profile`).
 
 from __future__ import annotations
 
+import contextlib
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +57,8 @@ from nas_core.strategy import create_strategy
 # before its attempt fails (and Ray Train restarts the worker group from the last checkpoint)
 SYNC_TIMEOUT_S = 600.0
 ACTOR_RESTARTS = 3
+# how long a new attempt waits for the name of an earlier attempt's architecture actor
+NAME_RELEASE_S = 60.0
 
 
 def actor_name(storage_path: str, run_name: str) -> str:
@@ -181,9 +185,27 @@ def _start_actor(
     # an actor that dies in its constructor
     create_strategy(config.strategy, LatencyModel(space, table))
     remote = ray.remote(num_cpus=0, max_restarts=ACTOR_RESTARTS)(actor_cls)
-    return remote.options(name=name).remote(
-        space.to_config(), config.strategy.to_config(), arch_state.to_config(), table.to_yaml_dict()
-    )
+    args = (space.to_config(), config.strategy.to_config(), arch_state.to_config())
+    deadline = time.monotonic() + NAME_RELEASE_S
+    while True:
+        try:
+            return remote.options(name=name).remote(*args, table.to_yaml_dict())
+        except ray.exceptions.ActorAlreadyExistsError:
+            if time.monotonic() > deadline:
+                raise
+            _kill_leftover(name)
+            time.sleep(0.5)
+
+
+def _kill_leftover(name: str) -> None:
+    """The actor of an earlier attempt of this Train run, still registered under its name: the
+    trial that owned it died with its node before it could kill it, and Ray frees the name
+    only once it notices. Its state is of no use (each attempt restores α from the Train
+    checkpoint), so it goes."""
+    import ray
+
+    with contextlib.suppress(ValueError):  # gone meanwhile
+        ray.kill(ray.get_actor(name), no_restart=True)
 
 
 def _build_trainer(

@@ -18,6 +18,7 @@ from ray.tune import Callback
 from nas_core.arch_state import ArchState
 from nas_core.arch_view import ALPHA_KEY, log_alpha
 from nas_core.logs import get_logger
+from orchestrator.train_reports import LATE_KEY
 from orchestrator.trial_report import FailedReport
 
 log = get_logger(__name__)
@@ -57,8 +58,9 @@ class EventLog(Callback):
     ) -> None:
         if _epoch_result(result):  # which process on which node ran it: its logs, or a stop
             node = result.get("hostname")
-            # a Train-backed search's epoch says which node its rank 0 ran on
-            extra = {"node_id": result["node_id"]} if result.get("node_id") else {}
+            # a Train-backed search's epoch says which node its rank 0 ran on, and whether it
+            # was reported late (its report died with a node: orchestrator.train_reports)
+            extra = {k: result[k] for k in ("node_id", LATE_KEY) if result.get(k)}
             self._event(
                 "epoch", trial, epoch=result["epoch"], pid=result.get("pid"), node=node, **extra
             )

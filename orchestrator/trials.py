@@ -125,9 +125,14 @@ def _search_on_train(
 ) -> tuple[SearchResult, str | None]:
     """The search's result and the node its rank 0 ran on (from its last report)."""
     from cluster.search import run_search
-    from orchestrator.train_reports import forwarded_train_reports
+    from orchestrator.train_reports import (
+        epoch_tune_has,
+        forwarded_train_reports,
+        report_missed_epochs,
+    )
 
     res = sweep.resources
+    had = epoch_tune_has()  # a rerun trial: what the attempts before it got to Tune
     # a worker's ProxylessError comes out of run_search as itself; rank 0's reports have all
     # reached Tune when the context exits, before this trial reports anything itself
     with forwarded_train_reports() as forward:
@@ -146,6 +151,8 @@ def _search_on_train(
             table=table,
             node_resources=res.node_resources.search_workers,
         )
+    # an epoch whose report died with an earlier attempt's node, before the trial's own report
+    report_missed_epochs(result.history, had, forward.epochs)
     return result, forward.latest.get(NODE_ID_KEY)
 
 

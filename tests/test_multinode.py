@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 import psutil
 import pytest
+import torch
 import yaml
 
 from nas_core.latency.table import LatencyTable
@@ -28,6 +29,7 @@ from tests.test_real_cluster import TINY_SWEEP, _run, _stop
 pytestmark = pytest.mark.slow
 
 CLUSTER = Path(__file__).with_name("multinode_cluster.py")
+SINGLE_MACHINE = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 
 def _client_env() -> dict[str, str]:
@@ -115,23 +117,27 @@ def test_each_phase_runs_where_its_resources_say_and_each_node_type_gets_a_front
     assert sorted(summary["devices"]) == ["node-0, 1 thread", "node-1, 1 thread"]
 
 
-def _train_worker_pid(cluster: subprocess.Popen) -> int | None:
-    """A Train worker of this test's cluster (its nodes' processes descend from the cluster's
-    process), not of any other Ray on the machine."""
+TRAIN_WORKER = "ray::RayTrainWorker"  # the process titles of what a test's node loss hits
+TRIAL_DRIVER = "ray::ImplicitFunc"  # a Tune function trial: the search trial itself
+
+
+def _pid_titled(cluster: subprocess.Popen, title: str) -> int | None:
+    """A process of this test's cluster (its nodes' processes descend from the cluster's
+    process), not of any other Ray on the machine, whose title starts with `title`."""
     for p in psutil.Process(cluster.pid).children(recursive=True):
         with contextlib.suppress(psutil.Error):
-            if p.cmdline() and p.cmdline()[0].startswith("ray::RayTrainWorker"):
+            if p.cmdline() and p.cmdline()[0].startswith(title):
                 return p.pid
     return None
 
 
 def _remove_node_after_first_checkpoint(
-    multinode: dict, run_dir: Path, stop: threading.Event
+    multinode: dict, run_dir: Path, title: str, stop: threading.Event
 ) -> None:
     """The test's thread: once the search's first Train checkpoint is written, has the
-    cluster remove the node that runs its Train worker."""
+    cluster remove the node that runs the process titled `title`."""
     while not stop.is_set():
-        pid = _train_worker_pid(multinode["proc"])
+        pid = _pid_titled(multinode["proc"], title)
         if pid is not None and any((run_dir / "tune" / "train").glob("search-*/checkpoint_*")):
             (multinode["temp_dir"] / "remove").write_text(str(pid))
             os.kill(multinode["proc"].pid, signal.SIGUSR1)
@@ -144,25 +150,26 @@ def _removal(temp_dir: Path, timeout_s: float = 60) -> dict:
     while not (temp_dir / "removed").is_file():
         assert time.time() < deadline, "no node was removed"
         time.sleep(0.2)
-    return json.loads((temp_dir / "removed").read_text())
+    removed = json.loads((temp_dir / "removed").read_text())
+    (temp_dir / "removed").unlink()  # the next test's removal
+    return removed
 
 
-def test_a_lost_worker_node_is_survived_with_every_epoch_once(multinode, tmp_path) -> None:
-    """The node of a search's Train worker, removed without grace after the first of four
-    epochs' Train checkpoints. Train restarts the group from that checkpoint on the node left,
-    or, where the node held the trial too, Tune reruns the trial and its Train run resumes:
-    either way the sweep ends with every trial done and each search epoch reported once."""
+def _sweep_losing_a_node(multinode: dict, tmp_path: Path, title: str) -> None:
+    """A Train-backed search of four epochs whose node running `title` is removed without
+    grace after the first epoch's Train checkpoint: the sweep ends with every trial done, each
+    search epoch reported once, the node going mid-search, α as an in-process search of the
+    same point reaches, and no placement group left on the cluster."""
     search = {"epochs": 3, "warmup_epochs": 1, "arch_every": 2}  # room to act after epoch 0
     spec = tmp_path / "sweep.yaml"
-    spec.write_text(
-        yaml.safe_dump({**TINY_SWEEP, "search": search, "grid": {"lambda2": [0.5], "B": [1]}})
-    )
+    config = {**TINY_SWEEP, "search": search, "grid": {"lambda2": [0.5], "B": [1]}}
+    spec.write_text(yaml.safe_dump(config))
     run_dir = tmp_path / "runs" / "lost"
     argv = [sys.executable, "-m", "orchestrator.cli", "sweep", "--config", str(spec)]
     argv += ["--storage-path", str(tmp_path / "runs"), "--address", multinode["address"]]
     stop = threading.Event()
     remover = threading.Thread(
-        target=_remove_node_after_first_checkpoint, args=(multinode, run_dir, stop)
+        target=_remove_node_after_first_checkpoint, args=(multinode, run_dir, title, stop)
     )
     remover.start()
     try:
@@ -181,3 +188,55 @@ def test_a_lost_worker_node_is_survived_with_every_epoch_once(multinode, tmp_pat
     # the node went mid-search: after the first checkpoint (by construction), before the last
     # epoch reached the driver
     assert removal["time"] < max(e["time"] for e in epochs)
+    search_row = rows.set_index("kind").loc["search"]
+    _same_alpha_as_in_process(config, run_dir, search_row["alpha"], tmp_path / "local")
+    assert _live_placement_groups(multinode["address"]) == []
+
+
+def _same_alpha_as_in_process(config: dict, run_dir: Path, alpha: str, out: Path) -> None:
+    """The resumed search's final α equals one search of the same point in this process, on
+    the table the sweep profiled: nothing of the lost attempt counted twice or went missing."""
+    from nas_core.arch_state import ArchState
+    from nas_core.search import Searcher
+    from orchestrator.sweep_spec import SweepSpec
+
+    point = {"lambda2": 0.5, "B": 1}
+    local = SweepSpec.from_config(config).search_config(point, out_dir=str(out))
+    local = local.replace(lut=str(run_dir / "latency.parquet"))
+    searcher = Searcher.from_config(local)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a Train worker's one thread: float sums must match exactly
+    try:
+        searcher.run()
+    finally:
+        torch.set_num_threads(threads)
+    swept = ArchState.from_config(json.loads(alpha)).alphas
+    for a, b in zip(swept, searcher.net.arch_state.alphas, strict=True):
+        torch.testing.assert_close(a.detach(), b.detach(), rtol=1e-5, atol=1e-6)
+
+
+def _live_placement_groups(address: str) -> list:
+    """Placement groups of the cluster not removed: a dead Train controller's would stay."""
+    probe = (
+        f"import json, ray; ray.init(address={address!r}, logging_level='ERROR'); "
+        "print(json.dumps([g['state'] for g in ray.util.placement_group_table().values() "
+        "if g['state'] != 'REMOVED']))"
+    )
+    # single-machine mode, as the CLI's: else Ray swaps 127.0.0.1 for this host's address
+    done = _run([sys.executable, "-c", probe], {**_client_env(), SINGLE_MACHINE: "0"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_a_lost_worker_node_is_survived_with_every_epoch_once(multinode, tmp_path) -> None:
+    """The node of a search's Train worker. Train restarts the group from its checkpoint on
+    the node left, or, where the node held the trial too, Tune reruns the trial and its Train
+    run resumes."""
+    _sweep_losing_a_node(multinode, tmp_path, TRAIN_WORKER)
+
+
+def test_a_lost_trial_driver_node_is_survived_with_every_epoch_once(multinode, tmp_path) -> None:
+    """The node of the search trial itself (the Tune actor that owns the Train controller, the
+    architecture actor and the report queue, which die with it): Tune reruns the trial, and its
+    Train run resumes from its own last checkpoint."""
+    _sweep_losing_a_node(multinode, tmp_path, TRIAL_DRIVER)
