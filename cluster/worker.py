@@ -10,6 +10,7 @@ a deadline: a rank that stops answering fails the attempt instead of hanging it.
 from __future__ import annotations
 
 import contextlib
+import json
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -29,6 +30,9 @@ from nas_core.ranks import ProcessGroupRanks, spread
 from nas_core.search import Searcher
 from nas_core.search_config import SearchConfig
 from nas_core.search_outputs import LocalOutputs
+
+# beside rank 0's checkpoint.pt: every epoch's metrics so far (JSON), small to read
+HISTORY_FILE = "history.json"
 
 
 def _set_alphas(searcher: Searcher, flat: Any) -> None:
@@ -124,6 +128,8 @@ class TrainReport:
         )
         with tempfile.TemporaryDirectory() as tmp:
             save_checkpoint(Path(tmp) / "checkpoint.pt", state)
+            # every epoch's metrics so far, readable without loading the state
+            (Path(tmp) / HISTORY_FILE).write_text(json.dumps(searcher.history))
             ray.train.report(report, checkpoint=ray.train.Checkpoint.from_directory(tmp))
         if self.outputs.tensorboard:
             self.outputs.log(searcher, metrics)

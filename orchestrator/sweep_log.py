@@ -49,7 +49,8 @@ class EventLog(Callback):
     def on_checkpoint(
         self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info: Any
     ) -> None:
-        # recorded by Tune: a trial restarted from here on continues after this epoch
+        # recorded by Tune: a trial restarted from here on continues after this epoch (a
+        # Train-backed search from its Train run's own checkpoint; Tune's names the epoch)
         last = trial.last_result or {}
         self._event("checkpoint", trial, epoch=last.get("epoch"), pid=last.get("pid"))
 

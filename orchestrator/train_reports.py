@@ -11,9 +11,12 @@ overtake).
 
 A trial that dies with its node can lose the report in flight: rank 0's checkpoint of that
 epoch is written, so the rerun trial's Train run resumes after it and never reports it again.
-Each forwarded report therefore carries a tiny Tune checkpoint naming its epoch; the rerun
-reads it (`epoch_tune_has`) and, once its Train run ends, reports late the epochs of the run's
-history that Tune never got (`report_missed_epochs`), so each epoch reaches Tune once.
+So each report reaches Tune with a tiny checkpoint naming its epoch (`report_epoch`); a rerun
+reads the last one (`epoch_tune_has`), and the callback sends, before the first report of its
+Train controller, the run's history read from that report's Train checkpoint; the trial's
+thread reports late, in order, the epochs of it that Tune never got. Epochs reach Tune in
+order and once, however many attempts die (a sweep started before this release and resumed
+mid-search may see its earlier epochs twice: its attempts left no epoch checkpoints).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from __future__ import annotations
 import json
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -32,20 +35,22 @@ from ray.train import UserCallback
 CHECKPOINT_PATH_KEY = "checkpoint_path"
 EPOCH_FILE = "reported_epoch.json"  # the tiny Tune checkpoint of a forwarded report
 LATE_KEY = "late"  # marks an epoch reported after the rerun of a trial that lost it
+HISTORY_KEY = "history"  # a queue item with the Train run's epochs before this controller's
 
 
 class ForwardReports(UserCallback):
-    """On the Train controller: each round of reports, rank 0's metrics onto `queue`. In the
-    trial, `latest` is the last report passed on to Tune and `epochs` the epochs of all of
-    them (the controller's copy has neither)."""
+    """On the Train controller: each round of reports, rank 0's metrics onto `queue`, the
+    first preceded by the run's earlier epochs. In the trial, `latest` is the last report
+    passed on to Tune and `late` the epochs reported late (the controller's copy has neither)."""
 
     def __init__(self, queue: Any) -> None:
         self._queue = queue
+        self._first = True
         self.latest: dict[str, Any] = {}
-        self.epochs: list[int] = []
+        self.late: list[int] = []
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"_queue": self._queue, "latest": {}, "epochs": []}  # the trial's, not sent
+        return {"_queue": self._queue, "_first": True, "latest": {}, "late": []}
 
     def after_report(
         self, run_context: Any, metrics: list[dict[str, Any]], checkpoint: Any
@@ -53,14 +58,32 @@ class ForwardReports(UserCallback):
         item = dict(metrics[0])
         if checkpoint is not None:
             item[CHECKPOINT_PATH_KEY] = checkpoint.path
+            if self._first:  # a resumed run: what came before, for the epochs Tune lacks
+                self._queue.put({HISTORY_KEY: _earlier_epochs(checkpoint)})
+        self._first = False
         self._queue.put(item)
 
 
+def _earlier_epochs(checkpoint: Any) -> list[dict[str, Any]]:
+    """The epochs before the one `checkpoint` was reported with (none where it has no
+    history: a checkpoint from before this release)."""
+    from cluster.worker import HISTORY_FILE  # the ranks' side; torch only where it runs
+
+    try:
+        with checkpoint.filesystem.open_input_stream(f"{checkpoint.path}/{HISTORY_FILE}") as f:
+            return json.loads(f.read())[:-1]
+    except FileNotFoundError:
+        return []
+
+
 @contextmanager
-def forwarded_train_reports(poll_s: float = 0.2) -> Iterator[ForwardReports]:
+def forwarded_train_reports(
+    had: int | None = None, poll_s: float = 0.2
+) -> Iterator[ForwardReports]:
     """The callback to give the Train run; every report it forwards is passed to `tune.report`
-    by the time this context exits (the queue, an actor of the trial's, goes with it). A report
-    that cannot be passed on fails the trial here, as with Ray's own callback."""
+    by the time this context exits (the queue, an actor of the trial's, goes with it), and
+    every earlier epoch after `had` (the last epoch Tune has of this trial) too. A report that
+    cannot be passed on fails the trial here, as with Ray's own callback."""
     from ray.util.queue import Queue
 
     queue = Queue(actor_options={"num_cpus": 0})  # unbounded: the ranks never wait for Tune
@@ -69,7 +92,7 @@ def forwarded_train_reports(poll_s: float = 0.2) -> Iterator[ForwardReports]:
     forward = ForwardReports(queue)
     thread = threading.Thread(
         target=_pass_on,
-        args=(queue, forward, done, failed, poll_s),
+        args=(queue, forward, had, done, failed, poll_s),
         name="train-reports",
         daemon=True,
     )
@@ -85,11 +108,17 @@ def forwarded_train_reports(poll_s: float = 0.2) -> Iterator[ForwardReports]:
 
 
 def _pass_on(
-    queue: Any, forward: ForwardReports, done: threading.Event, failed: list, poll_s: float
+    queue: Any,
+    forward: ForwardReports,
+    had: int | None,
+    done: threading.Event,
+    failed: list,
+    poll_s: float,
 ) -> None:
     """The trial's thread: each queued report to Tune (`report_epoch`), in order, until `done`
     was set before the queue was found empty (then nothing more can come); the last one stays
-    in `forward.latest`. Tune stopping the trial ends the thread (SystemExit)."""
+    in `forward.latest`. Of a run's earlier epochs, those after the last Tune has (`had`, then
+    each one passed on) are reported late. Tune stopping the trial ends the thread."""
     from ray.util.queue import Empty
 
     try:
@@ -101,10 +130,14 @@ def _pass_on(
                 if finished:
                     return
                 continue
+            if HISTORY_KEY in item:
+                for metrics in item[HISTORY_KEY]:
+                    if had is None or metrics["epoch"] > had:
+                        report_epoch({**metrics, LATE_KEY: 1})
+                        forward.late.append(had := int(metrics["epoch"]))
+                continue
             report_epoch(item)
-            forward.latest.clear()
-            forward.latest.update(item)
-            forward.epochs.append(int(item["epoch"]))
+            forward.latest, had = item, int(item["epoch"])
     except Exception as e:  # a report Tune refused, the queue gone: the trial's error
         failed.append(e)
 
@@ -114,8 +147,13 @@ def report_epoch(metrics: Mapping[str, Any]) -> None:
     from ray import tune
 
     with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / EPOCH_FILE).write_text(json.dumps({"epoch": int(metrics["epoch"])}))
+        write_epoch_file(Path(tmp), int(metrics["epoch"]))
         tune.report(dict(metrics), checkpoint=tune.Checkpoint.from_directory(tmp))
+
+
+def write_epoch_file(folder: Path, epoch: int) -> None:
+    """Into a Tune checkpoint's folder: the last epoch Tune has with it (`epoch_tune_has`)."""
+    (folder / EPOCH_FILE).write_text(json.dumps({"epoch": epoch}))
 
 
 def epoch_tune_has() -> int | None:
@@ -128,20 +166,3 @@ def epoch_tune_has() -> int | None:
     with checkpoint.as_directory() as d:
         path = Path(d) / EPOCH_FILE
         return json.loads(path.read_text())["epoch"] if path.is_file() else None
-
-
-def report_missed_epochs(
-    history: Sequence[Mapping[str, Any]], had: int | None, forwarded: Sequence[int]
-) -> list[int]:
-    """Report late, in order, the epochs of the Train run's `history` that Tune never got:
-    after `had` (what Tune had before this attempt) and before the first epoch this attempt
-    forwarded. Returns them."""
-    first = min(forwarded, default=None)
-    missed = [
-        m
-        for m in history
-        if (had is None or m["epoch"] > had) and (first is None or m["epoch"] < first)
-    ]
-    for m in missed:
-        report_epoch({**m, LATE_KEY: 1})
-    return [int(m["epoch"]) for m in missed]

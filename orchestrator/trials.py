@@ -31,6 +31,7 @@ from nas_core.search import Searcher
 from nas_core.search_result import SearchResult
 from nas_core.weights_meta import meta_name
 from orchestrator.sweep_spec import SweepSpec
+from orchestrator.train_reports import write_epoch_file
 from orchestrator.trial_report import FailedReport, RetrainReport, SearchReport
 
 
@@ -91,6 +92,7 @@ def search_trial(
             if (out / name).is_file():
                 shutil.copy2(out / name, final / name)
         alpha = _read_text(final / "arch_state.json")  # the final α, for results.parquet
+        write_epoch_file(final, result.epochs - 1)  # a restart from here reports no epoch again
         report = SearchReport.from_result(
             result, config.strategy.name, table.meta.device, alpha, node_id=node
         )
@@ -125,17 +127,13 @@ def _search_on_train(
 ) -> tuple[SearchResult, str | None]:
     """The search's result and the node its rank 0 ran on (from its last report)."""
     from cluster.search import run_search
-    from orchestrator.train_reports import (
-        epoch_tune_has,
-        forwarded_train_reports,
-        report_missed_epochs,
-    )
+    from orchestrator.train_reports import epoch_tune_has, forwarded_train_reports
 
     res = sweep.resources
-    had = epoch_tune_has()  # a rerun trial: what the attempts before it got to Tune
     # a worker's ProxylessError comes out of run_search as itself; rank 0's reports have all
     # reached Tune when the context exits, before this trial reports anything itself
-    with forwarded_train_reports() as forward:
+    # a rerun trial: the epochs the attempts before it got to Tune are not reported again
+    with forwarded_train_reports(had=epoch_tune_has()) as forward:
         result = run_search(
             config,
             res.workers,
@@ -151,8 +149,6 @@ def _search_on_train(
             table=table,
             node_resources=res.node_resources.search_workers,
         )
-    # an epoch whose report died with an earlier attempt's node, before the trial's own report
-    report_missed_epochs(result.history, had, forward.epochs)
     return result, forward.latest.get(NODE_ID_KEY)
 
 

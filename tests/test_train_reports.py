@@ -3,6 +3,7 @@ own report, with the Train checkpoint's path; a report Tune refuses fails the tr
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -50,3 +51,39 @@ def test_every_report_reaches_tune_in_order_before_the_trials_own(local_ray, tmp
     refused = by_case[True]
     assert refused.error is not None and "tensor" in str(refused.error).lower()
     assert "final" not in refused.metrics  # the trial did not go on as if all had arrived
+
+
+def _resumed_trial(config: dict) -> None:
+    """A rerun trial whose earlier attempt got epoch 0 to Tune and died with its node after
+    rank 0's checkpoint of epoch 1: the resumed Train run reports epochs 2 and 3, its first
+    report with a checkpoint whose history holds epochs 0-2."""
+    from ray import train, tune
+
+    from orchestrator.train_reports import forwarded_train_reports
+
+    with forwarded_train_reports(had=0) as forward:
+        for epoch in (2, 3):
+            checkpoint = train.Checkpoint(config["checkpoint"])
+            forward.after_report(None, [{"epoch": epoch, "rank": 0}], checkpoint)
+    tune.report({"final": 1.0, "late": forward.late[0]})
+
+
+def test_a_rerun_reports_late_once_the_epochs_tune_never_got(local_ray, tmp_path) -> None:
+    from ray import tune
+
+    from cluster.worker import HISTORY_FILE
+
+    checkpoint = tmp_path / "checkpoint_000002"
+    checkpoint.mkdir()
+    history = [{"epoch": e, "valid/accuracy": 0.5 + e / 10} for e in range(3)]
+    (checkpoint / HISTORY_FILE).write_text(json.dumps(history))
+    tuner = tune.Tuner(
+        _resumed_trial,
+        param_space={"checkpoint": str(checkpoint)},
+        run_config=tune.RunConfig(storage_path=str(tmp_path / "runs"), name="resumed"),
+    )
+    (result,) = tuner.fit()
+    assert result.error is None
+    epochs = result.metrics_dataframe["epoch"].dropna().tolist()
+    assert epochs == [1, 2, 3]  # epoch 0 Tune had; 1 late, in order; none twice
+    assert result.metrics_dataframe["valid/accuracy"].iloc[0] == 0.6  # epoch 1's own metrics
