@@ -73,7 +73,7 @@ def profile_labelled_tables(
     import ray
 
     from cluster.profile import start_profile_on
-    from cluster.resources import require_node_resources
+    from cluster.resources import require_gpus, require_node_resources
 
     tables: dict[str, LatencyTable] = {}
     pending: dict[str, Any] = {}
@@ -86,9 +86,15 @@ def profile_labelled_tables(
             tables[entry] = found
             continue
         require_node_resources(resources, "profiling its latency table", f"grid.lut {entry}")
+        if str(device).startswith("cuda"):
+            require_gpus(1, f"profiling the CUDA table of grid.lut {entry}")
         log.info(f"profiling {len(keys)} latency entries on a node with {label(resources)} → {out}")
         pending[entry] = start_profile_on(keys, resources, device, label(resources), extra_meta)
-    for entry, table in zip(pending, ray.get(list(pending.values())), strict=True):
+    entry_of = {ref: entry for entry, ref in pending.items()}
+    waiting = list(pending.values())
+    while waiting:  # each saved as it comes: a failed one keeps the others for the resume
+        (ref,), waiting = ray.wait(waiting, num_returns=1)
+        entry, table = entry_of[ref], ray.get(ref)
         out = table_path(run_dir, requested(entry) or {})
         out.parent.mkdir(parents=True, exist_ok=True)
         table.save(out)

@@ -27,7 +27,7 @@ from nas_core.retrain_config import RetrainConfig, RetrainRecipe
 from nas_core.search_config import DEFAULT_SPACE, SearchConfig, SearchSchedule, WeightConfig
 from nas_core.strategy import StrategyConfig
 from orchestrator.baseline import BaselineSpec
-from orchestrator.profile_on import canonical_entry, requested
+from orchestrator.profile_on import canonical_entry, label, requested
 
 AxisName = Literal["lambda2", "B", "F", "target_ms", "lut", "seed"]
 AXES: tuple[str, ...] = get_args(AxisName)
@@ -347,6 +347,9 @@ def _table_entries(axis: Axis) -> Axis:
                 f"lut: expected table paths, null or {{profile_on: {{...}}}}, got {v!r}"
             )
         values.append(v if entry is None else entry)
+    labels = [label(requested(v) or {}) for v in values if requested(v)]
+    if len(set(labels)) != len(labels):  # one file and one device name per label
+        raise ValueError(f"lut: two profile_on entries name the same resources: {labels!r}")
     return Axis.from_config(values)
 
 

@@ -225,6 +225,14 @@ CASES: list[Case] = [
     ),
     Case(
         SWEEP,
+        "grid.lut profile_on of one resource twice",
+        lambda t: _sweep(
+            t, {"grid": {"lut": [{"profile_on": {"a": 1}}, {"profile_on": {"a": 2}}]}}
+        ),
+        "two profile_on entries name the same resources",
+    ),
+    Case(
+        SWEEP,
         "cluster without a trial limit",
         lambda t: [*_sweep(t, {}), "--address", "127.0.0.1:1"],
         "max_concurrent_trials: required when attaching",
