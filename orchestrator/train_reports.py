@@ -66,13 +66,13 @@ class ForwardReports(UserCallback):
 
 def _earlier_epochs(checkpoint: Any) -> list[dict[str, Any]]:
     """The epochs before the one `checkpoint` was reported with (none where it has no
-    history: a checkpoint from before this release)."""
+    history: a checkpoint from before this release; a URI store may say so as any OSError)."""
     from cluster.worker import HISTORY_FILE  # the ranks' side; torch only where it runs
 
     try:
         with checkpoint.filesystem.open_input_stream(f"{checkpoint.path}/{HISTORY_FILE}") as f:
             return json.loads(f.read())[:-1]
-    except FileNotFoundError:
+    except OSError:
         return []
 
 
