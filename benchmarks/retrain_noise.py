@@ -42,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--epochs", type=int, nargs="+", default=[10, 20], help="retrain budgets")
     args = p.parse_args(argv)
+    if len(set(args.seeds)) < 2:
+        p.error("--seeds: at least two distinct seeds (a spread needs two)")
     import pandas as pd
 
     started = time.perf_counter()
