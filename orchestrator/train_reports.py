@@ -41,16 +41,15 @@ HISTORY_KEY = "history"  # a queue item with the Train run's epochs before this 
 class ForwardReports(UserCallback):
     """On the Train controller: each round of reports, rank 0's metrics onto `queue`, the
     first preceded by the run's earlier epochs. In the trial, `latest` is the last report
-    passed on to Tune and `late` the epochs reported late (the controller's copy has neither)."""
+    passed on to Tune (the controller's copy has none)."""
 
     def __init__(self, queue: Any) -> None:
         self._queue = queue
         self._first = True
         self.latest: dict[str, Any] = {}
-        self.late: list[int] = []
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"_queue": self._queue, "_first": True, "latest": {}, "late": []}
+        return {"_queue": self._queue, "_first": True, "latest": {}}
 
     def after_report(
         self, run_context: Any, metrics: list[dict[str, Any]], checkpoint: Any
@@ -134,7 +133,7 @@ def _pass_on(
                 for metrics in item[HISTORY_KEY]:
                     if had is None or metrics["epoch"] > had:
                         report_epoch({**metrics, LATE_KEY: 1})
-                        forward.late.append(had := int(metrics["epoch"]))
+                        had = int(metrics["epoch"])
                 continue
             report_epoch(item)
             forward.latest, had = item, int(item["epoch"])
