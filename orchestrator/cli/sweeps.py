@@ -55,6 +55,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 130
+    if outcome.rows and not any(r["status"] == "done" for r in outcome.rows):
+        print(
+            f"proxyless: no trial of the sweep finished (reasons above; rows in "
+            f"{outcome.location}/results.parquet)",
+            file=sys.stderr,
+        )
+        return 1  # a script or CI job that runs the sweep sees it failed
     return 0
 
 
