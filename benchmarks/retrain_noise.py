@@ -1,14 +1,18 @@
-"""How much one net's retrained accuracy moves with the seed, per retrain budget.
+"""How much one net's retrained accuracy moves with the seed, per retrain budget and recipe.
 
 The search-vs-random comparison pairs nets by their retrained test accuracy; if one net's
 accuracy spreads over seeds by more than the gap to be shown, no pairing can show it. This
 script takes nets of a finished sweep (`--run`, its `results.parquet` and `sweep.yaml`),
-retrains each on `--seeds` with the sweep's own recipe at each of `--epochs`, and reports per
-budget every net's accuracies (test, and valid: the split a choice may use), their range, the
-pooled within-net standard deviation and the same seed run twice (run-to-run noise of this
-CPU's threads). The last line of stdout is one JSON object.
+retrains each on `--seeds` with the sweep's own recipe (or another peak `--lr`) at each of
+`--epochs`, and reports per budget every net's accuracies (test, and valid: the split a choice
+may use), their range and the pooled within-net standard deviation. `--twice` runs the first
+seed again (run-to-run noise of this CPU's threads). `--pairs` takes the nets of every matched
+pair of the run and adds the paired gap (searched − matched random) of their seed means: the
+sweep's comparison again under another recipe, with the pairs fixed before it. The last line
+of stdout is one JSON object.
 
     python benchmarks/retrain_noise.py --run RUN --nets TRIAL ... --seeds 0 1 2 --epochs 10 20
+    python benchmarks/retrain_noise.py --run RUN --pairs --seeds 8 9 --epochs 10 --lr 0.0125
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import Any
 from console import print_summary, progress_log
 
 from nas_core.architecture import Architecture
+from nas_core.io import atomic_write_text
 from nas_core.retrain import retrain
 from orchestrator.sweep_spec import load_sweep_spec
 
@@ -38,44 +43,86 @@ def _pooled_sd(groups: list[list[float]]) -> float:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--run", type=Path, required=True, help="a finished sweep's run folder")
-    p.add_argument("--nets", nargs="+", required=True, help="trial ids of its retrained nets")
+    nets = p.add_mutually_exclusive_group(required=True)
+    nets.add_argument("--nets", nargs="+", help="trial ids of its retrained nets")
+    nets.add_argument("--pairs", action="store_true", help="every matched pair's two nets")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--epochs", type=int, nargs="+", default=[10, 20], help="retrain budgets")
+    p.add_argument("--lr", type=float, help="a peak lr instead of the sweep's (recipe check)")
+    p.add_argument("--twice", action="store_true", help="the first seed once more (run-to-run)")
+    p.add_argument("--out", type=Path, help="keep each retrain here (a rerun reuses it)")
     args = p.parse_args(argv)
     if len(set(args.seeds)) < 2:
         p.error("--seeds: at least two distinct seeds (a spread needs two)")
-    import pandas as pd
+    from orchestrator.results import read_results
+    from orchestrator.versus_random import gap_statistics, matched_pairs
 
     started = time.perf_counter()
     spec = load_sweep_spec(args.run / "sweep.yaml")
-    rows = pd.read_parquet(args.run / "results.parquet").set_index("trial_id")
-    report: dict[str, Any] = {"run": str(args.run), "seeds": args.seeds, "budgets": {}}
+    rows = read_results(args.run / "results.parquet")
+    by_id = {r["trial_id"]: r for r in rows}
+    done = [r for r in rows if r["kind"] != "search" and r["status"] == "done"]
+    pairs = [(s["trial_id"], m["trial_id"]) for s, m in matched_pairs(done)]
+    trials = [t for pair in pairs for t in pair] if args.pairs else args.nets
+    report: dict[str, Any] = {"run": str(args.run), "seeds": args.seeds, "lr": args.lr}
+    report["budgets"] = {}
     for epochs in args.epochs:
         nets: dict[str, Any] = {}
-        for trial in args.nets:
-            arch = Architecture.from_config(json.loads(rows.loc[trial, "architecture"]))
-            test, valid = [], []
-            for seed in [*args.seeds, args.seeds[0]]:  # the first seed twice: run-to-run
-                config = spec.retrain_config(seed).replace(epochs=epochs, measure_latency=False)
-                result = retrain(arch, config)
-                test.append(result.test_accuracy)
-                valid.append(result.history[-1]["valid/accuracy"])
-                log(f"{epochs} epochs, {trial} seed {seed}: test {test[-1]:.4f}")
+        for trial in trials:
+            arch = Architecture.from_config(json.loads(by_id[trial]["architecture"]))
+            runs = [_retrain(spec, arch, trial, seed, epochs, args) for seed in args.seeds]
+            test, valid = [r["test"] for r in runs], [r["valid"] for r in runs]
             nets[trial] = {
-                "kind": rows.loc[trial, "kind"],
-                "test": test[:-1],
-                "valid": valid[:-1],
-                "test_range_points": 100 * (max(test[:-1]) - min(test[:-1])),
-                "same_seed_twice_points": 100 * abs(test[-1] - test[0]),
+                "kind": by_id[trial]["kind"],
+                "test": test,
+                "valid": valid,
+                "test_range_points": 100 * (max(test) - min(test)),
             }
-        report["budgets"][str(epochs)] = {
+            if args.twice:
+                again = _retrain(spec, arch, trial, args.seeds[0], epochs, args, again=True)
+                nets[trial]["same_seed_twice_points"] = 100 * abs(again["test"] - test[0])
+        budget: dict[str, Any] = {
             "nets": nets,
             "pooled_test_sd_points": 100 * _pooled_sd([n["test"] for n in nets.values()]),
             "pooled_valid_sd_points": 100 * _pooled_sd([n["valid"] for n in nets.values()]),
         }
+        if args.pairs:
+            gaps = {
+                f"{s} − {m}": 100
+                * (statistics.fmean(nets[s]["test"]) - statistics.fmean(nets[m]["test"]))
+                for s, m in pairs
+            }
+            budget["s_minus_m_seed_means"] = {**gap_statistics(list(gaps.values())), "gaps": gaps}
+        report["budgets"][str(epochs)] = budget
     report["seconds"] = round(time.perf_counter() - started, 1)
     print_summary(report)
     return 0
+
+
+def _retrain(
+    spec: Any,
+    arch: Architecture,
+    trial: str,
+    seed: int,
+    epochs: int,
+    args: Any,
+    again: bool = False,
+) -> dict[str, float]:
+    """One retrain's (test, valid) accuracy, read back from `--out` when it ran before."""
+    lr = "" if args.lr is None else f"-lr{args.lr:g}"
+    path = args.out and args.out / f"{trial}-e{epochs}{lr}-seed{seed}.json"
+    if path and path.exists() and not again:
+        return json.loads(path.read_text())
+    config = spec.retrain_config(seed).replace(epochs=epochs, measure_latency=False)
+    if args.lr is not None:
+        config = config.replace(lr=args.lr)
+    result = retrain(arch, config)
+    found = {"test": result.test_accuracy, "valid": result.history[-1]["valid/accuracy"]}
+    log(f"{epochs} epochs{lr}, {trial} seed {seed}: test {found['test']:.4f}")
+    if path and not again:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps(found))
+    return found
 
 
 if __name__ == "__main__":

@@ -258,11 +258,9 @@ def reseeded_pairs(
     of their seed means. One net's retrain spreads by several points over seeds at this
     budget, so one seed per net cannot show a 1-point gap. Each retrain is kept in
     `out/reseeded/`, so a rerun only trains what is missing."""
-    from orchestrator.versus_random import gap_statistics
+    from orchestrator.versus_random import gap_statistics, matched_pairs
 
-    done = [r for r in rows if r["kind"] != "search" and r["status"] == "done"]
-    searched = {r["search_trial_id"]: r for r in done if _arm(r) == "S"}
-    pairs = [(searched[r["matched_to"]], r) for r in done if r.get("matched_to") in searched]
+    pairs = matched_pairs([r for r in rows if r["kind"] != "search" and r["status"] == "done"])
     folder = out / "reseeded"
     folder.mkdir(parents=True, exist_ok=True)
 

@@ -45,6 +45,17 @@ def gap_statistics(gaps: Sequence[float]) -> dict[str, Any]:
     }
 
 
+def matched_pairs(rows: Sequence[Mapping[str, Any]]) -> list[tuple[Mapping, Mapping]]:
+    """(searched net's retrain row, its matched random net's row) for every pair of `rows`
+    whose two nets both have a row (`matched_to` names the search trial)."""
+    by_search = {r.get("search_trial_id"): r for r in rows if r["kind"] == "retrain"}
+    return [
+        (by_search[r["matched_to"]], r)
+        for r in rows
+        if r["kind"] == RANDOM_KIND and r.get("matched_to") in by_search
+    ]
+
+
 def _arm_hypervolume(arm: Sequence[Mapping[str, Any]], column: str, ref: tuple) -> float:
     return hypervolume([r["test_accuracy"] for r in arm], [r[column] for r in arm], ref)
 
@@ -67,12 +78,7 @@ def compare_arms(
         mine = [r for r in scored if device_of(r) == device]
         searched = [r for r in mine if r["kind"] == "retrain"]
         random = [r for r in mine if r["kind"] == RANDOM_KIND]
-        by_search = {r.get("search_trial_id"): r for r in searched}
-        gaps = [
-            by_search[r["matched_to"]]["test_accuracy"] - r["test_accuracy"]
-            for r in random
-            if r.get("matched_to") in by_search
-        ]
+        gaps = [s["test_accuracy"] - m["test_accuracy"] for s, m in matched_pairs(mine)]
         bounds = [r.get("latency_bound_ms") for r in mine]
         slowest = (
             max(bounds)
