@@ -2,8 +2,9 @@
 (`ray.cluster_utils.Cluster`), run as its own process so that a test stops it by process group.
 
 `python tests/multinode_cluster.py TEMP_DIR WORKERS`: a head with no CPUs (as the launcher
-configs' head), WORKERS 2-CPU worker nodes, all on 127.0.0.1 in single-machine mode (else Ray
-rewrites 127.0.0.1 to the routable address and drivers cannot reach the GCS). Worker node i
+configs' head), WORKERS 2-CPU worker nodes, each with its own temp dir, all on 127.0.0.1 in
+single-machine mode (else Ray rewrites 127.0.0.1 to the routable address and drivers cannot
+reach the GCS), with health checks that declare a removed node dead in seconds. Worker node i
 offers the custom resource `node-i` (1 of it), as a node type of a heterogeneous cluster would;
 `TEMP_DIR/nodes.json` maps each label to its node's id. Writes `TEMP_DIR/address` once every
 node is up, and shuts the cluster down on SIGTERM. On SIGUSR1 it removes, without grace, the
@@ -14,6 +15,7 @@ label in its place.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -23,6 +25,14 @@ from pathlib import Path
 from typing import Any
 
 NODE_CPUS = 2
+# the GCS marks a node dead after 5 failed checks a second apart (Ray's defaults: 3 s apart,
+# from 5 s after start), so a removed node's work moves on in seconds, not 20
+HEALTH_CHECKS = {
+    "health_check_initial_delay_ms": 1000,
+    "health_check_period_ms": 1000,
+    "health_check_timeout_ms": 2000,
+    "health_check_failure_threshold": 5,
+}
 
 
 def main(temp_dir: Path, workers: int) -> None:
@@ -33,7 +43,12 @@ def main(temp_dir: Path, workers: int) -> None:
     (temp_dir / "ray").mkdir(exist_ok=True)
     from ray.cluster_utils import Cluster
 
-    head = {"num_cpus": 0, "include_dashboard": False, "temp_dir": str(temp_dir)}
+    head = {
+        "num_cpus": 0,
+        "include_dashboard": False,  # nothing here reads Ray's state API; not one more server
+        "temp_dir": str(temp_dir),
+        "_system_config": HEALTH_CHECKS,
+    }
     cluster = Cluster(initialize_head=True, connect=False, head_node_args=head)
 
     def stop(signum: int, frame: Any) -> None:
@@ -41,10 +56,14 @@ def main(temp_dir: Path, workers: int) -> None:
         sys.exit(0)
 
     labels: dict[str, Any] = {}  # label → its node
+    started = itertools.count()  # nodes started, for their temp dirs' names
 
     def add(label: str, wait: bool) -> None:
+        # each node its own temp dir, as each machine of a real cluster has (short: Ray's
+        # socket paths are limited to 107 characters)
+        own = temp_dir / f"n{next(started)}"
         labels[label] = cluster.add_node(
-            wait=wait, num_cpus=NODE_CPUS, resources={label: 1}, temp_dir=str(temp_dir)
+            wait=wait, num_cpus=NODE_CPUS, resources={label: 1}, temp_dir=str(own)
         )
         _write(temp_dir / "nodes.json", json.dumps({k: n.node_id for k, n in labels.items()}))
 
