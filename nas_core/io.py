@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -55,13 +57,32 @@ def read_parquet(path: str | Path, what: str = "file") -> Any:
         raise ProxylessError(f"{p}: not a Parquet file ({str(e).splitlines()[0]})") from None
 
 
+# YAML 1.2's floats that YAML 1.1 (PyYAML) reads as strings: an exponent without a dot, as in
+# `weight_decay: 4e-5` or the `1e-08` that json.dumps writes into a search's config.json
+_EXPONENT_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)[eE][-+]?[0-9]+$")
+
+
+@functools.cache
+def _safe_loader() -> type:
+    """PyYAML's safe loader (no Python objects from tags) with YAML 1.2's exponent floats."""
+    import yaml
+
+    class SafeLoader(yaml.SafeLoader):
+        pass
+
+    float_tag, first_chars = "tag:yaml.org,2002:float", list("-+.0123456789")
+    SafeLoader.add_implicit_resolver(float_tag, _EXPONENT_FLOAT, first_chars)
+    return SafeLoader
+
+
 def read_yaml(path: str | Path) -> Any:
-    """Parse a YAML file with `safe_load` (never constructs Python objects from tags)."""
+    """Parse a YAML file the way `safe_load` does (never constructs Python objects from tags),
+    reading `1e-5` as the number it is in YAML 1.2 and JSON."""
     import yaml
 
     text = read_text(path)
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_safe_loader())  # a SafeLoader: tags stay refused
     except yaml.YAMLError as e:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ProxylessError(f"{path}: invalid YAML ({first})") from None

@@ -209,6 +209,26 @@ def test_search_cli_config_errors(tmp_path: Path, capsys) -> None:
     assert code == 2 and "no such file" in capsys.readouterr().err
 
 
+def test_exponent_floats_are_numbers_and_a_saved_config_json_loads_back(tmp_path: Path) -> None:
+    """PyYAML reads `4e-5` as a string (YAML 1.1 wants a dot); YAML 1.2 and JSON read a number.
+    A spec with `weight_decay: 4e-5` was refused, and so was a search's own config.json, which
+    json.dumps writes with `1e-08`."""
+    from nas_core.search_config import load_search_config
+
+    path = tmp_path / "exponents.yaml"
+    path.write_text("weights: {weight_decay: 4e-5, lr: 2.5E-2}\nstrategy: {arch_eps: 1e-8}\n")
+    config = load_search_config(path)
+    assert (config.weights.weight_decay, config.weights.lr) == (4e-5, 0.025)
+    assert config.strategy.arch_eps == 1e-8
+    path.write_text('weights: {weight_decay: "4e-5"}\n')  # quoted: a string, still refused
+    with pytest.raises(ProxylessError, match="must be a number"):
+        load_search_config(path)
+    saved = tmp_path / "config.json"
+    saved.write_text(json.dumps(SearchConfig().to_config(), indent=2))
+    assert "1e-08" in saved.read_text()
+    assert load_search_config(saved) == SearchConfig()
+
+
 @pytest.mark.slow
 def test_full_mode_search_lowers_entropy(tmp_path: Path, tiny_lut: str) -> None:
     """Every gate's gradient moves α off uniform (entropy's maximum): benchmarks/bar_spread.py,
