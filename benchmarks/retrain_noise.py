@@ -8,8 +8,9 @@ retrains each on `--seeds` with the sweep's own recipe (or another peak `--lr`) 
 may use), their range and the pooled within-net standard deviation. `--twice` runs the first
 seed again (run-to-run noise of this CPU's threads). `--pairs` takes the nets of every matched
 pair of the run and adds the paired gap (searched − matched random) of their seed means: the
-sweep's comparison again under another recipe, with the pairs fixed before it. The last line
-of stdout is one JSON object.
+sweep's comparison again under another recipe, with the pairs fixed before it, and how much the
+gaps spread beyond what seed noise alone would give. `--supernet` ranks the nets by a trained
+super-net (Kendall τ against their seed means). The last line of stdout is one JSON object.
 
     python benchmarks/retrain_noise.py --run RUN --nets TRIAL ... --seeds 0 1 2 --epochs 10 20
     python benchmarks/retrain_noise.py --run RUN --pairs --seeds 8 9 --epochs 10 --lr 0.0125
@@ -43,17 +44,24 @@ def _pooled_sd(groups: list[list[float]]) -> float:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--run", type=Path, required=True, help="a finished sweep's run folder")
-    nets = p.add_mutually_exclusive_group(required=True)
-    nets.add_argument("--nets", nargs="+", help="trial ids of its retrained nets")
-    nets.add_argument("--pairs", action="store_true", help="every matched pair's two nets")
+    p.add_argument("--nets", nargs="+", default=[], help="trial ids of its retrained nets")
+    p.add_argument("--pairs", action="store_true", help="every matched pair's two nets too")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--epochs", type=int, nargs="+", default=[10, 20], help="retrain budgets")
     p.add_argument("--lr", type=float, help="a peak lr instead of the sweep's (recipe check)")
     p.add_argument("--twice", action="store_true", help="the first seed once more (run-to-run)")
     p.add_argument("--out", type=Path, help="keep each retrain here (a rerun reuses it)")
+    p.add_argument(
+        "--supernet",
+        type=Path,
+        help="a finished search's folder (config.json, checkpoint.pt): Kendall τ of its "
+        "super-net's scores of the nets against their seed means (valid)",
+    )
     args = p.parse_args(argv)
     if len(set(args.seeds)) < 2:
         p.error("--seeds: at least two distinct seeds (a spread needs two)")
+    if not (args.nets or args.pairs):
+        p.error("name --nets, or --pairs")
     from orchestrator.results import read_results
     from orchestrator.versus_random import gap_statistics, matched_pairs
 
@@ -63,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     by_id = {r["trial_id"]: r for r in rows}
     done = [r for r in rows if r["kind"] != "search" and r["status"] == "done"]
     pairs = [(s["trial_id"], m["trial_id"]) for s, m in matched_pairs(done)]
-    trials = [t for pair in pairs for t in pair] if args.pairs else args.nets
+    paired = [t for pair in pairs for t in pair] if args.pairs else []
+    trials = [*paired, *(t for t in args.nets if t not in paired)]
     report: dict[str, Any] = {"run": str(args.run), "seeds": args.seeds, "lr": args.lr}
     report["budgets"] = {}
     for epochs in args.epochs:
@@ -92,11 +101,36 @@ def main(argv: list[str] | None = None) -> int:
                 * (statistics.fmean(nets[s]["test"]) - statistics.fmean(nets[m]["test"]))
                 for s, m in pairs
             }
-            budget["s_minus_m_seed_means"] = {**gap_statistics(list(gaps.values())), "gaps": gaps}
+            budget["s_minus_m_seed_means"] = {
+                **gap_statistics(list(gaps.values())),
+                "gaps": gaps,
+                # what the gaps would spread by were the two nets of every pair equally good:
+                # architecture at matched latency matters only beyond this
+                "gap_sd_points": statistics.stdev(gaps.values()) if len(gaps) > 1 else None,
+                "gap_sd_from_seed_noise_points": budget["pooled_test_sd_points"]
+                * (2 / len(args.seeds)) ** 0.5,
+            }
+        if args.supernet:
+            budget["ranking"] = _ranking(args.supernet, trials, by_id, nets)
         report["budgets"][str(epochs)] = budget
     report["seconds"] = round(time.perf_counter() - started, 1)
     print_summary(report)
     return 0
+
+
+def _ranking(
+    folder: Path, trials: list[str], by_id: dict[str, Any], nets: dict[str, Any]
+) -> dict[str, Any]:
+    """Kendall τ of a trained super-net's scores of `trials` against their seed-mean valid
+    accuracy (the split a choice may use)."""
+    from search_vs_random import kendall, supernet_accuracy, trained_supernet
+
+    from nas_core.search_config import load_search_config
+
+    searcher = trained_supernet(load_search_config(folder / "config.json"))
+    archs = [Architecture.from_config(json.loads(by_id[t]["architecture"])) for t in trials]
+    means = [statistics.fmean(nets[t]["valid"]) for t in trials]
+    return {"supernet": str(folder), **kendall(supernet_accuracy(searcher, archs), means)}
 
 
 def _retrain(
