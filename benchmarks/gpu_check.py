@@ -65,7 +65,7 @@ def probe(*args: str) -> list[str]:
 
 def search_yaml(out: Path, name: str, space: dict, strategy: str, batch: int, **extra: Any) -> str:
     """A digits search config file (lut null: profiled on the search's own device)."""
-    import yaml
+    from nas_core.io import dump_yaml
 
     config = {
         "space": space,
@@ -79,7 +79,7 @@ def search_yaml(out: Path, name: str, space: dict, strategy: str, batch: int, **
         **extra,
     }
     path = out / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    path.write_text(dump_yaml(config))
     return str(path)
 
 

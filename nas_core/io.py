@@ -63,16 +63,27 @@ _EXPONENT_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]
 
 
 @functools.cache
-def _safe_loader() -> type:
-    """PyYAML's safe loader (no Python objects from tags) with YAML 1.2's exponent floats."""
+def _yaml_1_2() -> tuple[type, type]:
+    """PyYAML's safe loader and dumper (no Python objects from tags) with YAML 1.2's exponent
+    floats: the loader reads `1e-5` as a number, so the dumper quotes a string that looks so."""
     import yaml
 
     class SafeLoader(yaml.SafeLoader):
         pass
 
-    float_tag, first_chars = "tag:yaml.org,2002:float", list("-+.0123456789")
-    SafeLoader.add_implicit_resolver(float_tag, _EXPONENT_FLOAT, first_chars)
-    return SafeLoader
+    class SafeDumper(yaml.SafeDumper):
+        pass
+
+    for cls in (SafeLoader, SafeDumper):
+        cls.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT_FLOAT, list("-+.0123456789"))
+    return SafeLoader, SafeDumper
+
+
+def dump_yaml(data: Any) -> str:
+    """YAML text that `read_yaml` reads back as `data` (keys in their order)."""
+    import yaml
+
+    return yaml.dump(data, Dumper=_yaml_1_2()[1], sort_keys=False)
 
 
 def read_yaml(path: str | Path) -> Any:
@@ -82,7 +93,7 @@ def read_yaml(path: str | Path) -> Any:
 
     text = read_text(path)
     try:
-        return yaml.load(text, Loader=_safe_loader())  # a SafeLoader: tags stay refused
+        return yaml.load(text, Loader=_yaml_1_2()[0])  # a SafeLoader: tags stay refused
     except yaml.YAMLError as e:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ProxylessError(f"{path}: invalid YAML ({first})") from None

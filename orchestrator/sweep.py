@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from nas_core.errors import ProxylessError
-from nas_core.io import atomic_write_text
+from nas_core.io import atomic_write_text, dump_yaml
 from nas_core.latency.predictor import MissingLatencyError
 from nas_core.latency.table import LatencyTable
 from nas_core.logs import get_logger
@@ -71,8 +71,6 @@ class SweepOutcome:
 
 def prepare_run_dir(spec: SweepSpec, resume: bool, store: RunStorage | None = None) -> SweepSpec:
     """Create the run folder or check it holds this same sweep; `sweep.yaml` records the spec."""
-    import yaml
-
     store = store or RunStorage(spec.storage_path, spec.name)
     run_dir, where = store.work_dir, store.url()
     saved_path = run_dir / "sweep.yaml"
@@ -87,7 +85,7 @@ def prepare_run_dir(spec: SweepSpec, resume: bool, store: RunStorage | None = No
     elif resume:
         raise ProxylessError(f"{where}: no sweep to resume (no sweep.yaml)")
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(saved_path, yaml.safe_dump(spec.to_config(), sort_keys=False))
+    atomic_write_text(saved_path, dump_yaml(spec.to_config()))
     return spec
 
 

@@ -30,7 +30,7 @@ NODE_CPUS = 2
 HEALTH_CHECKS = {
     "health_check_initial_delay_ms": 1000,
     "health_check_period_ms": 1000,
-    "health_check_timeout_ms": 2000,
+    "health_check_timeout_ms": 5000,  # a slow live node on 2 busy cores is not a dead one
     "health_check_failure_threshold": 5,
 }
 

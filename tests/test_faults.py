@@ -152,11 +152,12 @@ def test_local_ray_listens_on_loopback_only(local_ray) -> None:
     assert listening and all(ip in ("127.0.0.1", "::ffff:127.0.0.1") for ip in listening), listening
 
 
-def test_a_sweep_in_which_no_trial_finishes_exits_1_and_says_so(
+def test_a_sweep_that_retrains_no_net_exits_1_and_says_so(
     tmp_path: Path, local_ray, capsys
 ) -> None:
-    """Its only search turns non-finite: the row keeps the reason, and the exit status tells a
-    script the sweep produced nothing (it used to be 0)."""
+    """Its only search turns non-finite, so no net is retrained and there is no front: the row
+    keeps the reason, and the exit status tells a script the sweep produced nothing (it used to
+    be 0)."""
     import yaml
 
     from orchestrator.cli import main
@@ -168,6 +169,6 @@ def test_a_sweep_in_which_no_trial_finishes_exits_1_and_says_so(
     argv = ["sweep", "--config", str(tmp_path / "sweep.yaml"), "--storage-path", str(tmp_path)]
     assert main(argv) == 1
     err = capsys.readouterr().err
-    assert "no trial of the sweep finished" in err and "results.parquet" in err
+    assert "no net was retrained, so there is no front" in err and "results.parquet" in err
     (row,) = read_results(tmp_path / "nothing" / "results.parquet")
     assert row["status"] == "failed" and "not finite" in row["error"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -310,6 +311,23 @@ def test_a_calibrated_table_predicts_a_times_the_sum_plus_b(tmp_path: Path) -> N
     assert alike["offset_ms"] == 0 and alike["scale"] == pytest.approx(1.525, abs=0.01)
 
 
+def test_calibration_never_raises_the_error_it_fits() -> None:
+    """The fit minimises the squared relative error, and (scale 1, offset 0) is one of its
+    candidates, so that error never rises on the nets it was fitted on. MAPE (absolute
+    relative error) may: `latency validate --calibrate` once showed 42 % after, 37 % before,
+    on timings of a loaded machine, which its test wrongly took as a bound."""
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        sums = rng.uniform(0.5, 5.0, 4)
+        measured = sums * rng.uniform(0.3, 3.0, 4)  # no steady share at all: noise only
+        fit = fit_calibration(sums, measured)
+
+        def rms(scale: float, offset: float, sums=sums, measured=measured) -> float:
+            return float(np.sqrt(np.mean(((scale * sums + offset - measured) / measured) ** 2)))
+
+        assert rms(fit["scale"], fit["offset_ms"]) <= rms(1.0, 0.0) + 1e-12
+
+
 def test_latency_validate_calibrate_stores_the_fit(tmp_path: Path, capsys) -> None:
     from orchestrator.cli import main
 
@@ -338,4 +356,4 @@ def test_latency_validate_calibrate_stores_the_fit(tmp_path: Path, capsys) -> No
     out = json.loads(capsys.readouterr().out)
     stored = LatencyTable.load(lut).meta.calibration
     assert stored == out["calibration"] and stored["nets"] == 4 and stored["scale"] > 0
-    assert out["mape"] <= out["uncalibrated"]["mape"] + 1e-9  # fitted on these very nets
+    assert out["uncalibrated"]["samples"] == out["samples"] == 4  # both scored on these nets

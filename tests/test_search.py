@@ -227,6 +227,11 @@ def test_exponent_floats_are_numbers_and_a_saved_config_json_loads_back(tmp_path
     saved.write_text(json.dumps(SearchConfig().to_config(), indent=2))
     assert "1e-08" in saved.read_text()
     assert load_search_config(saved) == SearchConfig()
+    from nas_core.io import dump_yaml, read_yaml
+
+    looks_like_a_number = {"commit": "7806e12", "also": "1e5", "number": 1e5}
+    path.write_text(dump_yaml(looks_like_a_number))  # the writer quotes what the reader'd parse
+    assert read_yaml(path) == looks_like_a_number
 
 
 @pytest.mark.slow

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from nas_core.errors import ProxylessError
-from nas_core.io import atomic_output, atomic_write_text, read_parquet, read_yaml
+from nas_core.io import atomic_output, atomic_write_text, dump_yaml, read_parquet, read_yaml
 from nas_core.latency.keys import parse_key, parse_shape
 
 META_KEY = "_meta"
@@ -234,9 +234,7 @@ class LatencyTable:
         return out
 
     def save_yaml(self, path: str | Path) -> None:
-        import yaml
-
-        atomic_write_text(path, yaml.safe_dump(self.to_yaml_dict(), sort_keys=False))
+        atomic_write_text(path, dump_yaml(self.to_yaml_dict()))
 
     @classmethod
     def from_yaml_dict(cls, data: Any, where: str) -> LatencyTable:

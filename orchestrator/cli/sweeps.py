@@ -55,13 +55,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 130
-    if outcome.rows and not any(r["status"] == "done" for r in outcome.rows):
+    if not outcome.summary["trials"]:
         print(
-            f"proxyless: no trial of the sweep finished (reasons above; rows in "
-            f"{outcome.location}/results.parquet)",
+            f"proxyless: no net was retrained, so there is no front (each failed trial's reason "
+            f"is in {outcome.location}/results.parquet)",
             file=sys.stderr,
         )
-        return 1  # a script or CI job that runs the sweep sees it failed
+        return 1  # a script or CI job that runs the sweep sees it produced nothing
     return 0
 
 
