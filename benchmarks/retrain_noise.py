@@ -58,10 +58,15 @@ def main(argv: list[str] | None = None) -> int:
         "super-net's scores of the nets against their seed means (valid)",
     )
     args = p.parse_args(argv)
-    if len(set(args.seeds)) < 2:
+    args.seeds = list(dict.fromkeys(args.seeds))  # a seed named twice is one seed
+    if len(args.seeds) < 2:
         p.error("--seeds: at least two distinct seeds (a spread needs two)")
     if not (args.nets or args.pairs):
         p.error("name --nets, or --pairs")
+    if args.supernet and not (args.supernet / "checkpoint.pt").is_file():
+        p.error(f"--supernet: no checkpoint.pt in {args.supernet} (a finished search's folder)")
+    from search_vs_random import kendall
+
     from orchestrator.results import read_results
     from orchestrator.versus_random import gap_statistics, matched_pairs
 
@@ -71,8 +76,11 @@ def main(argv: list[str] | None = None) -> int:
     by_id = {r["trial_id"]: r for r in rows}
     done = [r for r in rows if r["kind"] != "search" and r["status"] == "done"]
     pairs = [(s["trial_id"], m["trial_id"]) for s, m in matched_pairs(done)]
+    if args.pairs and not pairs:
+        p.error(f"--pairs: {args.run} has no matched pair (a sweep with baseline matched: true)")
     paired = [t for pair in pairs for t in pair] if args.pairs else []
     trials = [*paired, *(t for t in args.nets if t not in paired)]
+    scores = _supernet_scores(args.supernet, trials, by_id) if args.supernet else None
     report: dict[str, Any] = {"run": str(args.run), "seeds": args.seeds, "lr": args.lr}
     report["budgets"] = {}
     for epochs in args.epochs:
@@ -104,33 +112,39 @@ def main(argv: list[str] | None = None) -> int:
             budget["s_minus_m_seed_means"] = {
                 **gap_statistics(list(gaps.values())),
                 "gaps": gaps,
-                # what the gaps would spread by were the two nets of every pair equally good:
-                # architecture at matched latency matters only beyond this
                 "gap_sd_points": statistics.stdev(gaps.values()) if len(gaps) > 1 else None,
-                "gap_sd_from_seed_noise_points": budget["pooled_test_sd_points"]
-                * (2 / len(args.seeds)) ** 0.5,
+                "gap_sd_from_seed_noise_points": _noise_of_a_gap(nets, pairs),
             }
-        if args.supernet:
-            budget["ranking"] = _ranking(args.supernet, trials, by_id, nets)
+        if scores is not None:
+            means = [statistics.fmean(nets[t]["valid"]) for t in trials]
+            budget["ranking"] = {"supernet": str(args.supernet), **kendall(scores, means)}
         report["budgets"][str(epochs)] = budget
     report["seconds"] = round(time.perf_counter() - started, 1)
     print_summary(report)
     return 0
 
 
-def _ranking(
-    folder: Path, trials: list[str], by_id: dict[str, Any], nets: dict[str, Any]
-) -> dict[str, Any]:
-    """Kendall τ of a trained super-net's scores of `trials` against their seed-mean valid
-    accuracy (the split a choice may use)."""
-    from search_vs_random import kendall, supernet_accuracy, trained_supernet
+def _noise_of_a_gap(nets: dict[str, Any], pairs: list[tuple[str, str]]) -> float:
+    """How far a pair's gap of seed means would move were its two nets equally good, in
+    points: the pooled seed-to-seed SD of the per-seed gap (on common seeds the part of a
+    seed's luck both nets share cancels), over √seeds. Gaps that spread beyond this show
+    architecture at matched latency."""
+    per_seed = [
+        [a - b for a, b in zip(nets[s]["test"], nets[m]["test"], strict=True)] for s, m in pairs
+    ]
+    return 100 * _pooled_sd(per_seed) / len(per_seed[0]) ** 0.5
+
+
+def _supernet_scores(folder: Path, trials: list[str], by_id: dict[str, Any]) -> list[float]:
+    """Each net's valid accuracy in the trained super-net of a finished search's folder, read
+    from its final checkpoint (the folder is where it lies now, not where it was written)."""
+    from search_vs_random import supernet_accuracy, trained_supernet
 
     from nas_core.search_config import load_search_config
 
-    searcher = trained_supernet(load_search_config(folder / "config.json"))
+    config = load_search_config(folder / "config.json").replace(out_dir=str(folder))
     archs = [Architecture.from_config(json.loads(by_id[t]["architecture"])) for t in trials]
-    means = [statistics.fmean(nets[t]["valid"]) for t in trials]
-    return {"supernet": str(folder), **kendall(supernet_accuracy(searcher, archs), means)}
+    return supernet_accuracy(trained_supernet(config), archs)
 
 
 def _retrain(
@@ -146,12 +160,16 @@ def _retrain(
     lr = "" if args.lr is None else f"-lr{args.lr:g}"
     path = args.out and args.out / f"{trial}-e{epochs}{lr}-seed{seed}.json"
     if path and path.exists() and not again:
-        return json.loads(path.read_text())
+        found = json.loads(path.read_text())
+        if found.get("run", str(args.run.resolve())) != str(args.run.resolve()):
+            raise SystemExit(f"{path}: a retrain of {found['run']}; name another --out")
+        return found
     config = spec.retrain_config(seed).replace(epochs=epochs, measure_latency=False)
     if args.lr is not None:
         config = config.replace(lr=args.lr)
     result = retrain(arch, config)
     found = {"test": result.test_accuracy, "valid": result.history[-1]["valid/accuracy"]}
+    found["run"] = str(args.run.resolve())
     log(f"{epochs} epochs{lr}, {trial} seed {seed}: test {found['test']:.4f}")
     if path and not again:
         path.parent.mkdir(parents=True, exist_ok=True)
