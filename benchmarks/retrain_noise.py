@@ -155,8 +155,9 @@ def _retrain(
     epochs: int,
     args: Any,
     again: bool = False,
-) -> dict[str, float]:
-    """One retrain's (test, valid) accuracy, read back from `--out` when it ran before."""
+) -> dict[str, Any]:
+    """One retrain's test and valid accuracy (and the run it belongs to), read back from
+    `--out` when it ran before."""
     lr = "" if args.lr is None else f"-lr{args.lr:g}"
     path = args.out and args.out / f"{trial}-e{epochs}{lr}-seed{seed}.json"
     if path and path.exists() and not again:
