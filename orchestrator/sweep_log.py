@@ -29,12 +29,30 @@ def _epoch_result(result: dict) -> bool:
     return "/" in "".join(result) and "epoch" in result
 
 
+def _recorded_already(seen: dict[str, int], trial_id: str, result: dict) -> bool:
+    """A late epoch (`orchestrator.train_reports`) this driver has recorded already, else note
+    the epoch. Tune can hold an epoch's result without its checkpoint when the trial's node goes
+    in between (measured once in four on the multi-node test), and the rerun, which reads what
+    Tune has from that checkpoint, then reports the epoch again."""
+    epoch, last = int(result["epoch"]), seen.get(trial_id, -1)
+    if result.get(LATE_KEY) and epoch <= last:
+        return True
+    seen[trial_id] = max(epoch, last)
+    return False
+
+
+def _epochs(callback: Callback) -> dict[str, int]:
+    """A callback's last epoch per trial; one Tune pickled before it kept them starts empty."""
+    return callback.__dict__.setdefault("_epochs", {})
+
+
 class EventLog(Callback):
     """events.jsonl: start, checkpoint, epoch (with the process and node that ran it),
     complete and error of every trial."""
 
     def __init__(self, run_dir: str, phase: str) -> None:
         self.run_dir, self.phase = run_dir, phase
+        self._epochs: dict[str, int] = {}  # trial → last epoch written
 
     def _event(self, event: str, trial: Any, **extra: Any) -> None:
         line = {"time": time.time(), "phase": self.phase, "event": event}
@@ -57,7 +75,8 @@ class EventLog(Callback):
     def on_trial_result(
         self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
     ) -> None:
-        if _epoch_result(result):  # which process on which node ran it: its logs, or a stop
+        if _epoch_result(result) and not _recorded_already(_epochs(self), trial.trial_id, result):
+            # which process on which node ran it: its logs, or a stop
             node = result.get("hostname")
             # a Train-backed search's epoch says which node its rank 0 ran on, and whether it
             # was reported late (its report died with a node: orchestrator.train_reports)
@@ -79,6 +98,7 @@ class TrialTensorBoard(Callback):
     def __init__(self, run_dir: str, phase: str) -> None:
         self.run_dir, self.phase = run_dir, phase
         self._writers: dict[str, Any] = {}
+        self._epochs: dict[str, int] = {}  # trial → last epoch written
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_writers": {}}
@@ -99,7 +119,7 @@ class TrialTensorBoard(Callback):
     def on_trial_result(
         self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
     ) -> None:
-        if not _epoch_result(result):
+        if not _epoch_result(result) or _recorded_already(_epochs(self), trial.trial_id, result):
             return
         writer, step = self._writer(trial.trial_id), int(result["epoch"])
         for k, v in result.items():
